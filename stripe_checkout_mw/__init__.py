@@ -1,0 +1,29 @@
+"""Stripe hosted Checkout for any WSGI application, as one middleware.
+
+::
+
+    from stripe_checkout_mw import CheckoutMiddleware, Catalog
+
+    app = CheckoutMiddleware(app, domain_url="https://shop.example.com",
+                             price_lookup=Catalog.from_file("catalog.json"))
+
+See the README for every option; ``stripe_checkout_mw.testing`` has an offline Stripe.
+"""
+
+from __future__ import annotations
+
+from .middleware import CheckoutMiddleware
+from .prices import Catalog, ClientPrices, PricedItem, PriceLookup, StripeLookupKeys
+from .validation import DefaultValidator, ValidationError
+
+__all__ = [
+    "Catalog",
+    "CheckoutMiddleware",
+    "ClientPrices",
+    "DefaultValidator",
+    "PriceLookup",
+    "PricedItem",
+    "StripeLookupKeys",
+    "ValidationError",
+]
+__version__ = "0.1.0"

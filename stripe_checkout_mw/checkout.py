@@ -1,0 +1,161 @@
+"""Creating a Checkout Session: validated order -> server prices -> Stripe parameters.
+
+This is the seed's ``createCheckoutSession`` without its flaws: amounts come from the
+price lookup, the redirect URLs from configuration, ``payment_method_types`` is never
+sent (Stripe removed it from create), every create carries an idempotency key so the
+SDK's retries cannot make two sessions, and Stripe's errors become safe answers.
+
+It knows nothing of WSGI beyond passing ``environ`` on to user callables, so it can be
+driven directly in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import stripe
+
+from .config import RESERVED_SESSION_PARAMS
+from .http import HTTPError
+from .prices import PricedItem, resolve_prices
+from .validation import MAX_ITEMS, ValidationError
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+    from .config import Settings
+
+log = logging.getLogger("stripe_checkout_mw")
+
+#: Called with the new session and its priced items before the answer leaves.
+SessionRecorder = Callable[["stripe.checkout.Session", list[PricedItem], dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class CreatedSession:
+    """What the browser needs: the session's id and the hosted page's address."""
+
+    session_id: str
+    url: str
+
+
+class CheckoutService:
+    """Creates Checkout Sessions for one configuration.
+
+    :param settings: the checked configuration.
+    :param client: the ``StripeClient`` every create goes through.
+    :param record: called with each created session before it is answered (the ledger).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: stripe.StripeClient,
+        record: SessionRecorder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.record = record
+
+    def create(
+        self, body: dict[str, Any], environ: WSGIEnvironment, idempotency_key: str
+    ) -> CreatedSession:
+        """Validate, price and create; raise :class:`HTTPError` for anything else."""
+        settings = self.settings
+        try:
+            order = settings.validator(body, environ)
+            priced = resolve_prices(settings.price_lookup, order["line_items"], environ,
+                                    self.client)
+            params = self.params(order, priced)
+        except ValidationError as exc:
+            raise HTTPError(400, exc.message, param=exc.param) from None
+        except stripe.StripeError as exc:  # a price look-up reached Stripe and failed
+            raise stripe_error_to_http(exc, "price look-up") from None
+        try:
+            session = self.client.v1.checkout.sessions.create(
+                params=params,  # type: ignore[arg-type]  # built dynamically, checked above
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise stripe_error_to_http(exc, "checkout session create") from None
+        if not session.url:
+            log.error("Stripe returned session %s without a url", session.id)
+            raise HTTPError(502, "The payment provider sent an unusable answer.", type="api_error")
+        if self.record is not None:
+            self.record(session, priced, order)
+        log.info("checkout session %s created (%s, %d item(s))", session.id, params["mode"],
+                 len(priced))
+        return CreatedSession(session.id, session.url)
+
+    def params(self, order: dict[str, Any], priced: list[PricedItem]) -> dict[str, Any]:
+        """The Checkout Session create parameters for a validated, priced order."""
+        settings = self.settings
+        if not priced:
+            raise ValidationError("line_items must be a non-empty list.", param="line_items")
+        currencies = {item.currency for item in priced if item.currency is not None}
+        if len(currencies) > 1:
+            raise ValidationError("All items must be in one currency.", param="line_items")
+        recurring = sum(item.recurring for item in priced)
+        mode = settings.mode or ("subscription" if recurring else "payment")
+        if mode == "payment" and recurring:
+            raise ValidationError("Subscriptions cannot be bought in this checkout.",
+                                  param="line_items")
+        if mode == "subscription" and recurring > MAX_ITEMS["subscription"]:
+            raise ValidationError(
+                f"A subscription may hold at most {MAX_ITEMS['subscription']} recurring items.",
+                param="line_items",
+            )
+        params: dict[str, Any] = {
+            "mode": mode,
+            "line_items": [item.line_item for item in priced],
+            "success_url": settings.success_url,
+            "cancel_url": settings.cancel_url,
+        }
+        if order.get("customer_email"):
+            params["customer_email"] = order["customer_email"]
+        if settings.allowed_countries:
+            params["shipping_address_collection"] = {
+                "allowed_countries": list(settings.allowed_countries)
+            }
+        extra = settings.session_options
+        if callable(extra):
+            extra = extra(order)
+            if not isinstance(extra, Mapping) or not RESERVED_SESSION_PARAMS.isdisjoint(extra):
+                log.error("session_options callable returned reserved or invalid parameters")
+                raise HTTPError(500, "The shop's checkout is misconfigured.", type="api_error")
+        if extra:
+            params.update(extra)
+        return params
+
+
+def stripe_error_to_http(exc: stripe.StripeError, action: str) -> HTTPError:
+    """Turn a Stripe SDK error into the answer the browser may see, and log the detail.
+
+    The log line carries Stripe's request id, status and error code, which is what a
+    support request to Stripe needs; the browser gets a short message and nothing of
+    Stripe's internals.
+    """
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None)
+    log.warning(
+        "Stripe %s failed: %s (status %s, code %s, request %s)",
+        action, type(exc).__name__, exc.http_status, code, exc.request_id,
+    )
+    if isinstance(exc, stripe.IdempotencyError):
+        return HTTPError(400, "This Idempotency-Key was already used for a different checkout.",
+                         type="idempotency_error", param="Idempotency-Key")
+    if isinstance(exc, stripe.RateLimitError):
+        return HTTPError(503, "The payment provider is busy; try again in a moment.",
+                         type="api_error", headers=[("Retry-After", "2")])
+    if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+        log.error("Stripe refused the configured secret key: the payment provider is "
+                  "misconfigured (request %s)", exc.request_id)
+        return HTTPError(500, "The payment provider is misconfigured.", type="api_error")
+    if isinstance(exc, stripe.InvalidRequestError):
+        return HTTPError(400, "The payment provider rejected this checkout.",
+                         param=getattr(error, "param", None))
+    return HTTPError(502, "The payment provider could not be reached; try again.",
+                     type="api_error")

@@ -1,0 +1,261 @@
+"""``CheckoutMiddleware``: Stripe hosted Checkout for any WSGI application.
+
+Wrap the app once and it owns three paths; every other request goes to the app with
+the same ``environ``, its body unread and its response returned as the app made it::
+
+    from stripe_checkout_mw import CheckoutMiddleware, Catalog
+
+    app = CheckoutMiddleware(
+        app,
+        domain_url="https://shop.example.com",
+        price_lookup=Catalog({"tee": {"name": "T-shirt", "unit_amount": 2000,
+                                      "currency": "usd"}}),
+    )
+
+The paths it owns:
+
+- ``POST {path}`` creates a Checkout Session from the seed's JSON body (or an HTML
+  form) and answers ``{"sessionId", "url"}`` (or ``303`` to the hosted page).
+- ``POST {webhook_path}`` receives Stripe's signed events and fulfils paid orders
+  exactly once (only when a webhook secret is configured).
+- ``GET {status_path}?session_id=...`` tells the success page how the order stands.
+
+The secret key, the redirect URLs and the prices come from the server only. It is a
+security issue to let any value from the request decide what a customer pays or where
+they are sent after paying; no option here does.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable
+
+import stripe
+
+from .checkout import CheckoutService
+from .config import SessionOptions, Timeout, load_settings
+from .http import (
+    FORM_TYPE,
+    JSON_TYPE,
+    HTTPError,
+    json_response,
+    media_type,
+    own_origin,
+    parse_form_order,
+    parse_json_object,
+    read_body,
+    redirect_response,
+    request_origin,
+    status_line,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .prices import CustomPriceLookup, PriceLookup
+    from .validation import Validator
+
+log = logging.getLogger("stripe_checkout_mw")
+
+_Endpoint = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
+#: Stripe events can be far larger than a cart; they are signed, so the cap is generous.
+WEBHOOK_MAX_BODY = 1024 * 1024
+_CORS_MAX_AGE = "600"
+
+
+class CheckoutMiddleware:
+    """Adds Stripe hosted Checkout to the wrapped WSGI ``app``.
+
+    :param app: the WSGI application to wrap.
+    :param secret_key: Stripe secret key; default ``STRIPE_SECRET_KEY`` from the
+        environment. Never sent to the browser.
+    :param path: where the browser posts orders. Matched on ``PATH_INFO``, so an app
+        mounted under a ``SCRIPT_NAME`` prefix works.
+    :param domain_url: the shop's public address; default ``WEB_APP_URL``. Used to
+        build the two URLs below when they are not given.
+    :param success_url: where Stripe sends a paying customer; default
+        ``{domain_url}/success?session_id={CHECKOUT_SESSION_ID}``.
+    :param cancel_url: where Stripe sends a customer who gives up; default
+        ``{domain_url}/cancel``.
+    :param price_lookup: required: :class:`Catalog`, :class:`StripeLookupKeys`,
+        :class:`ClientPrices` or a callable ``(items, environ) -> line items``.
+    :param validator: callable ``(body, environ) -> cleaned body`` raising
+        ``ValidationError``; default :class:`DefaultValidator`.
+    :param require_email: refuse orders without ``customer_email`` (default validator).
+    :param max_quantity: largest quantity of one line item (default validator).
+    :param allowed_countries: shipping countries (``["GB", "US"]``); None: no shipping.
+    :param mode: ``"payment"`` or ``"subscription"``; None chooses from the prices.
+    :param session_options: extra Checkout Session parameters, a dict or a callable of
+        the cleaned order (``allow_promotion_codes``, ``metadata``, ``locale`` ...).
+    :param stripe_api_base: another Stripe API address (the emulator in tests).
+    :param max_network_retries: SDK retries for network errors, 409 and 5xx.
+    :param timeout: seconds Stripe may take per attempt, or ``(connect, read)``.
+    :param max_body: largest order body in bytes; larger ones get 413 unread.
+    :param allowed_origins: other origins that may call the owned paths (CORS).
+    :param webhook_path: where Stripe posts events; default ``/stripe-webhook`` when a
+        webhook secret is configured.
+    :param webhook_secret: signing secret(s) ``whsec_...``; default
+        ``STRIPE_WEBHOOK_SECRET``. A list accepts any of them (rotation).
+    :param status_path: the success page's order status path (served with a store).
+    :param store: order ledger URL (``sqlite:///orders.db``, ``postgresql://...``);
+        default ``STRIPE_CHECKOUT_STORE`` or a SQLite file (see the README).
+    :param fulfill: ``fulfill(order)``, called once per paid order.
+    :param client: a ready ``stripe.StripeClient``, instead of building one.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        secret_key: str | None = None,
+        path: str = "/create-checkout-session",
+        domain_url: str | None = None,
+        success_url: str | None = None,
+        cancel_url: str | None = None,
+        price_lookup: PriceLookup | CustomPriceLookup | None = None,
+        validator: Validator | None = None,
+        require_email: bool = False,
+        max_quantity: int = 999,
+        allowed_countries: Iterable[str] | None = None,
+        mode: str | None = None,
+        session_options: SessionOptions = None,
+        stripe_api_base: str | None = None,
+        max_network_retries: int = 2,
+        timeout: Timeout = 10.0,
+        max_body: int = 65536,
+        allowed_origins: Iterable[str] = (),
+        webhook_path: str | None = None,
+        webhook_secret: str | Sequence[str] | None = None,
+        status_path: str | None = "/checkout-session",
+        store: str | None = None,
+        fulfill: Callable[[Any], None] | None = None,
+        client: stripe.StripeClient | None = None,
+    ) -> None:
+        if not callable(app):
+            raise TypeError("app: CheckoutMiddleware wraps a WSGI application; pass it first")
+        self.app = app
+        self.settings = settings = load_settings(
+            secret_key=secret_key, path=path, domain_url=domain_url, success_url=success_url,
+            cancel_url=cancel_url, price_lookup=price_lookup, validator=validator,
+            require_email=require_email, max_quantity=max_quantity,
+            allowed_countries=allowed_countries, mode=mode, session_options=session_options,
+            stripe_api_base=stripe_api_base, max_network_retries=max_network_retries,
+            timeout=timeout, max_body=max_body, allowed_origins=allowed_origins,
+            webhook_path=webhook_path, webhook_secret=webhook_secret, status_path=status_path,
+            store=store,
+        )
+        if fulfill is not None and not callable(fulfill):
+            raise TypeError("fulfill: expected a callable fulfill(order)")
+        self.client = client or stripe.StripeClient(
+            settings.secret_key,
+            base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None,
+            max_network_retries=settings.max_network_retries,
+            http_client=stripe.RequestsClient(timeout=settings.timeout),
+        )
+        self.checkout = CheckoutService(settings, self.client)
+        self._routes: dict[str, _Endpoint] = {settings.path: self._checkout_endpoint}
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        endpoint = self._routes.get(environ.get("PATH_INFO", ""))
+        if endpoint is None:
+            return self.app(environ, start_response)
+        return endpoint(environ, start_response)
+
+    # -- the checkout path -------------------------------------------------------------
+
+    def _checkout_endpoint(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        cors = self._cors_headers(environ)
+        try:
+            method = environ.get("REQUEST_METHOD", "GET")
+            if method == "OPTIONS":
+                return self._preflight(environ, start_response, cors, "POST, OPTIONS")
+            if method != "POST":
+                raise _method_not_allowed("POST, OPTIONS")
+            self._check_origin(environ)
+            kind = media_type(environ)
+            if kind not in (JSON_TYPE, FORM_TYPE):
+                raise HTTPError(415, "Send the order as application/json or as an HTML form.")
+            body = read_body(environ, self.settings.max_body)
+            order = parse_json_object(body) if kind == JSON_TYPE else parse_form_order(body)
+            created = self.checkout.create(order, environ, _idempotency_key(environ))
+        except HTTPError as exc:
+            return json_response(start_response, exc.status, exc.payload(), [*exc.headers, *cors])
+        except Exception as exc:
+            return _internal_error(start_response, exc, cors)
+        if kind == FORM_TYPE:
+            return redirect_response(start_response, created.url, cors)
+        return json_response(
+            start_response, 200, {"sessionId": created.session_id, "url": created.url}, cors
+        )
+
+    # -- shared helpers ----------------------------------------------------------------
+
+    def _cors_headers(self, environ: WSGIEnvironment) -> list[tuple[str, str]]:
+        if not self.settings.allowed_origins:
+            return []
+        origin = request_origin(environ) if "HTTP_ORIGIN" in environ else None
+        if origin is None or origin not in self.settings.allowed_origins:
+            return [("Vary", "Origin")]
+        return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+
+    def _preflight(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        cors: list[tuple[str, str]],
+        allow: str,
+    ) -> Iterable[bytes]:
+        headers = [("Allow", allow), ("Content-Length", "0"), *cors]
+        if any(name == "Access-Control-Allow-Origin" for name, _ in cors):
+            headers += [
+                ("Access-Control-Allow-Methods", allow),
+                ("Access-Control-Allow-Headers", "Content-Type, Idempotency-Key"),
+                ("Access-Control-Max-Age", _CORS_MAX_AGE),
+            ]
+        start_response(status_line(204), headers)
+        return []
+
+    def _check_origin(self, environ: WSGIEnvironment) -> None:
+        """Refuse cross-site posts (CSRF): only the app's own origin and allowed ones.
+
+        A request naming neither ``Origin`` nor ``Referer`` is not from a current
+        browser's cross-site form (they send ``Origin`` on every POST), so it passes.
+        """
+        origin = request_origin(environ)
+        if origin is None or origin == own_origin(environ):
+            return
+        if origin not in self.settings.allowed_origins:
+            raise HTTPError(403, "This origin may not create checkout sessions.",
+                            type="permission_error")
+
+
+def _method_not_allowed(allow: str) -> HTTPError:
+    return HTTPError(405, f"Use {allow.split(',')[0]} on this path.", headers=[("Allow", allow)])
+
+
+def _idempotency_key(environ: WSGIEnvironment) -> str:
+    """The request's own ``Idempotency-Key`` if it sent a usable one, else a new one."""
+    key: str | None = environ.get("HTTP_IDEMPOTENCY_KEY")
+    if key is None:
+        return f"scmw-{uuid.uuid4()}"
+    if not 0 < len(key) <= 255 or not key.isascii() or not key.isprintable():
+        raise HTTPError(400, "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+                        param="Idempotency-Key")
+    return key
+
+
+def _internal_error(
+    start_response: StartResponse, exc: Exception, headers: list[tuple[str, str]]
+) -> Iterable[bytes]:
+    # Only the exception's type is logged: its message or traceback could carry a
+    # secret or a customer's details into log files.
+    log.error("checkout middleware failed: %s", type(exc).__name__)
+    error = HTTPError(500, "The checkout failed; nothing was charged. Try again.",
+                      type="api_error")
+    return json_response(start_response, 500, error.payload(), headers)
