@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
+from urllib.parse import parse_qs
 
 import stripe
 
@@ -50,16 +51,20 @@ from .http import (
     request_origin,
     status_line,
 )
+from .orders import Order
+from .status import OrderStatus
+from .store import OrderStore, open_store
+from .webhooks import WebhookHandlers, WebhookReceiver
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .prices import CustomPriceLookup, PriceLookup
+    from .prices import CustomPriceLookup, PricedItem, PriceLookup
     from .validation import Validator
 
 log = logging.getLogger("stripe_checkout_mw")
 
-_Endpoint = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
 #: Stripe events can be far larger than a cart; they are signed, so the cap is generous.
 WEBHOOK_MAX_BODY = 1024 * 1024
 _CORS_MAX_AGE = "600"
@@ -130,7 +135,7 @@ class CheckoutMiddleware:
         webhook_secret: str | Sequence[str] | None = None,
         status_path: str | None = "/checkout-session",
         store: str | None = None,
-        fulfill: Callable[[Any], None] | None = None,
+        fulfill: Callable[[Order], None] | None = None,
         client: stripe.StripeClient | None = None,
     ) -> None:
         if not callable(app):
@@ -154,45 +159,106 @@ class CheckoutMiddleware:
             max_network_retries=settings.max_network_retries,
             http_client=stripe.RequestsClient(timeout=settings.timeout),
         )
-        self.checkout = CheckoutService(settings, self.client)
-        self._routes: dict[str, _Endpoint] = {settings.path: self._checkout_endpoint}
+        self.handlers = WebhookHandlers()
+        self.store: OrderStore | None = None
+        self.webhooks: WebhookReceiver | None = None
+        self.status: OrderStatus | None = None
+        routes = {settings.path: _Route(self._create_session, "POST, OPTIONS")}
+        if settings.webhook_secrets or settings.store is not None:
+            self.store = open_store(settings.store)
+        if self.store is not None and settings.webhook_path is not None:
+            self.webhooks = WebhookReceiver(
+                store=self.store, secrets=settings.webhook_secrets, handlers=self.handlers,
+                fulfill=fulfill, client=self.client,
+            )
+            routes[settings.webhook_path] = _Route(self._receive_webhook, "POST")
+        if self.store is not None and settings.status_path is not None:
+            self.status = OrderStatus(store=self.store, client=self.client, fulfill=fulfill)
+            routes[settings.status_path] = _Route(self._order_status, "GET, HEAD, OPTIONS")
+        self.checkout = CheckoutService(
+            settings, self.client, self._record_session if self.store is not None else None
+        )
+        self._routes = routes
+
+    def on(self, event_type: str) -> Callable[[_Handler], _Handler]:
+        """Register a handler for a webhook event type (``"*"`` for all)::
+
+            @mw.on("checkout.session.expired")
+            def expired(event): ...
+
+        Handlers run inside the event's store transaction: raising rolls it back and
+        Stripe delivers the event again, so keep them quick and idempotent.
+        """
+        return self.handlers.on(event_type)
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        endpoint = self._routes.get(environ.get("PATH_INFO", ""))
-        if endpoint is None:
+        route = self._routes.get(environ.get("PATH_INFO", ""))
+        if route is None:
             return self.app(environ, start_response)
-        return endpoint(environ, start_response)
+        return self._serve(route, environ, start_response)
 
-    # -- the checkout path -------------------------------------------------------------
-
-    def _checkout_endpoint(
-        self, environ: WSGIEnvironment, start_response: StartResponse
+    def _serve(
+        self, route: _Route, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
+        """Run an owned path's endpoint and render its answer or error as JSON."""
         cors = self._cors_headers(environ)
+        method = environ.get("REQUEST_METHOD", "GET")
         try:
-            method = environ.get("REQUEST_METHOD", "GET")
-            if method == "OPTIONS":
-                return self._preflight(environ, start_response, cors, "POST, OPTIONS")
-            if method != "POST":
-                raise _method_not_allowed("POST, OPTIONS")
-            self._check_origin(environ)
-            kind = media_type(environ)
-            if kind not in (JSON_TYPE, FORM_TYPE):
-                raise HTTPError(415, "Send the order as application/json or as an HTML form.")
-            body = read_body(environ, self.settings.max_body)
-            order = parse_json_object(body) if kind == JSON_TYPE else parse_form_order(body)
-            created = self.checkout.create(order, environ, _idempotency_key(environ))
+            if method == "OPTIONS" and "OPTIONS" in route.allow:
+                return self._preflight(start_response, cors, route.allow)
+            if method not in route.allow:
+                raise HTTPError(405, f"Use {route.allow.split(',')[0]} on this path.",
+                                headers=[("Allow", route.allow)])
+            answer = route.endpoint(environ)
         except HTTPError as exc:
             return json_response(start_response, exc.status, exc.payload(), [*exc.headers, *cors])
         except Exception as exc:
-            return _internal_error(start_response, exc, cors)
+            # Only the exception's type is logged: its message or traceback could carry
+            # a secret or a customer's details into log files.
+            log.error("%s %s failed: %s", method, environ.get("PATH_INFO"), type(exc).__name__)
+            error = HTTPError(500, "The request failed; nothing was charged. Try again.",
+                              type="api_error")
+            return json_response(start_response, 500, error.payload(), cors)
+        if answer.location is not None:
+            return redirect_response(start_response, answer.location, cors)
+        return json_response(start_response, answer.status, answer.payload, cors)
+
+    # -- the endpoints -----------------------------------------------------------------
+
+    def _create_session(self, environ: WSGIEnvironment) -> _Answer:
+        self._check_origin(environ)
+        kind = media_type(environ)
+        if kind not in (JSON_TYPE, FORM_TYPE):
+            raise HTTPError(415, "Send the order as application/json or as an HTML form.")
+        body = read_body(environ, self.settings.max_body)
+        order = parse_json_object(body) if kind == JSON_TYPE else parse_form_order(body)
+        created = self.checkout.create(order, environ, _idempotency_key(environ))
         if kind == FORM_TYPE:
-            return redirect_response(start_response, created.url, cors)
-        return json_response(
-            start_response, 200, {"sessionId": created.session_id, "url": created.url}, cors
-        )
+            return _Answer(303, {}, created.url)
+        return _Answer(200, {"sessionId": created.session_id, "url": created.url})
+
+    def _receive_webhook(self, environ: WSGIEnvironment) -> _Answer:
+        assert self.webhooks is not None  # the route exists only with a receiver
+        body = read_body(environ, WEBHOOK_MAX_BODY)
+        status, payload = self.webhooks.handle(body, environ.get("HTTP_STRIPE_SIGNATURE"))
+        return _Answer(status, payload)
+
+    def _order_status(self, environ: WSGIEnvironment) -> _Answer:
+        assert self.status is not None  # the route exists only with a status lookup
+        ids = parse_qs(environ.get("QUERY_STRING", "")).get("session_id", [])
+        if len(ids) != 1:
+            raise HTTPError(400, "Give one session_id.", param="session_id")
+        status, payload = self.status.lookup(ids[0])
+        return _Answer(status, payload)
+
+    def _record_session(
+        self, session: stripe.checkout.Session, priced: list[PricedItem], order: dict[str, Any]
+    ) -> None:
+        assert self.store is not None
+        items = [item.ledger_entry() for item in priced]
+        self.store.record_open(Order.from_session(session, items=items, status="open"))
 
     # -- shared helpers ----------------------------------------------------------------
 
@@ -205,11 +271,7 @@ class CheckoutMiddleware:
         return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
 
     def _preflight(
-        self,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-        cors: list[tuple[str, str]],
-        allow: str,
+        self, start_response: StartResponse, cors: list[tuple[str, str]], allow: str
     ) -> Iterable[bytes]:
         headers = [("Allow", allow), ("Content-Length", "0"), *cors]
         if any(name == "Access-Control-Allow-Origin" for name, _ in cors):
@@ -235,8 +297,15 @@ class CheckoutMiddleware:
                             type="permission_error")
 
 
-def _method_not_allowed(allow: str) -> HTTPError:
-    return HTTPError(405, f"Use {allow.split(',')[0]} on this path.", headers=[("Allow", allow)])
+class _Route(NamedTuple):
+    endpoint: Callable[[WSGIEnvironment], _Answer]
+    allow: str
+
+
+class _Answer(NamedTuple):
+    status: int
+    payload: Mapping[str, Any]
+    location: str | None = None
 
 
 def _idempotency_key(environ: WSGIEnvironment) -> str:
@@ -248,14 +317,3 @@ def _idempotency_key(environ: WSGIEnvironment) -> str:
         raise HTTPError(400, "Idempotency-Key must be 1 to 255 printable ASCII characters.",
                         param="Idempotency-Key")
     return key
-
-
-def _internal_error(
-    start_response: StartResponse, exc: Exception, headers: list[tuple[str, str]]
-) -> Iterable[bytes]:
-    # Only the exception's type is logged: its message or traceback could carry a
-    # secret or a customer's details into log files.
-    log.error("checkout middleware failed: %s", type(exc).__name__)
-    error = HTTPError(500, "The checkout failed; nothing was charged. Try again.",
-                      type="api_error")
-    return json_response(start_response, 500, error.payload(), headers)
