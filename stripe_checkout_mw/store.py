@@ -220,6 +220,8 @@ def open_store(url: str | None) -> OrderStore:
             f"{STORE_ENV}"
         )
     url = url.strip()
+    if url == ":memory:":
+        url = "sqlite://"
     scheme, sep, _ = url.partition("://")
     scheme = scheme.lower() if sep else ""
     if scheme == "sqlite":
@@ -231,7 +233,7 @@ def open_store(url: str | None) -> OrderStore:
                 "pip install 'stripe-checkout-mw[postgres]'"
             )
         return PostgresStore(url)
-    if url == ":memory:" or not sep:
+    if not sep:
         # Never echo the value: a mistyped URL may still carry a password.
         raise ValueError(
             "store: the store must be a URL such as 'sqlite:///path/to/orders.db' or "
@@ -337,9 +339,7 @@ class SQLiteStore(OrderStore):
 
     def _create_schema(self) -> None:
         with contextlib.closing(self._connect()) as conn:
-            # WAL lets readers (the status page) proceed while a webhook holds the write lock;
-            # the mode is stored in the file, so every later connection gets it too.
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for statement in _SQLITE_SCHEMA:
@@ -359,6 +359,28 @@ class SQLiteStore(OrderStore):
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        # WAL lets readers (the status page) proceed while a webhook holds the write lock;
+        # the mode is stored in the file, so every later connection gets it too. Switching
+        # modes does not wait on the busy handler, hence the bounded retry while another
+        # process is using the file.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                    return
+                mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+                continue
+            if mode != "wal":
+                raise StoreError(
+                    f"store: SQLite cannot use WAL mode for {self.path} (journal mode {mode!r}); "
+                    "put the file on a local disk, not a network file system"
+                )
 
     def record_open(self, order: Order) -> None:
         with self.transaction() as tx:

@@ -1,0 +1,428 @@
+"""The order ledger: URLs, round trips, claims, the state machine, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from stripe_checkout_mw.orders import Order, settle_order
+from stripe_checkout_mw.store import (
+    DEFAULT_STORE_URL,
+    SCHEMA_VERSION,
+    OrderStore,
+    PostgresStore,
+    SQLiteStore,
+    StoreError,
+    open_store,
+)
+
+PG_URL = os.environ.get("STRIPE_CHECKOUT_TEST_PG", "")
+
+
+def _pg_schema_url(schema: str) -> str:
+    return f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A fresh, empty store URL: a file in tmp_path, or a schema of its own in PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/orders.db"
+        return
+    if not PG_URL:
+        pytest.skip("STRIPE_CHECKOUT_TEST_PG is not set")
+    import psycopg
+
+    schema = f"scmw_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield _pg_schema_url(schema)
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[OrderStore]:
+    with open_store(store_url) as opened:
+        yield opened
+
+
+def make_order(session_id: str = "cs_test_a1order", **changes: Any) -> Order:
+    values: dict[str, Any] = {
+        "session_id": session_id,
+        "mode": "payment",
+        "currency": "usd",
+        "amount_subtotal": 1500,
+        "amount_total": 1500,
+        "customer_email": "ada@example.com",
+        "client_reference_id": "cart-42",
+        "metadata": {"cart": "42"},
+        "items": [
+            {"name": "Tee", "quantity": 2, "unit_amount": 500, "currency": "usd", "price": None},
+            {
+                "name": "Mug",
+                "quantity": 1,
+                "unit_amount": 500,
+                "currency": "usd",
+                "price": "price_mug",
+            },
+        ],
+        "payment_status": "unpaid",
+        "session": {"id": session_id, "object": "checkout.session", "status": "open"},
+        "created_at": 1_700_000_000.5,
+        "updated_at": 1_700_000_000.5,
+    }
+    values.update(changes)
+    return Order(**values)
+
+
+# --- open_store -----------------------------------------------------------------------------
+
+
+def test_default_store_is_a_file_in_the_current_directory(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STRIPE_CHECKOUT_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with open_store(None) as opened:
+        assert DEFAULT_STORE_URL == "sqlite:///stripe-checkout-orders.db"
+        assert isinstance(opened, SQLiteStore)
+        assert opened.path == os.path.join(str(tmp_path), "stripe-checkout-orders.db")
+        # Opening is cheap: nothing is written before the first use.
+        assert not os.path.exists(opened.path)
+        opened.record_open(make_order())
+        assert os.path.exists(opened.path)
+
+
+def test_store_url_from_the_environment(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_CHECKOUT_STORE", f"sqlite:///{tmp_path}/env.db")
+    with open_store(None) as opened:
+        assert isinstance(opened, SQLiteStore)
+        assert opened.path == f"{tmp_path}/env.db"
+
+
+def test_relative_sqlite_path_is_fixed_when_opened(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_store("sqlite:///rel.db") as opened:
+        monkeypatch.chdir("/")
+        opened.record_open(make_order())
+        assert os.path.exists(tmp_path / "rel.db")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param("mysql://shop@db/shop", "unsupported URL scheme 'mysql'", id="scheme"),
+        pytest.param("orders.db", "must be a URL such as 'sqlite:///", id="bare-path"),
+        pytest.param("", "the store URL is empty", id="empty"),
+        pytest.param(":memory:", "in-memory SQLite database would lose", id="memory"),
+        pytest.param("sqlite://", "in-memory SQLite database would lose", id="sqlite-empty"),
+        pytest.param("sqlite:///:memory:", "in-memory SQLite database would lose", id="memory2"),
+        pytest.param("sqlite:///file::memory:?cache=shared", "in-memory SQLite", id="memory-uri"),
+        pytest.param("sqlite://host/orders.db", "three slashes", id="netloc"),
+        pytest.param("sqlite:///orders.db?timeout=3", "no query parameters", id="query"),
+        pytest.param(
+            "sqlite:////nonexistent-dir-4c1f/orders.db", "does not exist; create it", id="no-dir"
+        ),
+    ],
+)
+def test_open_store_errors_say_the_fix(url: str, expected: str) -> None:
+    with pytest.raises(ValueError) as info:
+        open_store(url)
+    message = str(info.value)
+    assert message.startswith("store: ")
+    assert expected in message
+
+
+def test_open_store_on_a_directory(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match=r"^store: .* is a directory; name a file"):
+        open_store(f"sqlite:///{tmp_path}")
+
+
+def test_open_store_errors_never_echo_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError) as info:
+        open_store("mysql://shop:hunter2@db/shop")
+    assert "hunter2" not in str(info.value)
+
+    real_find_spec = importlib.util.find_spec
+
+    def without_psycopg(name: str, *args: Any) -> Any:
+        return None if name == "psycopg" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_psycopg)
+    with pytest.raises(ValueError) as info:
+        open_store("postgresql://shop:hunter2@db/shop")
+    message = str(info.value)
+    assert message.startswith("store: a PostgreSQL store needs psycopg 3")
+    assert "pip install 'stripe-checkout-mw[postgres]'" in message
+    assert "hunter2" not in message
+
+
+def test_postgres_urls_are_accepted_and_redacted() -> None:
+    for scheme in ("postgresql", "postgres"):
+        opened = open_store(f"{scheme}://shop:hunter2@127.0.0.1:1/shop")
+        try:
+            assert isinstance(opened, PostgresStore)
+            assert "hunter2" not in repr(opened)
+            assert opened.url == f"{scheme}://shop:***@127.0.0.1:1/shop"
+        finally:
+            opened.close()
+
+
+# --- the ledger -----------------------------------------------------------------------------
+
+
+def test_record_open_and_get_round_trip(store: OrderStore) -> None:
+    order = make_order()
+    store.record_open(order)
+    assert store.get(order.session_id) == order
+    assert store.get("cs_test_unknown") is None
+
+
+def test_record_open_is_idempotent(store: OrderStore) -> None:
+    store.record_open(make_order())
+    store.record_open(make_order(amount_total=1, customer_email="mallory@example.com"))
+    got = store.get("cs_test_a1order")
+    assert got is not None
+    assert got.amount_total == 1500
+    assert got.customer_email == "ada@example.com"
+
+
+def test_order_public_view_is_small(store: OrderStore) -> None:
+    store.record_open(make_order())
+    got = store.get("cs_test_a1order")
+    assert got is not None
+    assert got.public_view() == {
+        "session_id": "cs_test_a1order",
+        "status": "open",
+        "payment_status": "unpaid",
+        "amount_total": 1500,
+        "currency": "usd",
+        "customer_email": "ada@example.com",
+        "items": [
+            {"name": "Tee", "quantity": 2, "unit_amount": 500},
+            {"name": "Mug", "quantity": 1, "unit_amount": 500},
+        ],
+        "fulfilled": False,
+    }
+
+
+def test_order_from_session() -> None:
+    session = {
+        "id": "cs_test_a1from",
+        "object": "checkout.session",
+        "status": "open",
+        "payment_status": "unpaid",
+        "mode": "payment",
+        "currency": "eur",
+        "amount_subtotal": 900,
+        "amount_total": 900,
+        "customer_email": None,
+        "customer_details": None,
+        "client_reference_id": "ref-1",
+        "metadata": {"k": "v"},
+        "line_items": {
+            "object": "list",
+            "data": [
+                {
+                    "description": "Cap",
+                    "quantity": 3,
+                    "currency": "eur",
+                    "price": {"id": "price_cap", "unit_amount": 300, "currency": "eur"},
+                }
+            ],
+        },
+    }
+    order = Order.from_session(session)
+    assert order.session_id == "cs_test_a1from"
+    assert order.status == "open"
+    assert order.items == [
+        {"name": "Cap", "quantity": 3, "unit_amount": 300, "currency": "eur", "price": "price_cap"}
+    ]
+    assert order.metadata == {"k": "v"}
+    assert order.client_reference_id == "ref-1"
+    assert order.session == session
+    priced = [{"name": "Cap", "quantity": 3, "unit_amount": 300, "currency": "eur", "price": None}]
+    assert Order.from_session(session, items=priced).items == priced
+    assert (
+        Order.from_session({**session, "status": "complete", "payment_status": "paid"}).status
+        == "paid"
+    )
+    with pytest.raises(ValueError, match="no id"):
+        Order.from_session({"object": "checkout.session"})
+    with pytest.raises(ValueError, match="unknown status"):
+        make_order(status="shipped")
+
+
+def test_tables_and_schema_version(store_url: str) -> None:
+    with open_store(store_url) as opened:
+        opened.ensure_schema()
+        if isinstance(opened, SQLiteStore):
+            with sqlite3.connect(opened.path) as conn:
+                assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+                version = conn.execute(
+                    "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
+                ).fetchone()[0]
+                conn.execute("UPDATE stripe_checkout_meta SET value = '999'")
+            conn.close()
+        else:
+            import psycopg
+
+            with psycopg.connect(store_url, autocommit=True) as pg:
+                row = pg.execute(
+                    "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
+                ).fetchone()
+                assert row is not None
+                version = row[0]
+                pg.execute("UPDATE stripe_checkout_meta SET value = '999'")
+        assert version == str(SCHEMA_VERSION)
+    with open_store(store_url) as newer, pytest.raises(StoreError, match="upgrade"):
+        newer.get("cs_test_x")
+
+
+def test_transaction_rolls_back_on_error(store: OrderStore) -> None:
+    store.record_open(make_order())
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        assert tx.claim_event("evt_1", "checkout.session.completed", "cs_test_a1order")
+        order = tx.lock_order("cs_test_a1order")
+        assert order is not None
+        order.status = "paid"
+        tx.save_order(order)
+        raise RuntimeError("boom")
+    assert not store.event_processed("evt_1")
+    got = store.get("cs_test_a1order")
+    assert got is not None and got.status == "open"
+
+
+def test_claim_is_once(store: OrderStore) -> None:
+    with store.transaction() as tx:
+        assert tx.claim_event("evt_1", "x", None)
+    with store.transaction() as tx:
+        assert not tx.claim_event("evt_1", "x", None)
+    assert store.event_processed("evt_1")
+    assert not store.event_processed("evt_2")
+
+
+def test_a_new_store_object_sees_the_claims(store_url: str) -> None:
+    with open_store(store_url) as first, first.transaction() as tx:
+        tx.claim_event("evt_restart", "x", None)
+    with open_store(store_url) as second, second.transaction() as tx:
+        assert not tx.claim_event("evt_restart", "x", None)
+
+
+def test_concurrent_claims_have_one_winner(store_url: str) -> None:
+    # Two store objects stand in for two processes (or hosts) sharing the database.
+    stores = [open_store(store_url), open_store(store_url)]
+    barrier = threading.Barrier(20)
+    wins: list[bool] = []
+    lock = threading.Lock()
+
+    def claim(index: int) -> None:
+        barrier.wait(timeout=30)
+        with stores[index % 2].transaction() as tx:
+            won = tx.claim_event("evt_race", "x", None)
+            time.sleep(0.005)
+        with lock:
+            wins.append(won)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(20)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+    finally:
+        for opened in stores:
+            opened.close()
+    assert sorted(wins) == [False] * 19 + [True]
+
+
+@pytest.mark.postgres
+def test_closed_postgres_store_refuses_work() -> None:
+    if not PG_URL:
+        pytest.skip("STRIPE_CHECKOUT_TEST_PG is not set")
+    opened = open_store(PG_URL)
+    opened.close()
+    opened.close()
+    with pytest.raises(StoreError, match="closed"):
+        opened.get("cs_test_x")
+
+
+# --- the state machine ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("steps", "final"),
+    [
+        pytest.param(["awaiting_payment", "paid"], "paid", id="delayed-then-paid"),
+        pytest.param(["paid", "expired"], "paid", id="never-downgrade-expired"),
+        pytest.param(["paid", "awaiting_payment"], "paid", id="never-downgrade-replay"),
+        pytest.param(["paid", "payment_failed"], "paid", id="never-downgrade-failed"),
+        pytest.param(["awaiting_payment", "payment_failed"], "payment_failed", id="failed"),
+        pytest.param(["payment_failed", "awaiting_payment"], "payment_failed", id="out-of-order"),
+        pytest.param(["expired"], "expired", id="expired"),
+        pytest.param(["expired", "payment_failed"], "expired", id="same-rank-keeps-first"),
+    ],
+)
+def test_settle_order_moves_forward_only(store: OrderStore, steps: list[str], final: str) -> None:
+    store.record_open(make_order())
+    fulfilled: list[Order] = []
+    for step in steps:
+        with store.transaction() as tx:
+            settle_order(tx, "cs_test_a1order", step, None, fulfilled.append)
+    got = store.get("cs_test_a1order")
+    assert got is not None
+    assert got.status == final
+    assert got.fulfilled == (final == "paid")
+    assert len(fulfilled) == (1 if final == "paid" else 0)
+
+
+def test_settle_order_refreshes_from_the_session(store: OrderStore) -> None:
+    store.record_open(make_order(customer_email=None))
+    session = {
+        "id": "cs_test_a1order",
+        "status": "complete",
+        "payment_status": "paid",
+        "amount_total": 1350,
+        "customer_details": {"email": "buyer@example.com"},
+    }
+    seen: list[Order] = []
+    with store.transaction() as tx:
+        settle_order(tx, "cs_test_a1order", "paid", session, seen.append)
+    got = store.get("cs_test_a1order")
+    assert got is not None
+    assert (got.status, got.payment_status, got.amount_total) == ("paid", "paid", 1350)
+    assert got.customer_email == "buyer@example.com"
+    assert got.fulfilled and got.fulfilled_at is not None
+    assert got.session == session
+    assert seen[0].status == "paid" and seen[0].session == session
+    # The hook's copy is its own: changing it does not change the ledger.
+    seen[0].items.clear()
+    again = store.get("cs_test_a1order")
+    assert again is not None and len(again.items) == 2
+
+
+def test_settle_order_unknown_session(store: OrderStore) -> None:
+    ran: list[int] = []
+    with store.transaction() as tx:
+        assert (
+            settle_order(
+                tx, "cs_test_nope", "paid", None, None, before_fulfil=lambda: ran.append(1)
+            )
+            is None
+        )
+    assert ran == [1]
+    assert store.get("cs_test_nope") is None
