@@ -1,0 +1,614 @@
+"""Webhook deliveries: signatures, exactly-once processing, failures and races.
+
+Payloads are signed with ``stripe.WebhookSignature.generate_signature_header``, exactly as
+Stripe signs them; every store test runs on SQLite and, with STRIPE_CHECKOUT_TEST_PG, on
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stripe
+
+from stripe_checkout_mw.orders import Order
+from stripe_checkout_mw.store import OrderStore, open_store
+from stripe_checkout_mw.webhooks import WebhookHandlers, WebhookReceiver
+
+SECRET = "whsec_test_current_0123456789abcdef"
+OLD_SECRET = "whsec_test_previous_fedcba9876543210"
+PG_URL = os.environ.get("STRIPE_CHECKOUT_TEST_PG", "")
+SESSION_ID = "cs_test_a1webhook"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store URL: a file in tmp_path, or a schema of its own in PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/orders.db"
+        return
+    if not PG_URL:
+        pytest.skip("STRIPE_CHECKOUT_TEST_PG is not set")
+    import psycopg
+
+    schema = f"scmw_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[OrderStore]:
+    with open_store(store_url) as opened:
+        opened.record_open(Order(session_id=SESSION_ID, currency="usd", amount_total=500))
+        yield opened
+
+
+@pytest.fixture
+def client() -> stripe.StripeClient:
+    # Verifying events makes no request; a closed local port makes sure of it.
+    return stripe.StripeClient("sk_test_unused", base_addresses={"api": "http://127.0.0.1:9"})
+
+
+class Fulfilments:
+    """A ``fulfill`` hook that counts its calls, thread-safely, and can be told to fail."""
+
+    def __init__(self, *, fail: bool = False, delay: float = 0.0) -> None:
+        self.orders: list[Order] = []
+        self.fail = fail
+        self.delay = delay
+        self._lock = threading.Lock()
+
+    def __call__(self, order: Order) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("warehouse is down")
+        with self._lock:
+            self.orders.append(order)
+
+
+def receiver_for(
+    store: OrderStore,
+    client: stripe.StripeClient,
+    fulfill: Any = None,
+    handlers: WebhookHandlers | None = None,
+    secrets: list[str] | None = None,
+    **options: Any,
+) -> WebhookReceiver:
+    return WebhookReceiver(
+        store=store,
+        secrets=[SECRET] if secrets is None else secrets,
+        handlers=handlers or WebhookHandlers(),
+        fulfill=fulfill,
+        client=client,
+        **options,
+    )
+
+
+def session(session_id: str = SESSION_ID, **fields: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": session_id,
+        "object": "checkout.session",
+        "status": "complete",
+        "payment_status": "paid",
+        "mode": "payment",
+        "currency": "usd",
+        "amount_subtotal": 500,
+        "amount_total": 500,
+        "customer_details": {"email": "ada@example.com"},
+        "metadata": {},
+    }
+    values.update(fields)
+    return values
+
+
+def event_body(
+    event_type: str = "checkout.session.completed",
+    obj: dict[str, Any] | None = None,
+    event_id: str | None = None,
+) -> bytes:
+    return json.dumps(
+        {
+            "id": event_id or f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "api_version": "2026-10-28.endive",
+            "created": int(time.time()),
+            "livemode": False,
+            "pending_webhooks": 1,
+            "type": event_type,
+            "data": {"object": obj if obj is not None else session()},
+        }
+    ).encode()
+
+
+def sign(body: bytes, secret: str = SECRET, timestamp: int | None = None) -> str:
+    return str(stripe.WebhookSignature.generate_signature_header(body.decode(), secret, timestamp))
+
+
+def deliver(receiver: WebhookReceiver, body: bytes, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    status, payload = receiver.handle(body, sign(body, **kwargs))
+    return status, dict(payload)
+
+
+# --- 2. signatures --------------------------------------------------------------------------
+
+
+def _bad_deliveries() -> list[Any]:
+    body = event_body(event_id="evt_bad")
+    return [
+        pytest.param(body, None, "missing Stripe-Signature header", id="missing-header"),
+        pytest.param(body, "", "missing Stripe-Signature header", id="empty-header"),
+        pytest.param(body, "garbage", "malformed Stripe-Signature header", id="malformed"),
+        pytest.param(body, "t=abc,v1=00", "malformed Stripe-Signature header", id="bad-timestamp"),
+        pytest.param(body, f"t={int(time.time())}", "malformed", id="no-v1"),
+        pytest.param(
+            body.replace(b'"livemode": false', b'"livemode": true'),
+            sign(body),
+            "no signature in Stripe-Signature matches",
+            id="tampered-body",
+        ),
+        pytest.param(body, sign(body, "whsec_wrong"), "matches the webhook", id="wrong-secret"),
+        pytest.param(
+            body,
+            sign(body, timestamp=int(time.time()) - 301),
+            "older than the 300 s tolerance",
+            id="stale",
+        ),
+        pytest.param(b"not json", sign(b"not json"), "is not a JSON Stripe event", id="not-json"),
+        pytest.param(b"[1, 2]", sign(b"[1, 2]"), "is not a JSON Stripe event", id="json-list"),
+        pytest.param(
+            b'{"object": "event"}', sign(b'{"object": "event"}'), "with an id", id="no-id"
+        ),
+        pytest.param(b"\xff\xfe", "t=1,v1=00", "not UTF-8", id="not-utf8"),
+    ]
+
+
+@pytest.mark.parametrize(("body", "header", "message"), _bad_deliveries())
+def test_bad_deliveries_are_400_and_leave_no_trace(
+    store: OrderStore,
+    client: stripe.StripeClient,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    header: str | None,
+    message: str,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="stripe_checkout_mw")
+    fulfilments = Fulfilments()
+    handlers = WebhookHandlers()
+    ran: list[object] = []
+    handlers.on("*")(ran.append)
+    receiver = receiver_for(store, client, fulfilments, handlers)
+
+    status, payload = receiver.handle(body, header)
+
+    assert status == 400
+    error = payload["error"]
+    assert isinstance(error, dict)
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] is None
+    assert message in str(error["message"])
+    assert SECRET not in json.dumps(payload) and SECRET not in caplog.text
+    assert not store.event_processed("evt_bad")
+    assert ran == [] and fulfilments.orders == []
+    order = store.get(SESSION_ID)
+    assert order is not None and order.status == "open"
+
+
+def test_rotated_secrets_are_all_accepted(store: OrderStore, client: stripe.StripeClient) -> None:
+    fulfilments = Fulfilments()
+    receiver = receiver_for(store, client, fulfilments, secrets=[SECRET, OLD_SECRET])
+    old = event_body("payment_intent.created", {"id": "pi_1"})
+    new = event_body("payment_intent.created", {"id": "pi_2"})
+    assert deliver(receiver, old, secret=OLD_SECRET) == (200, {"received": True})
+    assert deliver(receiver, new, secret=SECRET) == (200, {"received": True})
+
+    # While Stripe rolls a secret it signs with both; one matching v1 is enough.
+    both = event_body("payment_intent.created", {"id": "pi_3"})
+    header = sign(both, OLD_SECRET) + "," + sign(both, SECRET).split(",")[1]
+    only_new = receiver_for(store, client, secrets=[SECRET])
+    assert only_new.handle(both, header) == (200, {"received": True})
+
+
+def test_receiver_needs_a_secret_and_a_tolerance(
+    store: OrderStore, client: stripe.StripeClient
+) -> None:
+    with pytest.raises(ValueError, match="at least one webhook signing secret"):
+        receiver_for(store, client, secrets=[])
+    with pytest.raises(ValueError, match="non-empty string"):
+        receiver_for(store, client, secrets=[SECRET, " "])
+    with pytest.raises(ValueError, match="tolerance must be a positive"):
+        receiver_for(store, client, tolerance=0)
+    receiver = WebhookReceiver(
+        store=store, secrets=SECRET, handlers=WebhookHandlers(), fulfill=None, client=client
+    )
+    assert SECRET not in repr(receiver)
+
+
+# --- 2 and 3. processing once ---------------------------------------------------------------
+
+
+def test_paid_completion_fulfils_once_and_duplicates_run_nothing(
+    store: OrderStore, client: stripe.StripeClient
+) -> None:
+    fulfilments = Fulfilments()
+    handlers = WebhookHandlers()
+    seen: list[stripe.Event] = []
+    handlers.on("checkout.session.completed")(seen.append)
+    receiver = receiver_for(store, client, fulfilments, handlers)
+    body = event_body(event_id="evt_once")
+
+    assert deliver(receiver, body) == (200, {"received": True})
+    assert deliver(receiver, body) == (200, {"received": True, "duplicate": True})
+
+    assert len(fulfilments.orders) == 1
+    fulfilled = fulfilments.orders[0]
+    assert fulfilled.session_id == SESSION_ID and fulfilled.status == "paid"
+    assert fulfilled.session is not None and fulfilled.session["payment_status"] == "paid"
+    assert [event.id for event in seen] == ["evt_once"]
+    assert seen[0].data.object["id"] == SESSION_ID
+    order = store.get(SESSION_ID)
+    assert order is not None
+    assert (order.status, order.fulfilled, order.customer_email) == (
+        "paid",
+        True,
+        "ada@example.com",
+    )
+    assert store.event_processed("evt_once")
+
+
+@pytest.mark.parametrize(
+    ("events", "status", "fulfilled"),
+    [
+        pytest.param(
+            [("checkout.session.completed", {"payment_status": "no_payment_required"})],
+            "paid",
+            1,
+            id="no-payment-required",
+        ),
+        pytest.param(
+            [("checkout.session.completed", {"payment_status": "unpaid"})],
+            "awaiting_payment",
+            0,
+            id="delayed-method",
+        ),
+        pytest.param(
+            [
+                ("checkout.session.completed", {"payment_status": "unpaid"}),
+                ("checkout.session.async_payment_succeeded", {}),
+            ],
+            "paid",
+            1,
+            id="async-succeeded",
+        ),
+        pytest.param(
+            [
+                ("checkout.session.completed", {"payment_status": "unpaid"}),
+                ("checkout.session.async_payment_failed", {"payment_status": "unpaid"}),
+            ],
+            "payment_failed",
+            0,
+            id="async-failed",
+        ),
+        pytest.param(
+            [("checkout.session.expired", {"status": "expired", "payment_status": "unpaid"})],
+            "expired",
+            0,
+            id="expired",
+        ),
+        pytest.param(
+            [
+                ("checkout.session.completed", {}),
+                ("checkout.session.expired", {"status": "expired", "payment_status": "unpaid"}),
+            ],
+            "paid",
+            1,
+            id="expired-never-downgrades-paid",
+        ),
+        pytest.param(
+            [
+                ("checkout.session.async_payment_succeeded", {}),
+                ("checkout.session.completed", {"payment_status": "unpaid"}),
+            ],
+            "paid",
+            1,
+            id="out-of-order",
+        ),
+        pytest.param(
+            [
+                ("checkout.session.completed", {}),
+                ("checkout.session.async_payment_succeeded", {}),
+            ],
+            "paid",
+            1,
+            id="two-paid-events-one-fulfilment",
+        ),
+    ],
+)
+def test_event_effects_on_the_ledger(
+    store: OrderStore,
+    client: stripe.StripeClient,
+    events: list[tuple[str, dict[str, Any]]],
+    status: str,
+    fulfilled: int,
+) -> None:
+    fulfilments = Fulfilments()
+    receiver = receiver_for(store, client, fulfilments)
+    for event_type, fields in events:
+        assert deliver(receiver, event_body(event_type, session(**fields))) == (
+            200,
+            {"received": True},
+        )
+    order = store.get(SESSION_ID)
+    assert order is not None
+    assert order.status == status
+    assert order.fulfilled == bool(fulfilled)
+    assert len(fulfilments.orders) == fulfilled
+
+
+def test_handlers_registry(store: OrderStore, client: stripe.StripeClient) -> None:
+    handlers = WebhookHandlers()
+    calls: list[str] = []
+
+    def on_expired(event: stripe.Event) -> None:
+        calls.append(f"expired:{event.type}")
+
+    def on_all(event: stripe.Event) -> None:
+        calls.append(f"all:{event.type}")
+
+    assert handlers.on("checkout.session.expired")(on_expired) is on_expired
+    assert handlers.on("*")(on_all) is on_all
+    assert len(handlers) == 2
+    with pytest.raises(ValueError, match="non-empty string"):
+        handlers.on("")
+    with pytest.raises(TypeError, match="callable"):
+        handlers.add("x", "not callable")  # type: ignore[arg-type]
+
+    receiver = receiver_for(store, client, handlers=handlers)
+    deliver(receiver, event_body("checkout.session.expired", session(status="expired")))
+    deliver(receiver, event_body("customer.created", {"id": "cus_1", "object": "customer"}))
+    assert calls == [
+        "expired:checkout.session.expired",
+        "all:checkout.session.expired",
+        "all:customer.created",
+    ]
+
+
+def test_session_created_elsewhere_is_not_fulfilled_by_default(
+    store: OrderStore, client: stripe.StripeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="stripe_checkout_mw")
+    fulfilments = Fulfilments()
+    handlers = WebhookHandlers()
+    seen: list[stripe.Event] = []
+    handlers.on("*")(seen.append)
+    receiver = receiver_for(store, client, fulfilments, handlers)
+    body = event_body(obj=session("cs_test_a1elsewhere"), event_id="evt_elsewhere")
+
+    assert deliver(receiver, body) == (200, {"received": True})
+    assert store.get("cs_test_a1elsewhere") is None
+    assert fulfilments.orders == []
+    assert len(seen) == 1 and store.event_processed("evt_elsewhere")
+    assert "cs_test_a1elsewhere is not in this ledger" in caplog.text
+
+
+def test_adopting_sessions_created_elsewhere(
+    store: OrderStore, client: stripe.StripeClient
+) -> None:
+    fulfilments = Fulfilments()
+    receiver = receiver_for(store, client, fulfilments, adopt_unknown_sessions=True)
+    obj = session("cs_test_a1adopted", client_reference_id="ref-9", metadata={"a": "b"})
+    assert deliver(receiver, event_body(obj=obj)) == (200, {"received": True})
+    order = store.get("cs_test_a1adopted")
+    assert order is not None
+    assert (order.status, order.fulfilled, order.client_reference_id) == ("paid", True, "ref-9")
+    assert order.metadata == {"a": "b"}
+    assert [o.session_id for o in fulfilments.orders] == ["cs_test_a1adopted"]
+
+
+# --- 4. failures ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("failing", ["fulfill", "handler"])
+def test_failure_rolls_back_and_the_redelivery_fulfils_once(
+    store: OrderStore,
+    client: stripe.StripeClient,
+    caplog: pytest.LogCaptureFixture,
+    failing: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="stripe_checkout_mw")
+    fulfilments = Fulfilments(fail=failing == "fulfill")
+    handlers = WebhookHandlers()
+    handler_calls: list[str] = []
+
+    @handlers.on("checkout.session.completed")
+    def flaky(event: stripe.Event) -> None:
+        handler_calls.append(event.id)
+        if failing == "handler" and len(handler_calls) == 1:
+            raise RuntimeError("handler is down")
+
+    receiver = receiver_for(store, client, fulfilments, handlers)
+    body = event_body(event_id="evt_retry")
+
+    status, payload = deliver(receiver, body)
+    assert (status, payload) == (
+        500,
+        {
+            "error": {
+                "type": "api_error",
+                "message": "webhook handler failed; Stripe will retry",
+                "param": None,
+            }
+        },
+    )
+    assert not store.event_processed("evt_retry")
+    order = store.get(SESSION_ID)
+    assert order is not None and (order.status, order.fulfilled) == ("open", False)
+    assert fulfilments.orders == []
+    assert "evt_retry" in caplog.text and "rolled back" in caplog.text
+    assert SECRET not in caplog.text
+
+    fulfilments.fail = False
+    assert deliver(receiver, body) == (200, {"received": True})
+    assert deliver(receiver, body) == (200, {"received": True, "duplicate": True})
+    assert len(fulfilments.orders) == 1
+    assert handler_calls == ["evt_retry", "evt_retry"]
+    order = store.get(SESSION_ID)
+    assert order is not None and (order.status, order.fulfilled) == ("paid", True)
+
+
+def test_store_failure_is_a_500(tmp_path: Path, client: stripe.StripeClient) -> None:
+    # A PostgreSQL server that is not there: the event must be retried, not acknowledged.
+    with open_store("postgresql://nobody@127.0.0.1:9/none?connect_timeout=2") as down:
+        receiver = receiver_for(down, client)
+        status, payload = deliver(receiver, event_body())
+    assert status == 500
+    assert payload["error"]["type"] == "api_error"  # type: ignore[index]
+
+
+_KILLED_MID_FULFIL = """
+import os, sys
+import stripe
+from stripe_checkout_mw.store import open_store
+from stripe_checkout_mw.webhooks import WebhookHandlers, WebhookReceiver
+
+def fulfill(order):
+    os._exit(17)  # the process dies inside the transaction, after the claim and the update
+
+store = open_store(sys.argv[1])
+receiver = WebhookReceiver(
+    store=store, secrets=[sys.argv[2]], handlers=WebhookHandlers(), fulfill=fulfill,
+    client=stripe.StripeClient("sk_test_unused", base_addresses={"api": "http://127.0.0.1:9"}),
+)
+receiver.handle(sys.stdin.buffer.read(), sys.argv[3])
+"""
+
+
+def test_a_process_killed_mid_handling_loses_nothing(
+    store_url: str, client: stripe.StripeClient
+) -> None:
+    with open_store(store_url) as opened:
+        opened.record_open(Order(session_id=SESSION_ID))
+    body = event_body(event_id="evt_killed")
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", _KILLED_MID_FULFIL, store_url, SECRET, sign(body)],
+        input=body,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 17, result.stderr.decode()
+
+    fulfilments = Fulfilments()
+    with open_store(store_url) as restarted:
+        assert not restarted.event_processed("evt_killed")
+        receiver = receiver_for(restarted, client, fulfilments)
+        assert deliver(receiver, body) == (200, {"received": True})
+        order = restarted.get(SESSION_ID)
+    assert order is not None and order.fulfilled
+    assert len(fulfilments.orders) == 1
+
+
+# --- restarts and races ---------------------------------------------------------------------
+
+
+def test_a_rebuilt_receiver_on_the_same_store_refuses_duplicates(
+    store_url: str, client: stripe.StripeClient
+) -> None:
+    body = event_body(event_id="evt_restart")
+    first = Fulfilments()
+    with open_store(store_url) as opened:
+        opened.record_open(Order(session_id=SESSION_ID))
+        assert deliver(receiver_for(opened, client, first), body) == (200, {"received": True})
+    second = Fulfilments()
+    with open_store(store_url) as reopened:
+        assert deliver(receiver_for(reopened, client, second), body) == (
+            200,
+            {"received": True, "duplicate": True},
+        )
+    assert len(first.orders) == 1 and second.orders == []
+
+
+def run_together(jobs: list[Any], timeout: float = 120) -> list[Any]:
+    """Run the callables in threads released at once; their results, in order."""
+    barrier = threading.Barrier(len(jobs))
+    results: list[Any] = [None] * len(jobs)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[index] = jobs[index]()
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "deliveries did not finish in time"
+    assert errors == []
+    return results
+
+
+def test_fifty_concurrent_deliveries_fulfil_once(
+    store_url: str, client: stripe.StripeClient
+) -> None:
+    fulfilments = Fulfilments(delay=0.02)
+    handler_runs: list[str] = []
+    handlers = WebhookHandlers()
+    handlers.on("*")(lambda event: handler_runs.append(event.id))
+    body = event_body(event_id="evt_storm")
+    header = sign(body)
+    # Two stores and receivers stand in for two worker processes sharing the database.
+    with open_store(store_url) as one, open_store(store_url) as two:
+        one.record_open(Order(session_id=SESSION_ID))
+        receivers = [receiver_for(s, client, fulfilments, handlers) for s in (one, two)]
+        results = run_together(
+            [
+                (lambda r=receivers[i % 2]: r.handle(body, header))  # type: ignore[misc]
+                for i in range(50)
+            ]
+        )
+    assert all(status == 200 for status, _ in results)
+    assert sum(1 for _, payload in results if "duplicate" not in payload) == 1
+    assert len(fulfilments.orders) == 1
+    assert handler_runs == ["evt_storm"]
+
+
+def test_different_paid_events_racing_fulfil_once(
+    store_url: str, client: stripe.StripeClient
+) -> None:
+    fulfilments = Fulfilments(delay=0.01)
+    bodies = [
+        event_body(
+            "checkout.session.completed" if i % 2 else "checkout.session.async_payment_succeeded"
+        )
+        for i in range(10)
+    ]
+    with open_store(store_url) as opened:
+        opened.record_open(Order(session_id=SESSION_ID))
+        receiver = receiver_for(opened, client, fulfilments)
+        results = run_together([(lambda b=b: deliver(receiver, b)) for b in bodies])
+    assert [status for status, _ in results] == [200] * 10
+    assert len(fulfilments.orders) == 1
