@@ -506,7 +506,7 @@ def test_a_process_killed_mid_handling_loses_nothing(
     with open_store(store_url) as opened:
         opened.record_open(Order(session_id=SESSION_ID))
     body = event_body(event_id="evt_killed")
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "-c", _KILLED_MID_FULFIL, store_url, SECRET, sign(body)],
         input=body,
         cwd=REPO,
@@ -585,10 +585,7 @@ def test_fifty_concurrent_deliveries_fulfil_once(
         one.record_open(Order(session_id=SESSION_ID))
         receivers = [receiver_for(s, client, fulfilments, handlers) for s in (one, two)]
         results = run_together(
-            [
-                (lambda r=receivers[i % 2]: r.handle(body, header))  # type: ignore[misc]
-                for i in range(50)
-            ]
+            [(lambda r=receivers[i % 2]: r.handle(body, header)) for i in range(50)]
         )
     assert all(status == 200 for status, _ in results)
     assert sum(1 for _, payload in results if "duplicate" not in payload) == 1
