@@ -685,16 +685,22 @@ def _pg_row_to_order(row: Sequence[Any]) -> Order:
 
 
 def _redact(url: str) -> str:
-    """The URL without its password, for logs and reprs."""
+    """The URL without its password (in the user part or a ``password=`` parameter), for logs
+    and reprs."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.hostname or ""
-        if parts.username:
-            netloc = f"{parts.username}:***@{netloc}"
-        if parts.port:
-            netloc = f"{netloc}:{parts.port}"
-        return urlunsplit(parts._replace(netloc=netloc))
+        netloc = parts.netloc
+        if parts.password is not None:
+            host = parts.hostname or ""
+            netloc = f"[{host}]" if ":" in host else host
+            if parts.username:
+                netloc = f"{parts.username}:***@{netloc}"
+            if parts.port:
+                netloc = f"{netloc}:{parts.port}"
+        query = "&".join(
+            "password=***" if pair.split("=", 1)[0].lower() == "password" else pair
+            for pair in parts.query.split("&")
+        )
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
     except ValueError:
         return url.partition("://")[0] + "://***"
