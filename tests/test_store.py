@@ -179,6 +179,8 @@ def test_postgres_urls_are_accepted_and_redacted() -> None:
             assert opened.url == f"{scheme}://shop:***@127.0.0.1:1/shop"
         finally:
             opened.close()
+    with open_store("postgresql://shop@127.0.0.1:1/shop?password=hunter2&sslmode=require") as q:
+        assert q.url == "postgresql://shop@127.0.0.1:1/shop?password=***&sslmode=require"
 
 
 # --- the ledger -----------------------------------------------------------------------------
