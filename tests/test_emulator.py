@@ -222,9 +222,36 @@ def test_expire_endpoint(emu: StripeEmulator, client: Any) -> None:
     event = client.v1.events.list().data[0]
     assert event.type == "checkout.session.expired"
     assert event.data.object.id == session.id
-    assert event.request.id == emu.requests[-1].headers.get("request-id") or event.request.id
+    (expire_call,) = [r for r in emu.requests if r.path.endswith("/expire")]
+    assert event.request.id == expire_call.request_id
+    assert event.request.idempotency_key == expire_call.idempotency_key
     with pytest.raises(stripe.InvalidRequestError, match="status of `open`"):
         client.v1.checkout.sessions.expire(session.id)
+
+
+def test_sessions_expire_when_the_clock_passes_expires_at(
+    emu: StripeEmulator, client: Any, receiver: Receiver
+) -> None:
+    emu.webhook_url = receiver.url
+    session = create(client, line_items=[inline_item()],
+                     expires_at=int(time.time()) + 3600)
+    emu.advance_clock(3599)
+    assert client.v1.checkout.sessions.retrieve(session.id).status == "open"
+    emu.advance_clock(2)
+    assert client.v1.checkout.sessions.retrieve(session.id).status == "expired"
+    emu.wait_for_deliveries()
+    assert [e["type"] for e in receiver.events()] == ["checkout.session.expired"]
+    with pytest.raises(ValueError):
+        emu.advance_clock(-1)
+
+
+def test_get_endpoints_reject_unknown_params(emu: StripeEmulator) -> None:
+    with requests.Session() as http:
+        for path in ("/v1/prices?colour=red", "/v1/events?colour=red",
+                     "/v1/checkout/sessions?colour=red"):
+            answer = http.get(emu.api_base + path, headers=auth(emu))
+            assert answer.status_code == 400, path
+            assert answer.json()["error"]["param"] == "colour"
 
 
 def test_subscription_session(emu: StripeEmulator, client: Any) -> None:

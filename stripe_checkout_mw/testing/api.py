@@ -105,6 +105,8 @@ PRODUCT_CREATE_PARAMS = frozenset(
     {"active", "default_price_data", "description", "expand", "id", "images", "metadata",
      "name", "shippable", "statement_descriptor", "tax_code", "type", "unit_label", "url"}
 )
+_RETRIEVE_PARAMS = frozenset({"expand"})
+_LIST_PARAMS = frozenset({"created", "ending_before", "expand", "limit", "starting_after"})
 UI_MODES = frozenset({"hosted_page", "embedded_page", "elements", "form"})
 OLD_UI_MODES = {"hosted": "hosted_page", "embedded": "embedded_page", "custom": "elements"}
 MODES = frozenset({"payment", "subscription", "setup"})
@@ -611,14 +613,14 @@ class StripeState:
 
     def _get_price(self, params: dict[str, Any], price_id: str, *,
                    request: dict[str, Any]) -> dict[str, Any]:
+        _check_keys(params, _RETRIEVE_PARAMS, None)
         if price_id not in self.prices:
             raise _no_such("price", price_id)
         return copy.deepcopy(self.prices[price_id])
 
     def _list_prices(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
-        _check_keys(params, frozenset({"active", "currency", "ending_before", "expand",
-                                       "limit", "lookup_keys", "product", "starting_after",
-                                       "type", "recurring", "created"}), None)
+        _check_keys(params, _LIST_PARAMS | {"active", "currency", "lookup_keys", "product",
+                                            "recurring", "type"}, None)
         prices = list(reversed(self.prices.values()))
         if "lookup_keys" in params:
             keys = [_as_str(v, _sub("lookup_keys", i)) for i, v in
@@ -665,12 +667,14 @@ class StripeState:
 
     def _get_product(self, params: dict[str, Any], product_id: str, *,
                      request: dict[str, Any]) -> dict[str, Any]:
+        _check_keys(params, _RETRIEVE_PARAMS, None)
         if product_id not in self.products:
             raise _no_such("product", product_id)
         return copy.deepcopy(self.products[product_id])
 
     def _list_products(self, params: dict[str, Any], *,
                        request: dict[str, Any]) -> dict[str, Any]:
+        _check_keys(params, _LIST_PARAMS | {"active", "ids", "shippable", "url"}, None)
         products = list(reversed(self.products.values()))
         if "active" in params:
             active = _as_bool(params["active"], "active")
@@ -958,10 +962,14 @@ class StripeState:
 
     def _get_session(self, params: dict[str, Any], session_id: str, *,
                      request: dict[str, Any]) -> dict[str, Any]:
+        _check_keys(params, _RETRIEVE_PARAMS, None)
         return self._session_view(self.session(session_id), _expand_list(params))
 
     def _list_sessions(self, params: dict[str, Any], *,
                        request: dict[str, Any]) -> dict[str, Any]:
+        _check_keys(params, _LIST_PARAMS | {"client_reference_id", "customer",
+                                            "customer_details", "payment_intent",
+                                            "payment_link", "status", "subscription"}, None)
         for session_id in list(self.sessions):
             self.session(session_id)
         sessions = list(reversed(self.sessions.values()))
@@ -976,6 +984,7 @@ class StripeState:
 
     def _get_line_items(self, params: dict[str, Any], session_id: str, *,
                         request: dict[str, Any]) -> dict[str, Any]:
+        _check_keys(params, _LIST_PARAMS, None)
         self.session(session_id, "session")
         return _list_object(self.line_items[session_id],
                             f"/v1/checkout/sessions/{session_id}/line_items", params)
@@ -1083,12 +1092,14 @@ class StripeState:
 
     def _get_event(self, params: dict[str, Any], event_id: str, *,
                    request: dict[str, Any]) -> dict[str, Any]:
+        _check_keys(params, _RETRIEVE_PARAMS, None)
         for event in self.events:
             if event["id"] == event_id:
                 return copy.deepcopy(event)
         raise _no_such("event", event_id)
 
     def _list_events(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        _check_keys(params, _LIST_PARAMS | {"delivery_success", "type", "types"}, None)
         events = list(reversed(self.events))
         if "type" in params:
             wanted = _as_str(params["type"], "type")

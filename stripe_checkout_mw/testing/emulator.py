@@ -75,8 +75,10 @@ class RecordedRequest:
     """One API request the emulator received (hosted page requests are not recorded).
 
     ``headers`` has lower-cased names; ``params`` is the decoded form (values are the
-    strings that were on the wire); ``status`` is what the emulator answered (``None``
-    while it is still answering); ``fault`` is true when ``fail_next`` answered it.
+    strings that were on the wire); ``request_id`` is the ``Request-Id`` answered
+    (and the ``request.id`` of an event it caused); ``status`` is what the emulator
+    answered (``None`` while it is still answering); ``fault`` is true when
+    ``fail_next`` answered it.
     """
 
     method: str
@@ -86,6 +88,7 @@ class RecordedRequest:
     params: dict[str, Any]
     body: bytes
     at: float
+    request_id: str
     status: int | None = None
     fault: bool = False
 
@@ -203,6 +206,7 @@ class StripeEmulator:
         self._server: HttpServer | None = None
         self._state: StripeState | None = None
         self._stopped = False
+        self._clock_offset = 0.0
         self._worker = DeliveryWorker(
             lock=self._lock,
             secret=lambda: self.webhook_secret,
@@ -222,7 +226,8 @@ class StripeEmulator:
         server = HttpServer(self._app, self.host, self._port)
         self._server = server
         self._state = StripeState(lock=self._lock, api_base=self.api_base,
-                                  on_event=self._on_event)
+                                  on_event=self._on_event,
+                                  clock=lambda: time.time() + self._clock_offset)
         self._worker.start()
         server.start()
         logger.info("Stripe emulator serving on %s", self.api_base)
@@ -494,6 +499,18 @@ class StripeEmulator:
         if wait:
             self._wait([event_id], timeout)
 
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator's clock forward, e.g. past a session's ``expires_at``.
+
+        Open sessions past their expiry become ``expired`` (and send
+        ``checkout.session.expired``) the next time anything looks at them: an API
+        call, the hosted page or :meth:`session`.
+        """
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        with self._lock:
+            self._clock_offset += seconds
+
     def wait_for_deliveries(self, timeout: float = 5.0) -> None:
         """Wait until every queued delivery succeeded or ran out of attempts."""
         if not self._worker.wait(None, timeout):
@@ -542,7 +559,7 @@ class StripeEmulator:
     def _api(self, request: HttpRequest, path: str, query: str) -> HttpResponse:
         request_id = new_id("req_", 14)
         record = RecordedRequest(request.method, path, query, request.headers, {},
-                                 request.body, time.time())
+                                 request.body, time.time(), request_id)
         headers = [("Request-Id", request_id), ("Stripe-Version", API_VERSION)]
         key = request.headers.get("idempotency-key")
         if key is not None and request.method == "POST":

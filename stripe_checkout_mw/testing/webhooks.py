@@ -229,6 +229,7 @@ class DeliveryWorker:
                 left = self._outstanding.get(event_id, 1) - 1
                 if left <= 0:
                     self._outstanding.pop(event_id, None)
+                    self._first_attempt_done.discard(event_id)
                 else:
                     self._outstanding[event_id] = left
                 self._on_done(job.event, delivery.ok)
