@@ -1,0 +1,181 @@
+"""A Flask shop wired the old way: ``app.wsgi_app = CheckoutMiddleware(app.wsgi_app, ...)``.
+
+This is the pattern Flask's own docs use for WSGI middleware, and it works on every
+Flask from 2.2 on (the oldest this project tests). The Buy buttons call the middleware
+with ``fetch`` and the seed's JSON body, then send the browser to the ``url`` it
+returns.
+
+Run it on werkzeug's development server::
+
+    STRIPE_SECRET_KEY=sk_test_... python app.py
+
+or under any WSGI server, for example ``waitress-serve --call app:create_app``
+(``flask --app app:create_app run`` works too).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, render_template_string
+from werkzeug.serving import run_simple
+
+from stripe_checkout_mw import Catalog, CheckoutMiddleware
+
+log = logging.getLogger("flask_shop")
+
+PRODUCTS = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Flask shop</title></head>
+<body>
+<h1>Flask shop</h1>
+<label>Email <input type="email" id="email" placeholder="optional"></label>
+{% for key, item in products.items() %}
+<section>
+  <h2>{{ item.name }}</h2>
+  <p>{{ item.description }}</p>
+  <p>{{ "%.2f"|format(item.unit_amount / 100) }} {{ item.currency|upper }}</p>
+  <button type="button" class="buy" id="buy-{{ key }}" data-price="{{ key }}">Buy</button>
+</section>
+{% endfor %}
+<p id="error" role="alert"></p>
+<script>
+// The seed's request: {"line_items": [...], "customer_email": ...}; then go to its url.
+document.querySelectorAll("button.buy").forEach(function (button) {
+  button.addEventListener("click", function () {
+    var order = {line_items: [{price: button.dataset.price, quantity: 1}]};
+    var email = document.getElementById("email").value;
+    if (email) { order.customer_email = email; }
+    var error = document.getElementById("error");
+    fetch("/create-checkout-session", {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify(order)
+    })
+      .then(function (r) { return r.json().then(function (data) { return [r.ok, data]; }); })
+      .then(function (answer) {
+        if (answer[0]) { location.assign(answer[1].url); }
+        else { error.textContent = answer[1].error.message; }
+      })
+      .catch(function () { error.textContent = "The shop could not be reached."; });
+  });
+});
+</script>
+</body></html>
+"""
+
+SUCCESS = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Thank you</title></head>
+<body>
+<h1>Thank you!</h1>
+<p id="status">Checking your order...</p>
+<ul id="items"></ul>
+<p><a href="/">Back to the shop</a></p>
+<script>
+// Asks the middleware's status path until the webhook has fulfilled the order.
+(function () {
+  var sessionId = new URLSearchParams(location.search).get("session_id");
+  var status = document.getElementById("status");
+  var tries = 0;
+  function poll() {
+    fetch("/checkout-session?session_id=" + encodeURIComponent(sessionId))
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+      .then(function (order) {
+        var list = document.getElementById("items");
+        list.textContent = "";
+        (order.items || []).forEach(function (item) {
+          var li = document.createElement("li");
+          li.textContent = item.quantity + " x " + item.name;
+          list.appendChild(li);
+        });
+        if (order.fulfilled) {
+          status.textContent = "Payment received, order fulfilled";
+          return;
+        }
+        status.textContent = "Waiting for the payment to be confirmed (" + order.status + ")";
+        if (++tries < 60) { setTimeout(poll, 1000); }
+      })
+      .catch(function () {
+        status.textContent = "We could not look up this order.";
+      });
+  }
+  if (sessionId) { poll(); } else { status.textContent = "No order to show."; }
+})();
+</script>
+</body></html>
+"""
+
+CANCEL = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Cancelled</title></head>
+<body><h1>Payment cancelled</h1><p>Nothing was charged.</p>
+<p><a href="/">Back to the shop</a></p></body></html>
+"""
+
+
+def catalog_file() -> Path:
+    """``STRIPE_CHECKOUT_CATALOG``, else the catalog the examples share."""
+    return Path(os.environ.get("STRIPE_CHECKOUT_CATALOG") or
+                Path(__file__).parent.parent / "catalog.json")
+
+
+def fulfill(order: Any) -> None:
+    """Called once per paid order, after Stripe's webhook: ship it here."""
+    log.info("fulfilled %s: %s", order.session_id,
+             ", ".join(f"{item['quantity']} x {item['name']}" for item in order.items))
+
+
+def create_app(**options: Any) -> Flask:
+    """The Flask app with checkout added, configured from the environment.
+
+    ``STRIPE_SECRET_KEY``, ``WEB_APP_URL`` and ``STRIPE_WEBHOOK_SECRET`` are read by the
+    middleware itself; ``STRIPE_API_BASE`` points it at the offline emulator,
+    ``STRIPE_CHECKOUT_STORE`` names the order ledger (which also serves the success
+    page's order status without webhooks) and ``STRIPE_CHECKOUT_CATALOG`` another
+    catalog. Keyword ``options`` override them all.
+    """
+    app = Flask(__name__)
+
+    @app.route("/")
+    def products() -> str:
+        catalog = json.loads(catalog_file().read_text(encoding="utf-8"))
+        return render_template_string(PRODUCTS, products=catalog)
+
+    @app.route("/success")
+    def success() -> str:
+        return SUCCESS
+
+    @app.route("/cancel")
+    def cancel() -> str:
+        return CANCEL
+
+    settings: dict[str, Any] = {
+        "price_lookup": Catalog.from_file(catalog_file()),
+        "stripe_api_base": os.environ.get("STRIPE_API_BASE") or None,
+        "store": os.environ.get("STRIPE_CHECKOUT_STORE") or None,
+        "fulfill": fulfill,
+    }
+    settings.update(options)
+    app.wsgi_app = CheckoutMiddleware(app.wsgi_app, **settings)  # type: ignore[method-assign]
+    return app
+
+
+def main() -> None:
+    """Serve the shop with werkzeug's ``run_simple`` on ``PORT`` (default 8000)."""
+    logging.basicConfig(level=logging.INFO)
+    port = os.environ.get("PORT", "8000")
+    if not port.isdigit():
+        sys.exit(f"flask_shop: PORT={port!r} is not a port number")
+    os.environ.setdefault("WEB_APP_URL", f"http://127.0.0.1:{port}")
+    try:
+        app = create_app()
+    except (ValueError, TypeError) as exc:
+        sys.exit(f"flask_shop: {exc}")
+    run_simple("127.0.0.1", int(port), app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""A Pyramid shop; checkout is added by ``development.ini``, not by this code.
+
+The app knows nothing of Stripe: its Buy buttons are plain HTML forms posting to
+``/create-checkout-session``, which the ``checkout`` filter in the ``.ini`` pipeline
+answers with ``303 See Other`` to Stripe's hosted page. That is the PasteDeploy habit:
+middleware is configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from pyramid.config import Configurator
+from pyramid.request import Request
+from pyramid.response import Response
+
+log = logging.getLogger("pyramid_shop")
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+<body>
+{body}
+</body></html>
+"""
+
+_SUCCESS_SCRIPT = """<script>
+// Asks the middleware's status path until the webhook has fulfilled the order.
+(function () {
+  var sessionId = new URLSearchParams(location.search).get("session_id");
+  var status = document.getElementById("status");
+  var tries = 0;
+  function poll() {
+    fetch("/checkout-session?session_id=" + encodeURIComponent(sessionId))
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+      .then(function (order) {
+        var list = document.getElementById("items");
+        list.textContent = "";
+        (order.items || []).forEach(function (item) {
+          var li = document.createElement("li");
+          li.textContent = item.quantity + " x " + item.name;
+          list.appendChild(li);
+        });
+        if (order.fulfilled) {
+          status.textContent = "Payment received, order fulfilled";
+          return;
+        }
+        status.textContent = "Waiting for the payment to be confirmed (" + order.status + ")";
+        if (++tries < 60) { setTimeout(poll, 1000); }
+      })
+      .catch(function () {
+        status.textContent = "We could not look up this order.";
+      });
+  }
+  if (sessionId) { poll(); } else { status.textContent = "No order to show."; }
+})();
+</script>"""
+
+
+def _html(title: str, body: str) -> Response:
+    return Response(_PAGE.format(title=escape(title), body=body), content_type="text/html",
+                    charset="utf-8")
+
+
+def products(request: Request) -> Response:
+    catalog = json.loads(Path(request.registry.settings["catalog"]).read_text(encoding="utf-8"))
+    forms = []
+    for key, item in catalog.items():
+        price = f"{item['unit_amount'] / 100:.2f} {item['currency'].upper()}"
+        forms.append(
+            '<form method="post" action="/create-checkout-session">'
+            f"<h2>{escape(item['name'])}</h2>"
+            f"<p>{escape(item.get('description', ''))}</p><p>{escape(price)}</p>"
+            f'<input type="hidden" name="price" value="{escape(key)}">'
+            '<label>Quantity <input type="number" name="quantity" value="1" min="1" max="10">'
+            "</label>"
+            '<label>Email <input type="email" name="customer_email" placeholder="optional">'
+            "</label>"
+            f'<button type="submit" id="buy-{escape(key)}">Buy</button></form>'
+        )
+    return _html("Pyramid shop", "<h1>Pyramid shop</h1>" + "".join(forms))
+
+
+def success(request: Request) -> Response:
+    return _html("Thank you", '<h1>Thank you!</h1><p id="status">Checking your order...</p>'
+                 '<ul id="items"></ul><p><a href="/">Back to the shop</a></p>'
+                 + _SUCCESS_SCRIPT)
+
+
+def cancel(request: Request) -> Response:
+    return _html("Cancelled", "<h1>Payment cancelled</h1><p>Nothing was charged.</p>"
+                 '<p><a href="/">Back to the shop</a></p>')
+
+
+def fulfill(order: Any) -> None:
+    """Called once per paid order, after Stripe's webhook (``fulfill = shop:fulfill``)."""
+    log.info("fulfilled %s: %s", order.session_id,
+             ", ".join(f"{item['quantity']} x {item['name']}" for item in order.items))
+
+
+def main(global_config: dict[str, str], **settings: str) -> Any:
+    """The Pyramid app factory the ``.ini`` names (``use = call:shop:main``)."""
+    if "catalog" not in settings:
+        raise ValueError("catalog: add 'catalog = path/to/catalog.json' to [app:shop]")
+    with Configurator(settings=settings) as config:
+        config.add_route("products", "/")
+        config.add_route("success", "/success")
+        config.add_route("cancel", "/cancel")
+        config.add_view(products, route_name="products", request_method="GET")
+        config.add_view(success, route_name="success", request_method="GET")
+        config.add_view(cancel, route_name="cancel", request_method="GET")
+        return config.make_wsgi_app()
