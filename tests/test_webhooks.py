@@ -7,6 +7,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -609,3 +610,69 @@ def test_different_paid_events_racing_fulfil_once(
         results = run_together([(lambda b=b: deliver(receiver, b)) for b in bodies])
     assert [status for status, _ in results] == [200] * 10
     assert len(fulfilments.orders) == 1
+
+
+_DELIVER_FROM_A_PROCESS = """
+import json, os, sys, time
+import stripe
+from stripe_checkout_mw.store import open_store
+from stripe_checkout_mw.webhooks import WebhookHandlers, WebhookReceiver
+
+store_url, secret, header, ledger, go, body_file = sys.argv[1:7]
+
+def fulfill(order):
+    time.sleep(0.02)
+    with open(ledger, "a") as out:
+        out.write(order.session_id + "\\n")
+
+with open(body_file, "rb") as source:
+    body = source.read()
+with open_store(store_url) as store:
+    receiver = WebhookReceiver(
+        store=store, secrets=[secret], handlers=WebhookHandlers(), fulfill=fulfill,
+        client=stripe.StripeClient("sk_test_unused", base_addresses={"api": "http://127.0.0.1:9"}),
+    )
+    deadline = time.monotonic() + 60
+    while not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    status, payload = receiver.handle(body, header)
+print(json.dumps([status, payload]))
+"""
+
+
+def test_worker_processes_racing_fulfil_once(store_url: str, tmp_path: Path) -> None:
+    with open_store(store_url) as opened:
+        opened.record_open(Order(session_id=SESSION_ID))
+        opened.ensure_schema()
+    body = event_body(event_id="evt_processes")
+    ledger, go, body_file = tmp_path / "fulfilled.txt", tmp_path / "go", tmp_path / "body"
+    body_file.write_bytes(body)
+    command = [sys.executable, "-c", _DELIVER_FROM_A_PROCESS, store_url, SECRET, sign(body)]
+    with contextlib.ExitStack() as stack:
+        workers = [
+            stack.enter_context(
+                subprocess.Popen(
+                    [*command, str(ledger), str(go), str(body_file)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=REPO,
+                    env={**os.environ, "PYTHONPATH": str(REPO)},
+                )
+            )
+            for _ in range(6)
+        ]
+        time.sleep(0.5)  # let every worker import and open its store before the start signal
+        go.touch()
+        try:
+            outputs = [worker.communicate(timeout=120) for worker in workers]
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+    assert [worker.returncode for worker in workers] == [0] * 6, outputs
+    results = [json.loads(out) for out, _ in outputs]
+    assert sorted(json.dumps(r) for r in results) == sorted(
+        [json.dumps([200, {"received": True}])]
+        + [json.dumps([200, {"received": True, "duplicate": True}])] * 5
+    )
+    assert ledger.read_text().splitlines() == [SESSION_ID]
