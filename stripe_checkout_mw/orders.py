@@ -9,9 +9,10 @@ success-page status lookup (:mod:`stripe_checkout_mw.status`). Both end in :func
 which runs inside one store transaction with the order row locked, so whichever path gets there
 first fulfils the order and the other finds it already done.
 
-Statuses only move forward::
+Statuses only move up this ranking, so deliveries arriving out of order cannot undo one
+another::
 
-    open -> awaiting_payment -> payment_failed | expired -> paid
+    open < awaiting_payment < payment_failed = expired < paid
 
 ``paid`` is final: a late ``checkout.session.expired`` or a replayed ``completed`` event never
 downgrades an order that Stripe has already reported paid.
