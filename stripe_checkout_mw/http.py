@@ -88,8 +88,8 @@ def redirect_response(
     """``303 See Other``: after a form post the browser follows it with a GET."""
     start_response(
         status_line(303),
-        [("Location", location), ("Content-Length", "0"), ("Cache-Control", "no-store"),
-         *headers],
+        [("Location", location), ("Content-Type", "text/plain; charset=utf-8"),
+         ("Content-Length", "0"), ("Cache-Control", "no-store"), *headers],
     )
     return []
 

@@ -153,12 +153,18 @@ class CheckoutMiddleware:
         )
         if fulfill is not None and not callable(fulfill):
             raise TypeError("fulfill: expected a callable fulfill(order)")
-        self.client = client or stripe.StripeClient(
-            settings.secret_key,
-            base_addresses={"api": settings.stripe_api_base} if settings.stripe_api_base else None,
-            max_network_retries=settings.max_network_retries,
-            http_client=stripe.RequestsClient(timeout=settings.timeout),
-        )
+        self._http_client: stripe.RequestsClient | None = None
+        if client is None:
+            self._http_client = stripe.RequestsClient(timeout=settings.timeout)
+            client = stripe.StripeClient(
+                settings.secret_key,
+                base_addresses=(
+                    {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+                ),
+                max_network_retries=settings.max_network_retries,
+                http_client=self._http_client,
+            )
+        self.client = client
         self.handlers = WebhookHandlers()
         self.store: OrderStore | None = None
         self.webhooks: WebhookReceiver | None = None
@@ -179,6 +185,16 @@ class CheckoutMiddleware:
             settings, self.client, self._record_session if self.store is not None else None
         )
         self._routes = routes
+
+    def close(self) -> None:
+        """Release the store and the calling thread's connections to Stripe.
+
+        For tests and orderly shutdowns; a long-running server need not call it.
+        """
+        if self._http_client is not None:
+            self._http_client.close()  # type: ignore[no-untyped-call]  # untyped in the SDK
+        if self.store is not None:
+            self.store.close()
 
     def on(self, event_type: str) -> Callable[[_Handler], _Handler]:
         """Register a handler for a webhook event type (``"*"`` for all)::
