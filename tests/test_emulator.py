@@ -72,6 +72,16 @@ class Receiver:
         self.thread.join()
 
 
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 2.0
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(threading.enumerate()) - before == set()
+
+
 @pytest.fixture
 def emu(stripe_emulator: StripeEmulator) -> StripeEmulator:
     return stripe_emulator
@@ -957,6 +967,8 @@ def test_emulator_requires_start_and_starts_once() -> None:
         StripeEmulator(secret_key="sk_live_x")
     with pytest.raises(ValueError):
         StripeEmulator(webhook_secret="secret")
+    with pytest.raises(ValueError, match="webhook_url"):
+        StripeEmulator("/webhook")
 
 
 def test_fixed_keys_and_port_are_used() -> None:

@@ -139,6 +139,12 @@ def _default_fault_body(status: int) -> dict[str, Any]:
                       "message": f"Injected error {status} (emulator)."}}
 
 
+def _check_webhook_url(url: str | None) -> None:
+    if url is not None and (urlsplit(url).scheme not in ("http", "https")
+                            or not urlsplit(url).hostname):
+        raise ValueError(f"webhook_url must be an absolute http(s) URL, not {url!r}")
+
+
 def _json(status: int, body: dict[str, Any], headers: list[tuple[str, str]]) -> HttpResponse:
     return HttpResponse(
         status,
@@ -191,6 +197,7 @@ class StripeEmulator:
             raise ValueError("webhook_secret must start with 'whsec_'")
         if delivery_attempts < 1:
             raise ValueError("delivery_attempts must be at least 1")
+        _check_webhook_url(webhook_url)
         self.host = host
         self._port = port
         self.secret_key = secret_key or "sk_test_emu_" + secrets.token_hex(16)
@@ -275,8 +282,7 @@ class StripeEmulator:
 
     def set_webhook_url(self, url: str | None) -> None:
         """Deliver events emitted from now on to ``url`` (``None`` stops delivery)."""
-        if url is not None and urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError(f"webhook_url must be an http(s) URL, not {url!r}")
+        _check_webhook_url(url)
         with self._lock:
             self._webhook_url = url
 

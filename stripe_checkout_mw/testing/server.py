@@ -53,6 +53,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # An idle keep-alive connection is dropped after this, so a long-running CLI
     # emulator does not collect one thread per forgotten client.
     timeout = 120
+    # Headers and body go out in two writes; without TCP_NODELAY the client's delayed
+    # ACK stalls every keep-alive response by ~40 ms.
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:
@@ -103,7 +106,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
         )
-        self._send(self.server.app(request))
+        try:
+            response = self.server.app(request)
+        except Exception:
+            # A bug in the emulator must show as a Stripe-like 500, not a dropped
+            # connection the client would retry blindly.
+            logger.exception("the Stripe emulator failed on %s %s", self.command, self.path)
+            response = HttpResponse(
+                500,
+                b'{"error": {"type": "api_error", "message": "The Stripe emulator failed '
+                b'on this request; see its log."}}',
+                [("Content-Type", "application/json")],
+            )
+        self._send(response)
 
     def _send(self, response: HttpResponse) -> None:
         self.send_response(response.status)
