@@ -38,6 +38,8 @@ CATALOG = {
     "tea": {"name": "Tea", "unit_amount": 300, "currency": "gbp"},
 }
 DOMAIN = "https://shop.example.com"
+BASIC = {"line_items": [{"price": "basic", "quantity": 1}]}
+ONE_TEE = {"line_items": [{"price": "tee", "quantity": 1}]}
 
 
 def shop(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -179,9 +181,8 @@ def test_mixed_currencies_and_subscription_in_payment_mode_are_refused(
     build: Build, stripe_emulator: StripeEmulator
 ) -> None:
     app = build()
-    app.post_json("/create-checkout-session",
-                  {"line_items": [{"price": "tee", "quantity": 1}, {"price": "tea", "quantity": 1}]},
-                  status=400)
+    mixed = {"line_items": [{"price": "tee", "quantity": 1}, {"price": "tea", "quantity": 1}]}
+    app.post_json("/create-checkout-session", mixed, status=400)
     build(mode="payment").post_json("/create-checkout-session",
                                     {"line_items": [{"price": "club", "quantity": 1}]}, status=400)
     assert stripe_emulator.requests == []
@@ -208,7 +209,7 @@ def test_lookup_keys_are_resolved_once_per_ttl(
     lookup = StripeLookupKeys(ttl=300)
     app = build(price_lookup=lookup)
     for _ in range(5):
-        app.post_json("/create-checkout-session", {"line_items": [{"price": "basic", "quantity": 1}]})
+        app.post_json("/create-checkout-session", BASIC)
     app.post_json("/create-checkout-session", {"line_items": [{"price": "nope", "quantity": 1}]},
                   status=400)
     app.post_json("/create-checkout-session", {"line_items": [{"price": "nope", "quantity": 1}]},
@@ -226,7 +227,7 @@ def test_lookup_cache_expires(build: Build, stripe_emulator: StripeEmulator) -> 
     lookup = StripeLookupKeys(ttl=0)
     app = build(price_lookup=lookup)
     for _ in range(2):
-        app.post_json("/create-checkout-session", {"line_items": [{"price": "basic", "quantity": 1}]})
+        app.post_json("/create-checkout-session", BASIC)
     assert lookup.lookups == 2
 
 
@@ -235,7 +236,7 @@ def test_retry_after_a_500_reuses_one_idempotency_key(
 ) -> None:
     stripe_emulator.fail_next(500, path="/v1/checkout/sessions")
     response = build().post_json("/create-checkout-session",
-                                 {"line_items": [{"price": "tee", "quantity": 1}]})
+                                 ONE_TEE)
     attempts = creates(stripe_emulator)
     assert len(attempts) == 2
     assert attempts[0].idempotency_key == attempts[1].idempotency_key is not None
@@ -246,7 +247,7 @@ def test_the_requests_idempotency_key_makes_a_repeat_return_the_same_session(
     build: Build, stripe_emulator: StripeEmulator
 ) -> None:
     app = build()
-    body = {"line_items": [{"price": "tee", "quantity": 1}]}
+    body = ONE_TEE
     first = app.post_json("/create-checkout-session", body, headers={"Idempotency-Key": "cart-42"})
     again = app.post_json("/create-checkout-session", body, headers={"Idempotency-Key": "cart-42"})
     assert first.json == again.json
@@ -282,7 +283,7 @@ def test_stripe_failures_become_safe_errors(
     app = build(max_network_retries=1)
     with caplog.at_level(logging.DEBUG, logger="stripe_checkout_mw"):
         response = app.post_json("/create-checkout-session",
-                                 {"line_items": [{"price": "tee", "quantity": 1}]}, status=status)
+                                 ONE_TEE, status=status)
     error = response.json["error"]
     assert error["type"] == error_type
     assert set(response.json) == {"error"} and set(error) == {"type", "message", "param"}
@@ -296,7 +297,7 @@ def test_stripe_failures_become_safe_errors(
 def test_429_retried_when_stripe_says_so(build: Build, stripe_emulator: StripeEmulator) -> None:
     stripe_emulator.fail_next(429, headers={"Stripe-Should-Retry": "true"})
     assert build().post_json("/create-checkout-session",
-                             {"line_items": [{"price": "tee", "quantity": 1}]}).status_int == 200
+                             ONE_TEE).status_int == 200
     assert len(creates(stripe_emulator)) == 2
 
 
@@ -306,14 +307,14 @@ def test_a_hanging_stripe_is_cut_off_by_the_timeout(
     stripe_emulator.fail_next(None, delay=3.0)
     app = build(timeout=0.3, max_network_retries=0)
     started = time.monotonic()
-    app.post_json("/create-checkout-session", {"line_items": [{"price": "tee", "quantity": 1}]},
+    app.post_json("/create-checkout-session", ONE_TEE,
                   status=502)
     assert time.monotonic() - started < 2.0
 
 
 def test_connection_refused_is_a_502(build: Build) -> None:
     app = build(stripe_api_base="http://127.0.0.1:9", max_network_retries=0)
-    app.post_json("/create-checkout-session", {"line_items": [{"price": "tee", "quantity": 1}]},
+    app.post_json("/create-checkout-session", ONE_TEE,
                   status=502)
 
 
@@ -323,7 +324,7 @@ def test_shipping_countries_and_session_options(
     app = build(allowed_countries=["GB", "US"],
                 session_options=lambda order: {"metadata": {"items": str(len(order["line_items"]))},
                                                "allow_promotion_codes": True})
-    app.post_json("/create-checkout-session", {"line_items": [{"price": "tee", "quantity": 1}]})
+    app.post_json("/create-checkout-session", ONE_TEE)
     sent = creates(stripe_emulator)[0].params
     assert sent["shipping_address_collection"] == {"allowed_countries": ["GB", "US"]}
     assert sent["metadata"] == {"items": "1"}
@@ -334,7 +335,7 @@ def test_session_options_callable_cannot_override_urls(
     build: Build, stripe_emulator: StripeEmulator
 ) -> None:
     app = build(session_options=lambda order: {"success_url": "https://evil.example/"})
-    app.post_json("/create-checkout-session", {"line_items": [{"price": "tee", "quantity": 1}]},
+    app.post_json("/create-checkout-session", ONE_TEE,
                   status=500)
     assert stripe_emulator.requests == []
 
@@ -355,7 +356,7 @@ def test_request_errors(
     build: Build, stripe_emulator: StripeEmulator, kwargs: dict[str, Any], status: int
 ) -> None:
     method = kwargs.get("method", "POST")
-    body = kwargs.get("body", b'{"line_items": [{"price": "tee", "quantity": 1}]}')
+    body = kwargs.get("body", b'ONE_TEE')
     app = build()
     response = app.request("/create-checkout-session", method=method,
                            body=body if method != "GET" else b"",
@@ -369,7 +370,7 @@ def test_request_errors(
 
 def test_cors_only_for_configured_origins(build: Build) -> None:
     app = build(allowed_origins=["https://front.example"])
-    body = {"line_items": [{"price": "tee", "quantity": 1}]}
+    body = ONE_TEE
     allowed = app.post_json("/create-checkout-session", body,
                             headers={"Origin": "https://front.example"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://front.example"
@@ -393,7 +394,7 @@ def test_cross_site_posts_are_refused(
 ) -> None:
     app = build()
     app.post("/create-checkout-session", {"price": "tee"}, headers=headers, status=403)
-    app.post_json("/create-checkout-session", {"line_items": [{"price": "tee", "quantity": 1}]},
+    app.post_json("/create-checkout-session", ONE_TEE,
                   headers=headers, status=403)
     assert stripe_emulator.requests == []
 
@@ -411,14 +412,14 @@ def test_the_secret_key_never_reaches_a_response(
 ) -> None:
     app = build()
     bodies = [
-        app.post_json("/create-checkout-session", {"line_items": [{"price": "tee", "quantity": 1}]}),
+        app.post_json("/create-checkout-session", ONE_TEE),
         app.post_json("/create-checkout-session", {"line_items": []}, status=400),
         app.post("/create-checkout-session", b"{", content_type="application/json", status=400),
         app.get("/create-checkout-session", status=405),
     ]
     stripe_emulator.fail_next(401)
     bodies.append(app.post_json("/create-checkout-session",
-                                {"line_items": [{"price": "tee", "quantity": 1}]}, status=500))
+                                ONE_TEE, status=500))
     for response in bodies:
         assert stripe_emulator.secret_key not in response.text
         assert stripe_emulator.secret_key not in str(response.headers)
