@@ -94,9 +94,12 @@ def _run_emulator(args: argparse.Namespace) -> int:
         stop.set()
 
     # SIGTERM stops as cleanly as Ctrl-C, so scripts and process managers can end it.
+    # Python installs signal handlers only from the main thread; run off it (embedded in
+    # another program) the emulator serves until that process ends.
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, on_signal)
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
     try:
         try:
             emulator.start()
