@@ -1,0 +1,301 @@
+"""Each example shop, started the way its README says, takes a paid order end to end.
+
+The shop runs on a real server on 127.0.0.1 (so the emulator can deliver its signed
+webhook to it); the browser's side goes through WebTest, or through real HTTP for the
+shop served by waitress. Misconfigured examples must exit with one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import webtest
+from paste.deploy import loadapp
+from waitress.server import create_server
+
+from stripe_checkout_mw import CheckoutMiddleware
+from stripe_checkout_mw.demo import BackgroundServer, find_middleware
+from stripe_checkout_mw.testing import StripeEmulator
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CARD = "4242 4242 4242 4242"
+FORM_SHOPS = ("bottle", "pyramid")
+ALL_SHOPS = ("bottle", "pyramid", "flask", "wsgi")
+FOLDERS = {"bottle": "bottle_shop", "pyramid": "pyramid_shop", "flask": "flask_shop",
+           "wsgi": "plain_wsgi"}
+
+
+def load_example(name: str) -> Any:
+    """The example's WSGI app, built as its README says."""
+    folder = EXAMPLES / FOLDERS[name]
+    if name == "pyramid":
+        # README: cd examples/pyramid_shop && PYTHONPATH=. pserve development.ini
+        return loadapp("config:development.ini", relative_to=str(folder))
+    # README: waitress-serve --call app:create_app (or python app.py)
+    spec = importlib.util.spec_from_file_location(f"example_{name}_app", folder / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.create_app()
+
+
+def close(app: Any) -> None:
+    middleware = find_middleware(app)
+    if middleware is not None and middleware.store is not None:
+        middleware.store.close()
+
+
+@pytest.fixture(autouse=True)
+def no_threads_left() -> Iterator[None]:
+    """Servers, emulators and their workers are all gone when a test ends."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        extra = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not extra or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not extra
+
+
+@pytest.fixture
+def emulator() -> Iterator[StripeEmulator]:
+    with StripeEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def shop_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, emulator: StripeEmulator
+) -> Iterator[BackgroundServer]:
+    """A bound (not yet started) server and the environment the examples read."""
+    monkeypatch.syspath_prepend(str(EXAMPLES / "pyramid_shop"))
+    server = BackgroundServer()
+    monkeypatch.setenv("STRIPE_SECRET_KEY", emulator.secret_key)
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", emulator.webhook_secret)
+    monkeypatch.setenv("STRIPE_API_BASE", emulator.api_base)
+    monkeypatch.setenv("WEB_APP_URL", server.url)
+    monkeypatch.setenv("STRIPE_CHECKOUT_STORE", f"sqlite:///{tmp_path / 'orders.db'}")
+    monkeypatch.delenv("STRIPE_CHECKOUT_CATALOG", raising=False)
+    emulator.webhook_url = f"{server.url}/stripe-webhook"
+    yield server
+    server.stop()
+    close(server.app)
+
+
+def start_checkout(name: str, browser: webtest.TestApp) -> str:
+    """Click Buy on the shop's product page; return the hosted page's URL."""
+    page = browser.get("/")
+    assert page.status_int == 200
+    assert "T-shirt" in page.text and 'id="buy-tee"' in page.text
+    if name in FORM_SHOPS:
+        form = next(f for f in page.forms.values() if f["price"].value == "tee")
+        form["quantity"] = "2"
+        form["customer_email"] = "ann@example.com"
+        answer = form.submit(status=303)
+        return str(answer.headers["Location"])
+    if name == "flask":
+        item: dict[str, Any] = {"price": "tee", "quantity": 2}
+    else:  # the plain WSGI page sends the seed's price_data, taken from its button
+        button = page.html.find("button", id="buy-tee")
+        item = {"price_data": json.loads(button["data-item"]), "quantity": 2}
+    answer = browser.post_json(
+        "/create-checkout-session",
+        {"line_items": [item], "customer_email": "ann@example.com"},
+    )
+    assert answer.json["sessionId"] in answer.json["url"]
+    return str(answer.json["url"])
+
+
+@pytest.mark.parametrize("name", ALL_SHOPS)
+def test_example_takes_a_paid_order(
+    name: str, shop_env: BackgroundServer, emulator: StripeEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO")
+    app = shop_env.app = load_example(name)
+    assert isinstance(find_middleware(app), CheckoutMiddleware)
+    shop_env.start()
+    browser = webtest.TestApp(app)
+
+    pay_url = start_checkout(name, browser)
+    assert pay_url.startswith(f"{emulator.api_base}/pay/cs_test_")
+    session_id = pay_url.rsplit("/", 1)[1]
+    session = emulator.session(session_id)
+    assert session["amount_total"] == 4000
+    assert session["success_url"] == f"{shop_env.url}/success?session_id={{CHECKOUT_SESSION_ID}}"
+
+    before = browser.get("/checkout-session", {"session_id": session_id}).json
+    assert before["fulfilled"] is False
+
+    emulator.pay(session_id)
+    assert emulator.deliveries[-1].status == 200
+
+    order = browser.get("/checkout-session", {"session_id": session_id}).json
+    assert order["fulfilled"] is True
+    assert order["status"] == "paid"
+    assert order["items"][0]["name"] == "T-shirt" and order["items"][0]["quantity"] == 2
+    assert any(f"fulfilled {session_id}" in r.getMessage() for r in caplog.records)
+
+    success = browser.get("/success", {"session_id": session_id})
+    assert "Payment received, order fulfilled" in success.text
+    assert "/checkout-session?session_id=" in success.text
+    assert "Payment cancelled" in browser.get("/cancel").text
+
+
+@pytest.mark.parametrize("name", ALL_SHOPS)
+def test_requests_the_middleware_does_not_own_reach_the_app(
+    name: str, shop_env: BackgroundServer
+) -> None:
+    app = shop_env.app = load_example(name)
+    browser = webtest.TestApp(app)
+    assert browser.get("/no-such-page", expect_errors=True).status_int == 404
+    assert browser.get("/cancel").status_int == 200
+
+
+@pytest.mark.parametrize("name", ALL_SHOPS)
+def test_product_page_escapes_the_catalog(
+    name: str, shop_env: BackgroundServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({
+        'x"><i>': {"name": "<script>alert(1)</script>", "description": "Tom & \"Jerry\"",
+                    "unit_amount": 100, "currency": "usd"},
+    }), encoding="utf-8")
+    monkeypatch.setenv("STRIPE_CHECKOUT_CATALOG", str(catalog))
+    if name == "pyramid":
+        # The .ini names its catalog; load a copy that names this one.
+        ini = (EXAMPLES / "pyramid_shop" / "development.ini").read_text(encoding="utf-8")
+        copy = tmp_path / "development.ini"
+        copy.write_text(ini.replace("%(here)s/../catalog.json", str(catalog)), encoding="utf-8")
+        app = loadapp(f"config:{copy}")
+    else:
+        app = load_example(name)
+    shop_env.app = app
+    page = webtest.TestApp(app).get("/").text
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert '"><i>' not in page
+
+
+def test_an_example_serves_under_waitress(
+    shop_env: BackgroundServer, emulator: StripeEmulator
+) -> None:
+    """Any WSGI server works: the Flask shop on waitress, everything over real HTTP."""
+    shop_env.stop()  # this test serves on waitress instead
+    app = load_example("flask")
+    shop_env.app = app
+    server = create_server(app, host="127.0.0.1", port=0, threads=2)
+    base = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
+    emulator.webhook_url = f"{base}/stripe-webhook"
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with urllib.request.urlopen(f"{base}/", timeout=10) as answer:
+            assert b"Flask shop" in answer.read()
+        created = _post(f"{base}/create-checkout-session",
+                        json.dumps({"line_items": [{"price": "mug", "quantity": 1}]}).encode(),
+                        "application/json")
+        pay_url = json.loads(created[2])["url"]
+        paid = _post(pay_url, urllib.parse.urlencode(
+            {"email": "bo@example.com", "cardnumber": CARD, "action": "pay"}).encode())
+        assert paid[0] == 303
+        assert paid[1]["Location"].startswith(f"{shop_env.url}/success?session_id=cs_test_")
+        session_id = pay_url.rsplit("/", 1)[1]
+        with urllib.request.urlopen(f"{base}/checkout-session?session_id={session_id}",
+                                    timeout=10) as answer:
+            order = json.loads(answer.read())
+        assert order["fulfilled"] is True and order["amount_total"] == 1200
+    finally:
+        server.close()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        server.task_dispatcher.shutdown()
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _post(url: str, body: bytes,
+          content_type: str = "application/x-www-form-urlencoded") -> tuple[int, Any, bytes]:
+    opener = urllib.request.build_opener(_NoRedirects)
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    try:
+        with opener.open(request, timeout=10) as answer:
+            return answer.status, answer.headers, answer.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.headers, exc.read()
+
+
+# -- misconfiguration: one line, no traceback --------------------------------------------
+
+
+def run_example(script: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("STRIPE_", "WEB_APP_URL", "PORT"))}
+    environ.update(env)
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                          timeout=60, env=environ, cwd=script.parent)
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+@pytest.mark.parametrize("name", ["bottle", "flask", "wsgi"])
+def test_a_missing_catalog_is_one_line(name: str, tmp_path: Path) -> None:
+    result = run_example(EXAMPLES / FOLDERS[name] / "app.py", STRIPE_SECRET_KEY="sk_test_x",
+                         STRIPE_CHECKOUT_CATALOG=str(tmp_path / "none.json"))
+    assert_one_line(result, "cannot read catalog", "none.json")
+
+
+def test_no_secret_key_is_one_line() -> None:
+    result = run_example(EXAMPLES / "plain_wsgi" / "app.py")
+    assert_one_line(result, "STRIPE_SECRET_KEY")
+
+
+def test_a_bad_ini_value_is_one_line(tmp_path: Path) -> None:
+    ini = (EXAMPLES / "pyramid_shop" / "development.ini").read_text(encoding="utf-8")
+    bad = tmp_path / "bad.ini"
+    bad.write_text(
+        ini.replace("%(here)s/../catalog.json", str(EXAMPLES / "catalog.json"))
+        .replace("max_quantity = 10", "max_quantity = ten"),
+        encoding="utf-8",
+    )
+    result = run_example(EXAMPLES / "pyramid_shop" / "serve.py", str(bad),
+                         STRIPE_SECRET_KEY="sk_test_x")
+    assert_one_line(result, "max_quantity", "'ten' is not a whole number")
+
+
+def test_a_port_in_use_is_reported_without_a_traceback() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_example(EXAMPLES / "plain_wsgi" / "app.py", STRIPE_SECRET_KEY="sk_test_x",
+                             PORT=str(port))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"Port {port} is in use" in result.stderr
