@@ -1,0 +1,232 @@
+"""Orders through the whole middleware: create, pay on the emulator, signed webhook, fulfil.
+
+The middleware runs on a real threaded server on 127.0.0.1 and the emulator delivers
+its webhooks to it over HTTP, so this is the path a deployed shop takes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from stripe_checkout_mw import Catalog, CheckoutMiddleware
+from stripe_checkout_mw.orders import Order
+from stripe_checkout_mw.testing import StripeEmulator
+
+CATALOG = Catalog({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}})
+STATUS_KEYS = {"session_id", "status", "payment_status", "amount_total", "currency",
+               "customer_email", "items", "fulfilled"}
+
+
+def shop(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"shop saw {environ['PATH_INFO']}".encode()]
+
+
+class Shop:
+    """The middleware on a real server, with the fulfilments it performed."""
+
+    def __init__(self, emu: StripeEmulator, store: str, **options: Any) -> None:
+        self.fulfilled: Counter[str] = Counter()
+        self.orders: list[Order] = []
+        self.fail_fulfilment = 0
+        self.middleware = CheckoutMiddleware(
+            shop, secret_key=emu.secret_key, stripe_api_base=emu.api_base,
+            domain_url="https://shop.example.com", price_lookup=CATALOG,
+            webhook_secret=emu.webhook_secret, store=store, fulfill=self.fulfill, **options,
+        )
+        self.server = make_server("127.0.0.1", 0, self.middleware, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.http = requests.Session()
+
+    def fulfill(self, order: Order) -> None:
+        if self.fail_fulfilment:
+            self.fail_fulfilment -= 1
+            raise RuntimeError("warehouse offline")
+        self.fulfilled[order.session_id] += 1
+        self.orders.append(order)
+
+    def buy(self, quantity: int = 1) -> str:
+        response = self.http.post(f"{self.url}/create-checkout-session", json={
+            "line_items": [{"price": "tee", "quantity": quantity}],
+            "customer_email": "ann@example.com"}, timeout=10)
+        assert response.status_code == 200, response.text
+        session_id: str = response.json()["sessionId"]
+        return session_id
+
+    def status(self, session_id: str) -> dict[str, Any]:
+        response = self.http.get(f"{self.url}/checkout-session",
+                                 params={"session_id": session_id}, timeout=10)
+        assert response.status_code == 200, response.text
+        view: dict[str, Any] = response.json()
+        return view
+
+    def close(self) -> None:
+        self.http.close()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+        self.middleware.close()
+
+
+@pytest.fixture
+def emu() -> Iterator[StripeEmulator]:
+    with StripeEmulator(hosted_page_webhook_wait=0) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/orders.db"
+
+
+@pytest.fixture
+def shop_server(emu: StripeEmulator, store: str) -> Iterator[Shop]:
+    server = Shop(emu, store)
+    emu.webhook_url = f"{server.url}/stripe-webhook"
+    yield server
+    server.close()
+
+
+def test_paid_order_is_fulfilled_once_and_shown_to_the_success_page(
+    emu: StripeEmulator, shop_server: Shop
+) -> None:
+    session_id = shop_server.buy(quantity=2)
+    store = shop_server.middleware.store
+    assert store is not None
+    recorded = store.get(session_id)
+    assert recorded is not None and recorded.status == "open"
+    assert recorded.items[0]["name"] == "T-shirt" and recorded.amount_total == 4000
+
+    before = shop_server.status(session_id)
+    assert before["status"] == "open" and before["fulfilled"] is False
+
+    emu.pay(session_id)
+    assert shop_server.fulfilled == {session_id: 1}
+    order = shop_server.orders[0]
+    assert (order.amount_total, order.currency, order.status) == (4000, "usd", "paid")
+    assert order.items == [{"name": "T-shirt", "quantity": 2, "unit_amount": 2000,
+                            "currency": "usd", "price": None}]
+
+    view = shop_server.status(session_id)
+    assert set(view) == STATUS_KEYS
+    assert (view["status"], view["payment_status"], view["fulfilled"]) == ("paid", "paid", True)
+    assert view["items"] == [{"name": "T-shirt", "quantity": 2, "unit_amount": 2000}]
+
+    event_id = emu.events[0]["id"]
+    emu.redeliver(event_id)
+    assert emu.deliveries[-1].status == 200
+    assert shop_server.fulfilled == {session_id: 1}
+
+
+def test_failed_fulfilment_is_retried_by_stripe_and_then_done_once(
+    emu: StripeEmulator, shop_server: Shop
+) -> None:
+    shop_server.fail_fulfilment = 1
+    session_id = shop_server.buy()
+    emu.pay(session_id)
+    assert [d.status for d in emu.deliveries] == [500, 200]
+    assert shop_server.fulfilled == {session_id: 1}
+
+
+def test_delayed_payment_then_success(emu: StripeEmulator, shop_server: Shop) -> None:
+    session_id = shop_server.buy()
+    emu.pay(session_id, delayed=True)
+    assert shop_server.status(session_id)["status"] == "awaiting_payment"
+    assert not shop_server.fulfilled
+    emu.pay(session_id, async_payment="succeeded")
+    assert shop_server.status(session_id)["status"] == "paid"
+    assert shop_server.fulfilled == {session_id: 1}
+
+
+def test_delayed_payment_failure_and_expiry(emu: StripeEmulator, shop_server: Shop) -> None:
+    seen: list[str] = []
+    shop_server.middleware.on("checkout.session.expired")(lambda event: seen.append(event.id))
+    failed = shop_server.buy()
+    emu.pay(failed, async_payment="failed")
+    assert shop_server.status(failed)["status"] == "payment_failed"
+    expired = shop_server.buy()
+    emu.expire(expired)
+    assert shop_server.status(expired)["status"] == "expired"
+    assert seen == [e["id"] for e in emu.events if e["type"] == "checkout.session.expired"]
+    assert not shop_server.fulfilled
+
+
+def test_success_page_before_the_webhook_fulfils_once(emu: StripeEmulator, store: str) -> None:
+    shop_server = Shop(emu, store)  # emulator delivers nowhere yet: the webhook is "late"
+    try:
+        session_id = shop_server.buy()
+        emu.pay(session_id)
+        assert shop_server.status(session_id)["fulfilled"] is True
+        emu.webhook_url = f"{shop_server.url}/stripe-webhook"
+        emu.redeliver(emu.events[0]["id"])
+        assert emu.deliveries[-1].status == 200
+        assert shop_server.fulfilled == {session_id: 1}
+    finally:
+        shop_server.close()
+
+
+def test_a_restarted_middleware_on_the_same_store_refuses_duplicates(
+    emu: StripeEmulator, store: str
+) -> None:
+    first = Shop(emu, store)
+    emu.webhook_url = f"{first.url}/stripe-webhook"
+    session_id = first.buy()
+    emu.pay(session_id)
+    first.close()
+    second = Shop(emu, store)
+    try:
+        emu.webhook_url = f"{second.url}/stripe-webhook"
+        emu.redeliver(emu.events[0]["id"])
+        assert emu.deliveries[-1].status == 200
+        assert first.fulfilled == {session_id: 1} and not second.fulfilled
+    finally:
+        second.close()
+
+
+def test_unsigned_and_wrongly_signed_webhooks_are_refused(
+    emu: StripeEmulator, shop_server: Shop
+) -> None:
+    session_id = shop_server.buy()
+    http = shop_server.http
+    forged = http.post(f"{shop_server.url}/stripe-webhook", data=b'{"id": "evt_1"}',
+                       headers={"Stripe-Signature": "t=1,v1=00"}, timeout=10)
+    missing = http.post(f"{shop_server.url}/stripe-webhook", data=b"{}", timeout=10)
+    wrong_method = http.get(f"{shop_server.url}/stripe-webhook", timeout=10)
+    assert (forged.status_code, missing.status_code) == (400, 400)
+    assert wrong_method.status_code == 405 and wrong_method.headers["Allow"] == "POST"
+    assert shop_server.status(session_id)["status"] == "open"
+
+
+def test_status_path_errors(shop_server: Shop) -> None:
+    get = shop_server.http.get
+    url = f"{shop_server.url}/checkout-session"
+    assert get(url, timeout=10).status_code == 400
+    assert get(url, params={"session_id": "../etc"}, timeout=10).status_code == 400
+    assert get(url, params={"session_id": "cs_test_unknown123"}, timeout=10).status_code == 404
+    assert shop_server.http.post(url, timeout=10).status_code == 405
+
+
+def test_checkout_only_middleware_passes_the_webhook_path_through(
+    emu: StripeEmulator,
+) -> None:
+    middleware = CheckoutMiddleware(shop, secret_key=emu.secret_key,
+                                    stripe_api_base=emu.api_base,
+                                    domain_url="https://shop.example.com", price_lookup=CATALOG)
+    try:
+        assert middleware.store is None
+        for path in ("/stripe-webhook", "/checkout-session"):
+            environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path}
+            body = middleware(environ, lambda status, headers, exc_info=None: None)
+            assert list(body) == [f"shop saw {path}".encode()]
+    finally:
+        middleware.close()
