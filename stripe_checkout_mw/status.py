@@ -97,9 +97,10 @@ class OrderStatus:
             )
         try:
             order = self.store.get(session_id)
-        except Exception:
+        except Exception as exc:
             logger.error(
-                "status: could not read order %s from the store", session_id, exc_info=True
+                "status: could not read order %s from the store: %s", session_id,
+                type(exc).__name__,
             )
             return 503, _error("api_error", "the order ledger is unavailable; try again shortly")
         if order is None:
@@ -127,12 +128,12 @@ class OrderStatus:
         try:
             with self.store.transaction() as tx:
                 settled = settle_order(tx, session_id, target, session, self.fulfill)
-        except Exception:
+        except Exception as exc:
             logger.error(
-                "status: settling order %s as %s failed and was rolled back",
+                "status: settling order %s as %s failed with %s and was rolled back",
                 session_id,
                 target,
-                exc_info=True,
+                type(exc).__name__,
             )
             message = (
                 "payment received; the order is still being processed, try again shortly"

@@ -185,12 +185,14 @@ class WebhookReceiver:
         session_id = session["id"] if session is not None else None
         try:
             duplicate = self._apply(event, event_id, event_type, session)
-        except Exception:
+        except Exception as exc:
+            # The exception's type only: a traceback or message could carry a secret or
+            # a customer's details into the logs. fulfil() should log its own errors.
             logger.error(
-                "webhook event %s (%s) failed and was rolled back; Stripe will retry it",
+                "webhook event %s (%s) failed with %s and was rolled back; Stripe will retry it",
                 event_id,
                 event_type,
-                exc_info=True,
+                type(exc).__name__,
             )
             return 500, _error("api_error", "webhook handler failed; Stripe will retry")
         if duplicate:
