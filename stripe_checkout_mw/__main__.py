@@ -9,7 +9,12 @@ Commands:
 
   It prints its api_base, secret key and webhook secret; give them to the shop as
   its Stripe API base, ``STRIPE_SECRET_KEY`` and webhook secret.
-- ``demo`` and ``check``: not written yet (see ``_COMMANDS`` below).
+- ``demo``: an example shop, on the emulator unless ``STRIPE_SECRET_KEY`` is set
+  (:mod:`stripe_checkout_mw.demo`)::
+
+      python -m stripe_checkout_mw demo --framework flask --port 8000
+
+- ``check``: not written yet (see ``_COMMANDS`` below).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 from typing import Callable
+
+from . import demo
 
 __all__ = ["main"]
 
@@ -130,6 +137,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
 # added here by their own change; each sets `run` (args -> exit status) on its parser.
 _COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = {
     "emulator": _add_emulator,
+    "demo": demo.add_command,
 }
 
 

@@ -336,8 +336,11 @@ def _stop_on_signals() -> Iterator[threading.Event]:
         stop.set()
 
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, on_signal)
+    # Python allows signal handlers only on the main thread; elsewhere (run() embedded in
+    # a thread of another program) the caller stops the demo itself.
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
     try:
         yield stop
     finally:

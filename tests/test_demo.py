@@ -1,0 +1,252 @@
+"""The ``demo`` command: a working shop with no Stripe account, stopped cleanly by Ctrl-C."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from stripe_checkout_mw.__main__ import main
+from stripe_checkout_mw.demo import DemoError, DemoShop, find_middleware, run
+
+CARD = "4242 4242 4242 4242"
+_SHOP_ENV = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "WEB_APP_URL",
+             "STRIPE_CHECKOUT_STORE", "STRIPE_CHECKOUT_CATALOG", "STRIPE_CHECKOUT_EXAMPLES")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _SHOP_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def request(url: str, body: bytes | None = None,
+            content_type: str = "application/x-www-form-urlencoded") -> tuple[int, Any, bytes]:
+    """One HTTP request on 127.0.0.1, redirects not followed, errors returned."""
+    opener = urllib.request.build_opener(_NoRedirects)
+    headers = {"Content-Type": content_type} if body is not None else {}
+    try:
+        with opener.open(urllib.request.Request(url, data=body, headers=headers),
+                         timeout=10) as answer:
+            return answer.status, answer.headers, answer.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.headers, exc.read()
+
+
+def buy_and_pay(shop_url: str) -> dict[str, Any]:
+    """What a customer does on the default (plain WSGI) shop; returns the final order."""
+    status, _, page = request(shop_url)
+    assert status == 200 and b"Plain WSGI shop" in page
+    item = re.search(rb'id="buy-mug" data-item="([^"]+)"', page)
+    assert item is not None
+    price_data = json.loads(item.group(1).decode().replace("&quot;", '"'))
+    order = {"line_items": [{"quantity": 1, "price_data": price_data}]}
+    status, _, body = request(f"{shop_url}create-checkout-session", json.dumps(order).encode(),
+                              "application/json")
+    assert status == 200, body
+    pay_url = json.loads(body)["url"]
+    status, headers, _ = request(pay_url, urllib.parse.urlencode(
+        {"email": "cy@example.com", "cardnumber": CARD, "action": "pay"}).encode())
+    assert status == 303
+    session_id = pay_url.rsplit("/", 1)[1]
+    assert headers["Location"] == f"{shop_url}success?session_id={session_id}"
+    deadline = time.monotonic() + 10
+    while True:
+        status, _, body = request(f"{shop_url}checkout-session?session_id={session_id}")
+        answer: dict[str, Any] = json.loads(body)
+        if answer.get("fulfilled") or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
+
+
+def read_lines(stream: IO[str]) -> queue.Queue[str]:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+@pytest.fixture
+def demo_process() -> Iterator[subprocess.Popen[str]]:
+    """``python -m stripe_checkout_mw demo --port 0`` with no Stripe key, killed if left."""
+    env = {k: v for k, v in os.environ.items() if k not in _SHOP_ENV}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stripe_checkout_mw", "demo", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()
+        process.stderr.close()
+
+
+def test_the_demo_command_sells_offline_and_stops_on_ctrl_c(
+    demo_process: subprocess.Popen[str],
+) -> None:
+    assert demo_process.stdout is not None and demo_process.stderr is not None
+    lines = read_lines(demo_process.stdout)
+    banner = []
+    url = None
+    deadline = time.monotonic() + 30
+    while url is None:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            pytest.fail("the demo printed no URL within 30 s")
+        banner.append(line)
+        found = re.search(r"Open (http://127\.0\.0\.1:\d+/)", line)
+        url = found.group(1) if found else None
+    assert "NO REAL MONEY MOVES" in "".join(banner)
+
+    order = buy_and_pay(url)
+    assert order["fulfilled"] is True
+    assert order["amount_total"] == 1200 and order["items"][0]["name"] == "Mug"
+
+    store_dir = re.search(r"Orders are kept in (\S+) until", "".join(banner))
+    while store_dir is None:  # the line after the URL
+        line = lines.get(timeout=10)
+        banner.append(line)
+        store_dir = re.search(r"Orders are kept in (\S+) until", line)
+    assert Path(store_dir.group(1)).is_dir()
+
+    demo_process.send_signal(signal.SIGINT)
+    assert demo_process.wait(timeout=20) == 0
+    last = ""
+    while "Demo stopped." not in last:
+        last = lines.get(timeout=10)
+    assert "Traceback" not in demo_process.stderr.read()
+    assert not Path(store_dir.group(1)).exists()
+
+
+@pytest.mark.parametrize("framework", ["bottle", "pyramid", "flask", "wsgi"])
+def test_demo_shop_in_process_restores_everything(framework: str) -> None:
+    before = dict(os.environ)
+    threads = set(threading.enumerate())
+    with DemoShop(framework, port=0) as shop:
+        assert shop.mode == "emulator" and shop.emulator is not None
+        assert os.environ["STRIPE_API_BASE"] == shop.emulator.api_base
+        assert "NO REAL MONEY MOVES" in shop.banner()
+        middleware = find_middleware(shop.app)
+        assert middleware is not None and middleware.settings.webhook_path == "/stripe-webhook"
+        status, _, page = request(shop.url)
+        assert status == 200 and b'id="buy-tee"' in page
+        store_dir = shop.store_dir
+        assert store_dir is not None and store_dir.is_dir()
+    assert dict(os.environ) == before
+    assert not store_dir.exists()
+    deadline = time.monotonic() + 5
+    while set(threading.enumerate()) - threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not {t.name for t in set(threading.enumerate()) - threads}
+
+
+def test_a_test_key_uses_stripe_test_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_demo_real_mode")
+    with DemoShop("wsgi", port=0) as shop:
+        assert shop.mode == "test" and shop.emulator is None
+        port = shop.url.rsplit(":", 1)[1].rstrip("/")
+        banner = shop.banner()
+        assert "Stripe TEST mode" in banner and "sk_test_demo" not in banner
+        assert f"stripe listen --forward-to localhost:{port}/stripe-webhook" in banner
+        assert "STRIPE_WEBHOOK_SECRET" in banner
+    assert os.environ["STRIPE_SECRET_KEY"] == "sk_test_demo_real_mode"
+
+
+def test_offline_ignores_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_demo_real_mode")
+    with DemoShop("wsgi", port=0, offline=True) as shop:
+        assert shop.mode == "emulator"
+    assert os.environ["STRIPE_SECRET_KEY"] == "sk_test_demo_real_mode"
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [("sk_live_abc", "is a live key"), ("rk_live_abc", "is a live key"),
+     ("pk_test_abc", "is not a Stripe secret key")],
+)
+def test_refused_keys_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, key: str, message: str
+) -> None:
+    monkeypatch.setenv("STRIPE_SECRET_KEY", key)
+    out, err = io.StringIO(), io.StringIO()
+    assert run("wsgi", port=0, out=out, err=err) == 1
+    assert out.getvalue() == ""
+    assert err.getvalue().count("\n") == 1 and message in err.getvalue()
+
+
+def test_a_busy_port_is_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        err = io.StringIO()
+        assert run("wsgi", port=port, out=io.StringIO(), err=err) == 1
+    assert err.getvalue() == (
+        f"demo: port {port} on 127.0.0.1 is in use; choose another with --port\n"
+    )
+
+
+def test_missing_examples_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("STRIPE_CHECKOUT_EXAMPLES", str(tmp_path))
+    err = io.StringIO()
+    assert run("wsgi", port=0, out=io.StringIO(), err=err) == 1
+    assert "the example shops are not at" in err.getvalue()
+    assert err.getvalue().count("\n") == 1
+
+
+def test_a_refused_shop_configuration_stops_what_was_started(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STRIPE_CHECKOUT_CATALOG", str(tmp_path / "missing.json"))
+    threads = set(threading.enumerate())
+    with pytest.raises(DemoError, match="cannot read catalog"):
+        DemoShop("bottle", port=0).start()
+    assert "STRIPE_API_BASE" not in os.environ
+    deadline = time.monotonic() + 5
+    while set(threading.enumerate()) - threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(threading.enumerate()) - threads
+
+
+def test_demo_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--help"])
+    assert exited.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--framework" in help_text and "--port" in help_text
+
+
+def test_an_unknown_framework_is_refused() -> None:
+    with pytest.raises(DemoError, match="choose one of bottle, pyramid, flask, wsgi"):
+        DemoShop("django")
