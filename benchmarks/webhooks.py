@@ -1,0 +1,232 @@
+"""Section 6: webhook deliveries per second, on SQLite and on PostgreSQL.
+
+The path: a ``checkout.session.completed`` event for an order in the ledger, signed the
+way Stripe signs it, POSTed through the fully configured middleware (in-process WSGI
+call): signature check, event claim, order update to paid, a no-op ``fulfill``, commit,
+JSON answer. The floor, on the same database: ``construct_event`` on the same payload
+and header, then one ``INSERT ... ON CONFLICT DO NOTHING`` and a commit on a kept-open
+connection (what any correct receiver must at least do). Rounds alternate floor and
+path on fresh events. Then every event is delivered again: duplicates per second.
+
+On PostgreSQL the tables go in a schema of their own (``search_path``), dropped at the
+end, so the benchmark never touches other tables in the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any, Callable
+
+from .common import (
+    Row,
+    Sizes,
+    base_environ,
+    fmt_rate,
+    fmt_ratio,
+    fully_configured,
+    judge,
+    median,
+    pg_url,
+    rotations,
+    spread,
+    trivial_app,
+)
+
+_SECRET = "whsec_benchmarks"
+
+
+def _session(session_id: str) -> dict[str, Any]:
+    """A paid Checkout Session shaped like Stripe's (its usual fields, abridged)."""
+    return {
+        "id": session_id, "object": "checkout.session", "amount_subtotal": 2000,
+        "amount_total": 2000, "cancel_url": "http://127.0.0.1:8000/cancel",
+        "client_reference_id": None, "created": int(time.time()), "currency": "usd",
+        "customer": None, "customer_creation": "if_required",
+        "customer_details": {"address": None, "email": "jenny@example.com", "name": "Jenny",
+                             "phone": None, "tax_exempt": "none", "tax_ids": []},
+        "customer_email": None, "expires_at": int(time.time()) + 86400, "livemode": False,
+        "locale": None, "metadata": {}, "mode": "payment",
+        "payment_intent": "pi_" + uuid.uuid4().hex[:24], "payment_method_types": ["card"],
+        "payment_status": "paid", "status": "complete", "submit_type": None,
+        "subscription": None, "success_url": "http://127.0.0.1:8000/success",
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+        "ui_mode": "hosted_page", "url": None,
+    }
+
+
+def _event(session: dict[str, Any]) -> bytes:
+    return json.dumps({
+        "id": "evt_" + uuid.uuid4().hex, "object": "event", "api_version": "2026-10-28.endive",
+        "created": int(time.time()), "data": {"object": session}, "livemode": False,
+        "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None},
+        "type": "checkout.session.completed",
+    }).encode()
+
+
+def _signed(payload: bytes) -> tuple[bytes, str]:
+    import stripe
+
+    return payload, stripe.WebhookSignature.generate_signature_header(
+        payload.decode(), _SECRET)
+
+
+def _deliver(mw: Any, body: bytes, header: str) -> bytes:
+    env = base_environ(mw.settings.webhook_path, "POST")
+    env["CONTENT_TYPE"] = "application/json"
+    env["CONTENT_LENGTH"] = str(len(body))
+    env["HTTP_STRIPE_SIGNATURE"] = header
+    env["wsgi.input"] = io.BytesIO(body)
+    status: list[str] = []
+    answer = b"".join(mw(env, lambda s, h, e=None: status.append(s)))
+    if not status or not status[0].startswith("200"):
+        raise RuntimeError(f"webhook answered {status[:1]} {answer[:200]!r}")
+    return answer
+
+
+class _Floor:
+    """construct_event + one INSERT ... ON CONFLICT DO NOTHING + commit, kept-open
+    connection, on the store's own database."""
+
+    def __init__(self, kind: str, url: str, path: str | None) -> None:
+        import stripe
+
+        self.client = stripe.StripeClient("sk_test_benchmarks")
+        self.kind = kind
+        if kind == "sqlite":
+            assert path is not None
+            self.conn: Any = sqlite3.connect(path, isolation_level=None)
+            self.conn.execute("CREATE TABLE IF NOT EXISTS bench_floor_events "
+                              "(event_id TEXT PRIMARY KEY, processed_at REAL NOT NULL)")
+            self.sql = ("INSERT INTO bench_floor_events (event_id, processed_at) VALUES (?, ?) "
+                        "ON CONFLICT (event_id) DO NOTHING")
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(url)
+            self.conn.execute("CREATE TABLE IF NOT EXISTS bench_floor_events "
+                              "(event_id text PRIMARY KEY, processed_at double precision "
+                              "NOT NULL)")
+            self.conn.commit()
+            self.sql = ("INSERT INTO bench_floor_events (event_id, processed_at) "
+                        "VALUES (%s, %s) ON CONFLICT (event_id) DO NOTHING")
+
+    def handle(self, body: bytes, header: str) -> None:
+        event = self.client.construct_event(body.decode(), header, _SECRET)
+        if self.kind == "sqlite":
+            self.conn.execute("BEGIN")
+            self.conn.execute(self.sql, (event.id, time.time()))
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute(self.sql, (event.id, time.time()))
+            self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@contextlib.contextmanager
+def _pg_schema(url: str) -> Iterator[str]:
+    """A URL whose search_path is a fresh schema, dropped afterwards."""
+    import psycopg
+
+    schema = f"scmw_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _measure(kind: str, store_url: str, sqlite_path: str | None, tmpdir: str,
+             sizes: Sizes) -> list[Row]:
+    from stripe_checkout_mw.orders import Order
+
+    fulfilled: list[str] = []
+    mw = fully_configured(trivial_app, tmpdir, store=store_url, webhook_secret=_SECRET,
+                          fulfill=lambda order: fulfilled.append(order.session_id))
+    assert mw.store is not None
+    floor = _Floor(kind, store_url, sqlite_path)
+    n, rounds = sizes.webhook_events, sizes.webhook_rounds
+    try:
+        # Every round's orders are in the ledger before timing starts, as they would be
+        # (the middleware records each session when it creates it).
+        batches: list[list[tuple[bytes, str]]] = []
+        for _ in range(rounds + 1):  # +1: a warm-up round
+            batch = []
+            for _ in range(n):
+                session = _session("cs_test_" + uuid.uuid4().hex)
+                mw.store.record_open(Order.from_session(
+                    {**session, "status": "open", "payment_status": "unpaid"},
+                    items=[{"name": "T-shirt", "quantity": 1, "unit_amount": 2000,
+                            "currency": "usd", "price": None}]))
+                batch.append(_signed(_event(session)))
+            batches.append(batch)
+
+        def run(handle: Callable[[bytes, str], Any], batch: list[tuple[bytes, str]]) -> float:
+            t0 = time.perf_counter()
+            for body, header in batch:
+                handle(body, header)
+            return len(batch) / (time.perf_counter() - t0)
+
+        sides: dict[str, Callable[[bytes, str], Any]] = {
+            "floor": floor.handle, "path": lambda b, h: _deliver(mw, b, h)}
+        run(sides["floor"], batches[0][: n // 2])
+        run(sides["path"], batches[0][n // 2:])
+        rates: dict[str, list[float]] = {"floor": [], "path": []}
+        for r, order in rotations(list(sides), rounds):
+            for side in order:
+                rates[side].append(run(sides[side], batches[r + 1]))
+        expected = len(batches[0]) - n // 2 + rounds * n
+        if len(fulfilled) != expected:
+            raise RuntimeError(f"{len(fulfilled)} orders fulfilled, expected {expected}")
+        duplicate_rates = []
+        for batch in batches[1:]:
+            again = [_signed(body) for body, _ in batch]  # a redelivery is signed afresh
+            t0 = time.perf_counter()
+            for body, header in again:
+                if b'"duplicate":true' not in _deliver(mw, body, header):
+                    raise RuntimeError("a redelivered event was not reported as a duplicate")
+            duplicate_rates.append(len(again) / (time.perf_counter() - t0))
+        if len(fulfilled) != expected:
+            raise RuntimeError("a duplicate delivery fulfilled an order again")
+    finally:
+        floor.close()
+        mw.store.close()
+    ratios = [f / p for f, p in zip(rates["floor"], rates["path"])]
+    label = "SQLite" if kind == "sqlite" else "PostgreSQL"
+    return [
+        Row("6", f"{label}: webhook path, events/s", fmt_rate(median(rates["path"])),
+            spread(rates["path"], fmt_rate),
+            note=f"{rounds} rounds x {n} events, alternating with the floor"),
+        Row("6", f"{label}: floor (construct_event + INSERT + commit), events/s",
+            fmt_rate(median(rates["floor"])), spread(rates["floor"], fmt_rate)),
+        Row("6", f"{label}: path time / floor time", fmt_ratio(median(ratios)),
+            spread(ratios, fmt_ratio), "<= 2", judge(median(ratios) <= 2.0)),
+        Row("6", f"{label}: duplicates, events/s", fmt_rate(median(duplicate_rates)),
+            spread(duplicate_rates, fmt_rate), note="every event delivered again"),
+    ]
+
+
+def webhooks(sizes: Sizes, tmpdir: str) -> list[Row]:
+    """Section 6 (see the module docstring)."""
+    path = os.path.join(tmpdir, "webhooks.db")
+    rows = _measure("sqlite", f"sqlite:///{path}", path, tmpdir, sizes)
+    url, why = pg_url()
+    if url is None:
+        names = ["webhook path, events/s", "floor (construct_event + INSERT + commit), events/s",
+                 "path time / floor time", "duplicates, events/s"]
+        return rows + [Row("6", f"PostgreSQL: {name}", "n/a", verdict="skipped", note=why)
+                       for name in names]
+    with _pg_schema(url) as schema_url:
+        rows += _measure("postgres", schema_url, None, tmpdir, sizes)
+    return rows

@@ -1,0 +1,101 @@
+"""The benchmark suite still runs: ``python -m benchmarks --smoke`` produces every row.
+
+Smoke mode uses tiny counts and judges no goal, so this asserts the table's shape, never a
+speed (timings on shared machines are noise at these counts). It runs the suite in a
+subprocess, exactly as documented, bounded well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: One substring per row the table must have; a new benchmark adds its row here.
+EXPECTED_ROWS = [
+    ("1", "in-process: bare app, per call"),
+    ("1", "in-process: CheckoutMiddleware (fully configured), per call"),
+    ("1", "in-process: werkzeug DispatcherMiddleware (3 mounts), per call"),
+    ("1", "in-process: middleware added per request"),
+    ("1", "in-process: middleware / bare time"),
+    ("1", "in-process: dispatcher added per request"),
+    ("1", "in-process: dispatcher / bare time"),
+    ("1", "in-process: middleware added / dispatcher added"),
+    ("2", "waitress: bare app"),
+    ("2", "waitress: wrapped app"),
+    ("2", "waitress: wrapped / bare requests/s"),
+    ("2", "waitress: server CPU per request, bare"),
+    ("2", "waitress: bare / wrapped CPU per request"),
+    ("2", "waitress: ratio predicted from section 1"),
+    ("3", "upload, in-process: traced peak growth"),
+    ("3", "download, in-process: traced peak growth"),
+    ("3", "upload, waitress, bare app: server peak RSS growth"),
+    ("3", "upload, waitress, wrapped: server peak RSS growth"),
+    ("3", "download, waitress, bare app: server peak RSS growth"),
+    ("3", "download, waitress, wrapped: server peak RSS growth"),
+    ("4", "(a) middleware, fully configured: sequential latency"),
+    ("4", "(a') middleware, no ledger: sequential latency"),
+    ("4", "(b) Flask route, Stripe-sample style: sequential latency"),
+    ("4", "(c) bare StripeClient create: sequential latency"),
+    ("4", "(a) middleware, fully configured: 8 concurrent clients"),
+    ("4", "(a') middleware, no ledger: 8 concurrent clients"),
+    ("4", "(b) Flask route, Stripe-sample style: 8 concurrent clients"),
+    ("4", "(c) bare StripeClient create: 8 concurrent clients"),
+    ("4", "own cost per checkout, (a) - (c)"),
+    ("4", "own cost per checkout without the ledger, (a') - (c)"),
+    ("4", "latency (a) / (b)"),
+    ("4", "throughput (a) / (b)"),
+    ("5", "TCP connections, 10 sequential checkouts"),
+    ("5", "TCP connections, 10 checkouts on 8 threads"),
+    ("5", "StripeLookupKeys look-ups, 10 checkouts, 3 keys, ttl 300 s"),
+    ("5", "StripeLookupKeys look-ups, 10 checkouts, ttl 0.25 s"),
+    ("6", "SQLite: webhook path, events/s"),
+    ("6", "SQLite: floor (construct_event + INSERT + commit), events/s"),
+    ("6", "SQLite: path time / floor time"),
+    ("6", "SQLite: duplicates, events/s"),
+    ("6", "PostgreSQL: webhook path, events/s"),
+    ("6", "PostgreSQL: floor (construct_event + INSERT + commit), events/s"),
+    ("6", "PostgreSQL: path time / floor time"),
+    ("6", "PostgreSQL: duplicates, events/s"),
+]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], str]:
+    out = tmp_path_factory.mktemp("bench") / "rows.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=55,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return json.loads(out.read_text()), result.stdout
+
+
+def test_every_row_is_produced(smoke_run: tuple[dict[str, object], str]) -> None:
+    data, _ = smoke_run
+    rows = data["rows"]
+    assert isinstance(rows, list)
+    names = [(row["section"], row["name"]) for row in rows]
+    missing = [
+        expected for expected in EXPECTED_ROWS
+        if not any(s == expected[0] and expected[1] in n for s, n in names)
+    ]
+    assert not missing, f"rows missing from the table: {missing}"
+    assert len(rows) == len(EXPECTED_ROWS), f"unexpected rows: {names}"
+    assert not [row for row in rows if row["verdict"] == "error"]
+    assert data["smoke"] is True
+
+
+def test_table_printed_without_goal_verdicts(smoke_run: tuple[dict[str, object], str]) -> None:
+    _, stdout = smoke_run
+    assert "| # | benchmark | median | spread | goal | verdict | note |" in stdout
+    assert "cores:" in stdout and "python:" in stdout and "packages:" in stdout
+    table = [line for line in stdout.splitlines() if line.startswith("| ")][1:]
+    assert len(table) == len(EXPECTED_ROWS)
+    # Smoke counts are too small to judge a goal: no row may claim one was met or missed.
+    assert not [line for line in table if "| met |" in line or "| missed |" in line]
