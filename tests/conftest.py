@@ -1,15 +1,52 @@
-"""Suite-wide rules: in CI (STRIPE_CHECKOUT_NO_SKIPS=1) a skipped test fails the run.
+"""Suite-wide rules and the store fixtures shared by the ledger, webhook and status tests.
 
-Skips are only for dependencies that are genuinely absent on a developer's machine
-(Chromium, a PostgreSQL server); CI installs and starts them, so a skip there means a
-test silently did not run.
+In CI (STRIPE_CHECKOUT_NO_SKIPS=1) a skipped test fails the run: skips are only for
+dependencies that are genuinely absent on a developer's machine (Chromium, a PostgreSQL
+server); CI installs and starts them, so a skip there means a test silently did not run.
+
+Store tests run on SQLite and, when STRIPE_CHECKOUT_TEST_PG names a PostgreSQL server
+(CI sets it), on PostgreSQL too, each test in a schema of its own.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from stripe_checkout_mw.store import OrderStore, open_store
+
+PG_URL = os.environ.get("STRIPE_CHECKOUT_TEST_PG", "")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store URL: a file in tmp_path, or a schema of its own in PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/orders.db"
+        return
+    if not PG_URL:
+        pytest.skip("STRIPE_CHECKOUT_TEST_PG is not set")
+    import psycopg
+
+    schema = f"scmw_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[OrderStore]:
+    """An open, empty store on each backend."""
+    with open_store(store_url) as opened:
+        yield opened
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

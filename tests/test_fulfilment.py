@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,8 +84,9 @@ def emu() -> Iterator[StripeEmulator]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/orders.db"
+def store(store_url: str) -> str:
+    """The store URL the shop runs on: SQLite, and PostgreSQL where it is available."""
+    return store_url
 
 
 @pytest.fixture

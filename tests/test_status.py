@@ -12,9 +12,7 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,32 +28,6 @@ from stripe_checkout_mw.webhooks import WebhookHandlers, WebhookReceiver
 
 PG_URL = os.environ.get("STRIPE_CHECKOUT_TEST_PG", "")
 ITEMS = [{"name": "Tee", "quantity": 1, "unit_amount": 500, "currency": "usd", "price": None}]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty store URL: a file in tmp_path, or a schema of its own in PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/orders.db"
-        return
-    if not PG_URL:
-        pytest.skip("STRIPE_CHECKOUT_TEST_PG is not set")
-    import psycopg
-
-    schema = f"scmw_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[OrderStore]:
-    with open_store(store_url) as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,36 +23,6 @@ from stripe_checkout_mw.store import (
 )
 
 PG_URL = os.environ.get("STRIPE_CHECKOUT_TEST_PG", "")
-
-
-def _pg_schema_url(schema: str) -> str:
-    return f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    """A fresh, empty store URL: a file in tmp_path, or a schema of its own in PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/orders.db"
-        return
-    if not PG_URL:
-        pytest.skip("STRIPE_CHECKOUT_TEST_PG is not set")
-    import psycopg
-
-    schema = f"scmw_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield _pg_schema_url(schema)
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[OrderStore]:
-    with open_store(store_url) as opened:
-        yield opened
 
 
 def make_order(session_id: str = "cs_test_a1order", **changes: Any) -> Order:
