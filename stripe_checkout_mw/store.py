@@ -41,7 +41,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from .orders import Order
@@ -283,6 +283,29 @@ def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+def _order_values(order: Order, json_value: Callable[[Any], Any]) -> tuple[Any, ...]:
+    """An order as the column values of ``_ORDER_COLUMNS``, JSON wrapped for the driver."""
+    now = time.time()
+    return (
+        order.session_id,
+        order.status,
+        order.payment_status,
+        order.mode,
+        order.currency,
+        order.amount_subtotal,
+        order.amount_total,
+        order.customer_email,
+        order.client_reference_id,
+        json_value(order.metadata),
+        json_value(order.items),
+        None if order.session is None else json_value(order.session),
+        order.fulfilled,  # sqlite3 stores a bool as 0/1; PostgreSQL has a boolean column
+        order.created_at or now,
+        order.updated_at or now,
+        order.fulfilled_at,
+    )
+
+
 # --- SQLite ---------------------------------------------------------------------------------
 
 _SQLITE_SCHEMA = (
@@ -445,24 +468,7 @@ class _SQLiteTransaction(StoreTransaction):
 
 
 def _sqlite_values(order: Order) -> tuple[Any, ...]:
-    return (
-        order.session_id,
-        order.status,
-        order.payment_status,
-        order.mode,
-        order.currency,
-        order.amount_subtotal,
-        order.amount_total,
-        order.customer_email,
-        order.client_reference_id,
-        _dumps(order.metadata),
-        _dumps(order.items),
-        None if order.session is None else _dumps(order.session),
-        1 if order.fulfilled else 0,
-        order.created_at or time.time(),
-        order.updated_at or time.time(),
-        order.fulfilled_at,
-    )
+    return _order_values(order, _dumps)
 
 
 def _sqlite_row_to_order(row: Sequence[Any]) -> Order:
@@ -660,24 +666,7 @@ class _PostgresTransaction(StoreTransaction):
 def _pg_values(order: Order) -> tuple[Any, ...]:
     from psycopg.types.json import Jsonb
 
-    return (
-        order.session_id,
-        order.status,
-        order.payment_status,
-        order.mode,
-        order.currency,
-        order.amount_subtotal,
-        order.amount_total,
-        order.customer_email,
-        order.client_reference_id,
-        Jsonb(order.metadata),
-        Jsonb(order.items),
-        None if order.session is None else Jsonb(order.session),
-        order.fulfilled,
-        order.created_at or time.time(),
-        order.updated_at or time.time(),
-        order.fulfilled_at,
-    )
+    return _order_values(order, Jsonb)
 
 
 def _pg_row_to_order(row: Sequence[Any]) -> Order:
