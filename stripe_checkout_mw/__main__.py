@@ -14,7 +14,10 @@ Commands:
 
       python -m stripe_checkout_mw demo --framework flask --port 8000
 
-- ``check``: not written yet (see ``_COMMANDS`` below).
+- ``check``: verify a deployment's configuration, one line per check, exit 0 or 1
+  (:mod:`stripe_checkout_mw.deploycheck`)::
+
+      python -m stripe_checkout_mw check --catalog catalog.json
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Callable
 
-from . import demo
+from . import deploycheck, demo
 
 __all__ = ["main"]
 
@@ -138,6 +141,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
 _COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = {
     "emulator": _add_emulator,
     "demo": demo.add_command,
+    "check": deploycheck.add_command,
 }
 
 

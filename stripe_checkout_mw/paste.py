@@ -48,7 +48,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -58,7 +58,8 @@ from .prices import Catalog, ClientPrices, StripeLookupKeys
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["OPTION_KEYS", "PRICE_KEYS", "asbool", "asint", "aslist", "filter_app_factory"]
+__all__ = ["OPTION_KEYS", "PRICE_KEYS", "asbool", "asint", "aslist", "check_keys",
+           "filter_app_factory", "resolve_value"]
 
 _TRUE = frozenset({"true", "yes", "on", "y", "t", "1"})
 _FALSE = frozenset({"false", "no", "off", "n", "f", "0"})
@@ -204,12 +205,8 @@ def filter_app_factory(
     ``ValueError`` naming the key for an unknown key or a value that does not convert,
     and whatever ``CheckoutMiddleware`` raises for a value it refuses.
     """
-    unknown = sorted(set(local_conf) - OPTION_KEYS.keys() - PRICE_KEYS.keys())
-    if unknown:
-        valid = ", ".join(sorted({*OPTION_KEYS, *PRICE_KEYS}))
-        raise ValueError(f"{unknown[0]}: not a stripe-checkout-mw option (check its spelling); "
-                         f"valid keys are: {valid}")
-    values = {key: text for key, raw in local_conf.items() if (text := _resolve(key, raw))}
+    check_keys(local_conf)
+    values = {key: text for key, raw in local_conf.items() if (text := resolve_value(key, raw))}
     options = {key: OPTION_KEYS[key](key, text)
                for key, text in values.items() if key in OPTION_KEYS}
     prices = {key: PRICE_KEYS[key](key, text) for key, text in values.items() if key in PRICE_KEYS}
@@ -217,7 +214,17 @@ def filter_app_factory(
     return CheckoutMiddleware(app, **options)
 
 
-def _resolve(key: str, raw: object) -> str:
+def check_keys(keys: Iterable[str]) -> None:
+    """Raise ``ValueError`` naming the first key this filter does not know."""
+    unknown = sorted(set(keys) - OPTION_KEYS.keys() - PRICE_KEYS.keys())
+    if unknown:
+        valid = ", ".join(sorted({*OPTION_KEYS, *PRICE_KEYS}))
+        raise ValueError(f"{unknown[0]}: not a stripe-checkout-mw option (check its spelling); "
+                         f"valid keys are: {valid}")
+
+
+def resolve_value(key: str, raw: object) -> str:
+    """An ``.ini`` value stripped, with ``env:NAME`` replaced by that variable ("" if unset)."""
     if not isinstance(raw, str):
         raise ValueError(f"{key}: expected a string from the .ini file, got {type(raw).__name__}")
     text = raw.strip()
