@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Callable
 
-from . import deploycheck, demo
+from . import demo, deploycheck
 
 __all__ = ["main"]
 
