@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,11 @@ def main() -> None:
         app = create_app()
     except (ValueError, TypeError) as exc:
         sys.exit(f"bottle_shop: {exc}")
+    try:  # run_simple would print two lines and exit; one line says it better
+        socket.create_server(("127.0.0.1", int(port))).close()
+    except OSError as exc:
+        sys.exit(f"bottle_shop: cannot listen on port {port} ({exc.strerror}); "
+                 "set PORT to a free port")
     run_simple("127.0.0.1", int(port), app)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Iterable
 from html import escape
@@ -190,6 +191,11 @@ def main() -> None:
         app = create_app()
     except (ValueError, TypeError) as exc:
         sys.exit(f"plain_wsgi: {exc}")
+    try:  # run_simple would print two lines and exit; one line says it better
+        socket.create_server(("127.0.0.1", int(port))).close()
+    except OSError as exc:
+        sys.exit(f"plain_wsgi: cannot listen on port {port} ({exc.strerror}); "
+                 "set PORT to a free port")
     run_simple("127.0.0.1", int(port), app)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ def main() -> None:
         app = load(ini)
     except (ValueError, TypeError, LookupError, OSError) as exc:
         sys.exit(f"pyramid_shop: {ini}: {exc}")
+    try:  # run_simple would print two lines and exit; one line says it better
+        socket.create_server(("127.0.0.1", int(port))).close()
+    except OSError as exc:
+        sys.exit(f"pyramid_shop: cannot listen on port {port} ({exc.strerror}); "
+                 "set PORT to a free port")
     run_simple("127.0.0.1", int(port), app)
 
 
