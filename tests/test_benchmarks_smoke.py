@@ -50,6 +50,8 @@ EXPECTED_ROWS = [
     ("4", "own cost per checkout without the ledger, (a') - (c)"),
     ("4", "latency (a) / (b)"),
     ("4", "throughput (a) / (b)"),
+    ("4", "latency (a') / (b), both without a ledger"),
+    ("4", "throughput (a') / (b)"),
     ("5", "TCP connections, 10 sequential checkouts"),
     ("5", "TCP connections, 10 checkouts on 8 threads"),
     ("5", "StripeLookupKeys look-ups, 10 checkouts, 3 keys, ttl 300 s"),
