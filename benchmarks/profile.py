@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import functools
 import io
+import json
 import pstats
 import sqlite3
 import sys
@@ -70,8 +72,8 @@ def ledger(tmpdir: str, n: int) -> None:
     store = SQLiteStore(path)
     for order in _orders(50):  # warm-up, schema
         store.record_open(order)
-    _timed("SQLiteStore.record_open", [
-        (lambda o=o: store.record_open(o)) for o in _orders(2 * n)])
+    _timed("SQLiteStore.record_open",
+           [functools.partial(store.record_open, order) for order in _orders(2 * n)])
 
     # The floor: the same statement on one connection kept open between transactions.
     from stripe_checkout_mw.store import _SQLITE_INSERT_ORDER, _sqlite_values
@@ -113,12 +115,11 @@ def webhook(kind: str, tmpdir: str, n: int) -> None:
     with _store_url(kind, tmpdir) as url:
         mw = fully_configured(trivial_app, tmpdir, store=url, webhook_secret=_SECRET,
                               fulfill=lambda order: None)
-        calls = []
+        calls: list[Callable[[], Any]] = []
         for order in _orders(2 * n + 50):
             mw.store.record_open(order)
-            session = {**_session(order.session_id)}
-            body, header = _signed(_event(session))
-            calls.append(lambda b=body, h=header: _deliver(mw, b, h))
+            body, header = _signed(_event(_session(order.session_id)))
+            calls.append(functools.partial(_deliver, mw, body, header))
         for call in calls[:50]:
             call()
         _timed(f"webhook path ({kind})", calls[50:])
@@ -130,7 +131,7 @@ def checkout(tmpdir: str, n: int) -> None:
 
     from .checkout_worker import ORDER, _call_wsgi
 
-    body = __import__("json").dumps(ORDER).encode()
+    body = json.dumps(ORDER).encode()
     with StripeEmulator() as emu:
         mw = fully_configured(trivial_app, tmpdir, secret_key=emu.secret_key,
                               api_base=emu.api_base, webhook_secret=emu.webhook_secret)
