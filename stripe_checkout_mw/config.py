@@ -56,6 +56,8 @@ class Settings:
     webhook_secrets: tuple[str, ...]
     status_path: str | None
     store: str | None
+    #: Whether an order ledger is kept: a store or a webhook secret was configured.
+    uses_store: bool
 
     @property
     def livemode(self) -> bool:
@@ -230,7 +232,7 @@ def load_settings(
                          "webhook_secret='whsec_...' or set STRIPE_WEBHOOK_SECRET")
     if secrets and webhook_path is None:
         webhook_path = "/stripe-webhook"
-    uses_store = bool(secrets) or store is not None
+    uses_store = bool(secrets) or store is not None or bool(os.environ.get("STRIPE_CHECKOUT_STORE"))
     paths = [_url_path("path", path)]
     if webhook_path is not None:
         paths.append(_url_path("webhook_path", webhook_path))
@@ -263,4 +265,5 @@ def load_settings(
         webhook_secrets=secrets,
         status_path=status_path,
         store=store,
+        uses_store=uses_store,
     )

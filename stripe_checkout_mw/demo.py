@@ -269,11 +269,7 @@ class DemoShop:
             self.server.stop()
         middleware = find_middleware(self.app)
         if middleware is not None:
-            close = getattr(middleware, "close", None)
-            if callable(close):
-                close()
-            elif middleware.store is not None:
-                middleware.store.close()
+            middleware.close()
         self.app = None
         if self.emulator is not None:
             self.emulator.stop()

@@ -170,7 +170,7 @@ class CheckoutMiddleware:
         self.webhooks: WebhookReceiver | None = None
         self.status: OrderStatus | None = None
         routes = {settings.path: _Route(self._create_session, "POST, OPTIONS")}
-        if settings.webhook_secrets or settings.store is not None:
+        if settings.uses_store:
             self.store = open_store(settings.store)
         if self.store is not None and settings.webhook_path is not None:
             self.webhooks = WebhookReceiver(

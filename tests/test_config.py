@@ -159,3 +159,15 @@ def test_checkout_only_configuration_serves_no_webhook_path() -> None:
     settings = build().settings
     assert settings.webhook_path is None
     assert settings.status_path is None
+
+
+def test_store_from_the_environment_turns_on_the_status_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("STRIPE_CHECKOUT_STORE", f"sqlite:///{tmp_path}/orders.db")
+    middleware = build()
+    try:
+        assert middleware.settings.status_path == "/checkout-session"
+        assert middleware.store is not None and middleware.webhooks is None
+    finally:
+        middleware.close()
