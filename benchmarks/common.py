@@ -54,12 +54,12 @@ class Sizes:
         return cls(
             smoke=False,
             passthrough_rounds=20, passthrough_calls=10_000,  # 200k calls per side
-            server_rounds=16, server_seconds=1.0,
+            server_rounds=20, server_seconds=1.0,
             stream_bytes=100 * 1024 * 1024,
-            checkout_rounds=5, checkout_sequential=100, checkout_concurrent=200,
+            checkout_rounds=7, checkout_sequential=120, checkout_concurrent=240,
             checkout_clients=8,
             connection_checkouts=200,
-            webhook_rounds=5, webhook_events=200,
+            webhook_rounds=7, webhook_events=200,
         )
 
     @classmethod
