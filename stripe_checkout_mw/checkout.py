@@ -81,14 +81,16 @@ class CheckoutService:
             )
         except stripe.StripeError as exc:
             raise stripe_error_to_http(exc, "checkout session create") from None
-        if not session.url:
-            log.error("Stripe returned session %s without a url", session.id)
+        url = getattr(session, "url", None)
+        session_id = getattr(session, "id", None)
+        if not isinstance(url, str) or not url or not isinstance(session_id, str):
+            log.error("Stripe returned a session without an id or a url")
             raise HTTPError(502, "The payment provider sent an unusable answer.", type="api_error")
         if self.record is not None:
             self.record(session, priced, order)
-        log.info("checkout session %s created (%s, %d item(s))", session.id, params["mode"],
+        log.info("checkout session %s created (%s, %d item(s))", session_id, params["mode"],
                  len(priced))
-        return CreatedSession(session.id, session.url)
+        return CreatedSession(session_id, url)
 
     def params(self, order: dict[str, Any], priced: list[PricedItem]) -> dict[str, Any]:
         """The Checkout Session create parameters for a validated, priced order."""

@@ -283,6 +283,7 @@ class Catalog(PriceLookup):
             not set(data) - _PRICE_DATA_FIELDS
             and isinstance(product, dict)
             and not set(product) - _PRODUCT_FIELDS
+            and isinstance(product.get("name"), str)
             and isinstance(currency, str)
             and type(amount) is int
         ):
