@@ -197,7 +197,7 @@ def connections_and_lookups(sizes: Sizes, tmpdir: str) -> list[Row]:
     n = sizes.connection_checkouts
     clients = sizes.checkout_clients
     keys = ["basic", "plus", "pro"]
-    short_ttl = 0.25
+    short_ttl = 0.05
     with _emulator() as emu:
         for i, key in enumerate(keys):
             emu.add_price(unit_amount=1000 + 500 * i, currency="usd", lookup_key=key)

@@ -41,6 +41,7 @@ class Sizes:
     server_rounds: int
     server_seconds: float  # per side per round
     stream_bytes: int
+    stream_repeats: int  # transfers per direction per server
     checkout_rounds: int
     checkout_sequential: int  # per variant per round
     checkout_concurrent: int  # per variant per round, spread over the clients
@@ -55,7 +56,7 @@ class Sizes:
             smoke=False,
             passthrough_rounds=20, passthrough_calls=10_000,  # 200k calls per side
             server_rounds=20, server_seconds=1.0,
-            stream_bytes=100 * 1024 * 1024,
+            stream_bytes=100 * 1024 * 1024, stream_repeats=3,
             checkout_rounds=7, checkout_sequential=120, checkout_concurrent=240,
             checkout_clients=8,
             connection_checkouts=200,
@@ -68,7 +69,7 @@ class Sizes:
             smoke=True,
             passthrough_rounds=2, passthrough_calls=500,
             server_rounds=1, server_seconds=1.0,
-            stream_bytes=2 * 1024 * 1024,
+            stream_bytes=2 * 1024 * 1024, stream_repeats=1,
             checkout_rounds=1, checkout_sequential=5, checkout_concurrent=8,
             checkout_clients=8,
             connection_checkouts=10,

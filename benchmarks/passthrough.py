@@ -128,11 +128,13 @@ def in_process(sizes: Sizes, tmpdir: str) -> list[Row]:
 
 
 @contextlib.contextmanager
-def waitress_server(app: str, tmpdir: str, threads: int = 4) -> Iterator[tuple[int, int]]:
+def waitress_server(
+    app: str, tmpdir: str, threads: int = 4, *extra: str
+) -> Iterator[tuple[int, int]]:
     """Run ``benchmarks.serve APP`` in a subprocess; yields ``(port, pid)``."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.serve", app, "--tmpdir", tmpdir,
-         "--threads", str(threads)],
+         "--threads", str(threads), *extra],
         cwd=_REPO, stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -363,34 +365,57 @@ def streaming(sizes: Sizes, tmpdir: str) -> list[Row]:
                         note=f"{size / _MB / elapsed:,.0f} MB/s through the middleware"))
 
     # waitress holds up to outbuf_high_watermark (16 MiB by default) of a response before
-    # it blocks the app; the bare app under the same server shows that share.
-    growths: dict[tuple[str, str], float | None] = {}
-    for server in ("stream-bare", "stream"):
-        with waitress_server(server, tmpdir) as (port, pid):
+    # it blocks the app: the bare app under the same server shows that share, and a
+    # wrapped server with a 1 MiB cap shows the process staying small when it is bounded.
+    configs = {
+        "bare": ("stream-bare", ()),
+        "wrapped": ("stream", ()),
+        "wrapped-1m": ("stream", ("--outbuf-high-watermark", str(_MB))),
+    }
+    growths: dict[tuple[str, str], list[float]] = {}
+    rates: dict[tuple[str, str], float] = {}
+    for config, (server, extra) in configs.items():
+        with waitress_server(server, tmpdir, 4, *extra) as (port, pid):
             for name, work in (("upload", _upload_http(port, size, results)),
                                ("download", _download_http(port, size, results))):
-                t0 = time.perf_counter()
-                grown = _rss_growth(pid, work)
-                elapsed = time.perf_counter() - t0
-                if results[name] != str(size):
-                    raise RuntimeError(f"waitress {name} moved {results[name]} bytes")
-                growths[server, name] = grown
-                if server == "stream":
-                    results[name + "-rate"] = f"{size / _MB / elapsed:,.0f} MB/s over loopback"
-    for name in ("upload", "download"):
-        bare, wrapped = growths["stream-bare", name], growths["stream", name]
-        if bare is None or wrapped is None:
-            rows.append(Row("3", f"{label} {name}, waitress: server peak RSS growth", "n/a",
-                            verdict="skipped", note="/proc/PID/clear_refs is not available"))
-            continue
-        rows.append(Row("3", f"{label} {name}, waitress, bare app: server peak RSS growth",
-                        fmt_mb(bare / _MB),
-                        note="waitress's own buffers" if name == "download" else ""))
-        rows.append(Row("3", f"{label} {name}, waitress, wrapped: server peak RSS growth",
-                        fmt_mb(wrapped / _MB), "", "< 5 MB above bare",
-                        judge(wrapped - bare < 5 * _MB),
-                        note=f"{(wrapped - bare) / _MB:+.2f} MB vs bare; "
-                             f"{results[name + '-rate']}"))
+                for _ in range(sizes.stream_repeats):
+                    t0 = time.perf_counter()
+                    grown = _rss_growth(pid, work)
+                    elapsed = time.perf_counter() - t0
+                    if results[name] != str(size):
+                        raise RuntimeError(f"waitress {name} moved {results[name]} bytes")
+                    if grown is None:
+                        rows += [Row("3", f"{label} {what}, waitress", "n/a",
+                                     verdict="skipped", note="no /proc/PID/clear_refs here")
+                                 for what in ("upload", "download")]
+                        return rows
+                    growths.setdefault((config, name), []).append(grown / _MB)
+                    rates[config, name] = size / _MB / elapsed
+
+    def row(config: str, name: str, title: str, goal: str = "", ok: bool | None = None,
+            note: str = "") -> Row:
+        values = growths[config, name]
+        return Row("3", f"{label} {name}, waitress, {title}: server peak RSS growth",
+                   fmt_mb(median(values)), spread(values, fmt_mb), goal,
+                   "info" if ok is None else judge(ok), note)
+
+    def med(config: str, name: str) -> float:
+        return median(growths[config, name])
+
+    repeats = f"median of {sizes.stream_repeats} transfers per row"
+    rows += [
+        row("bare", "upload", "bare app", note=repeats),
+        row("wrapped", "upload", "wrapped", "< 5 MB", med("wrapped", "upload") < 5,
+            note=f"{rates['wrapped', 'upload']:,.0f} MB/s over loopback"),
+        row("bare", "download", "bare app",
+            note="waitress's own buffer: outbuf_high_watermark, 16 MiB by default"),
+        row("wrapped", "download", "wrapped", "< 5 MB above bare",
+            med("wrapped", "download") - med("bare", "download") < 5,
+            note=f"{med('wrapped', 'download') - med('bare', 'download'):+.2f} MB vs bare; "
+                 f"{rates['wrapped', 'download']:,.0f} MB/s over loopback"),
+        row("wrapped-1m", "download", "wrapped, outbuf_high_watermark 1 MiB", "< 5 MB",
+            med("wrapped-1m", "download") < 5),
+    ]
     return rows
 
 

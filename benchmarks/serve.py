@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("app", choices=["bare", "wrapped", "stream", "stream-bare"])
     parser.add_argument("--tmpdir", required=True)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--outbuf-high-watermark", type=int, default=None,
+                        help="waitress's cap on a response it holds (default 16 MiB)")
     args = parser.parse_args(argv)
 
     import waitress.server  # type: ignore[import-untyped]
@@ -86,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     # waitress warns "Task queue depth is N" whenever all its threads are busy, which
     # under a load generator is the point; keep the table readable.
     logging.getLogger("waitress").setLevel(logging.ERROR)
+    options = {}
+    if args.outbuf_high_watermark is not None:
+        options["outbuf_high_watermark"] = args.outbuf_high_watermark
     server = waitress.server.create_server(
-        app, host="127.0.0.1", port=0, threads=args.threads,
-        ident="benchmarks",
+        app, host="127.0.0.1", port=0, threads=args.threads, ident="benchmarks", **options
     )
     print(f"PORT {server.effective_port}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
