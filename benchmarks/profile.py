@@ -123,7 +123,7 @@ def webhook(kind: str, tmpdir: str, n: int) -> None:
         for call in calls[:50]:
             call()
         _timed(f"webhook path ({kind})", calls[50:])
-        mw.store.close()
+        mw.close()
 
 
 def checkout(tmpdir: str, n: int) -> None:

@@ -222,7 +222,7 @@ def _measure(kind: str, store_url: str, sqlite_path: str | None, tmpdir: str,
         if len(fulfilled) != expected:
             raise RuntimeError("a duplicate delivery fulfilled an order again")
     finally:
-        mw.store.close()
+        mw.close()
     ratios = [f / p for f, p in zip(rates["floor"], rates["path"])]
     label = "SQLite" if kind == "sqlite" else "PostgreSQL"
     return [
