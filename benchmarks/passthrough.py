@@ -135,7 +135,7 @@ def waitress_server(
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.serve", app, "--tmpdir", tmpdir,
          "--threads", str(threads), *extra],
-        cwd=_REPO, stdout=subprocess.PIPE, text=True,
+        cwd=_REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
         assert proc.stdout is not None
@@ -151,8 +151,9 @@ def waitress_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
 
 
 def _wrk(port: int, seconds: float, connections: int) -> tuple[float, int]:

@@ -6,7 +6,9 @@ memory from outside (``/proc/PID/status``), which needs a process of its own.
 
     python -m benchmarks.serve bare|wrapped|stream --tmpdir DIR
 
-It binds a free port, prints ``PORT <n>`` on one line, and serves until killed.
+It binds a free port, prints ``PORT <n>`` on one line, and serves until killed or until its
+standard input closes: the benchmark gives it a pipe, so a benchmark that dies (a CI timeout
+kills it) cannot leave a server behind.
 
 - ``bare``: the trivial app alone.
 - ``wrapped``: the trivial app behind a fully configured ``CheckoutMiddleware``.
@@ -19,7 +21,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -64,6 +68,12 @@ def _zeros(size: int) -> Iterator[bytes]:
         yield bytes(n)
 
 
+def _exit_on_eof() -> None:
+    for _ in sys.stdin:
+        pass
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("app", choices=["bare", "wrapped", "stream", "stream-bare"])
@@ -95,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         app, host="127.0.0.1", port=0, threads=args.threads, ident="benchmarks", **options
     )
     print(f"PORT {server.effective_port}", flush=True)
+    threading.Thread(target=_exit_on_eof, daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     return 0
