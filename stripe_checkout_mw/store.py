@@ -41,13 +41,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .orders import Order
 
 if TYPE_CHECKING:
     import psycopg
+
+_Conn = TypeVar("_Conn")
 
 __all__ = [
     "DEFAULT_STORE_URL",
@@ -340,6 +342,71 @@ _SQLITE_SCHEMA = (
 )
 
 
+class _IdlePool(Generic[_Conn]):
+    """Database connections kept open between calls, each lent to one thread at a time.
+
+    Opening a connection per call costs more than the work it does (on SQLite, closing
+    the last connection also checkpoints and deletes the WAL). A connection goes back to
+    the pool only when ``reusable`` says it is idle and healthy; after a fork the child
+    starts with an empty pool, never touching its parent's connections.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], _Conn],
+        reusable: Callable[[_Conn], bool],
+        close: Callable[[_Conn], None],
+        max_idle: int,
+    ) -> None:
+        self._connect = connect
+        self._reusable = reusable
+        self._close = close
+        self.max_idle = max_idle
+        self._lock = threading.Lock()
+        self._idle: list[_Conn] = []
+        self._pid = os.getpid()
+        self._closed = False
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[_Conn]:
+        conn = self._acquire()
+        try:
+            yield conn
+        finally:
+            self._release(conn)
+
+    def _acquire(self) -> _Conn:
+        with self._lock:
+            if self._closed:
+                raise StoreError("store: this store has been closed")
+            if self._pid != os.getpid():
+                self._idle, self._pid = [], os.getpid()
+            while self._idle:
+                conn = self._idle.pop()
+                if self._reusable(conn):
+                    return conn
+                self._close(conn)
+        return self._connect()
+
+    def _release(self, conn: _Conn) -> None:
+        with self._lock:
+            if (
+                not self._closed
+                and self._pid == os.getpid()
+                and len(self._idle) < self.max_idle
+                and self._reusable(conn)
+            ):
+                self._idle.append(conn)
+                return
+        self._close(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle, self._closed = self._idle, [], True
+        for conn in idle:
+            self._close(conn)
+
+
 class SQLiteStore(OrderStore):
     """The ledger in one SQLite file, shared safely by the threads and processes of one host.
 
@@ -349,19 +416,26 @@ class SQLiteStore(OrderStore):
         they must be quick.
     """
 
-    def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8) -> None:
         super().__init__()
         self.path = os.path.abspath(path)
         self.url = "sqlite:///" + self.path
         self.busy_timeout = busy_timeout
+        self._pool = _IdlePool(
+            self._connect, lambda conn: not conn.in_transaction, sqlite3.Connection.close,
+            max_idle,
+        )
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: transactions are begun explicitly, as BEGIN IMMEDIATE, so a
-        # writer takes the write lock before it reads anything it will act on.
-        return sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        # writer takes the write lock before it reads anything it will act on. The pool
+        # lends a connection to one thread at a time, so it may move between threads.
+        return sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
 
     def _create_schema(self) -> None:
-        with contextlib.closing(self._connect()) as conn:
+        with self._pool.connection() as conn:
             self._enable_wal(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -411,13 +485,13 @@ class SQLiteStore(OrderStore):
 
     def get(self, session_id: str) -> Order | None:
         self.ensure_schema()
-        with contextlib.closing(self._connect()) as conn:
+        with self._pool.connection() as conn:
             row = conn.execute(f"{_SELECT_ORDER} WHERE session_id = ?", (session_id,)).fetchone()
         return _sqlite_row_to_order(row) if row else None
 
     def event_processed(self, event_id: str) -> bool:
         self.ensure_schema()
-        with contextlib.closing(self._connect()) as conn:
+        with self._pool.connection() as conn:
             row = conn.execute(
                 "SELECT 1 FROM stripe_checkout_events WHERE event_id = ?", (event_id,)
             ).fetchone()
@@ -426,7 +500,7 @@ class SQLiteStore(OrderStore):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
         self.ensure_schema()
-        with contextlib.closing(self._connect()) as conn:
+        with self._pool.connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield _SQLiteTransaction(conn)
@@ -437,8 +511,7 @@ class SQLiteStore(OrderStore):
             conn.execute("COMMIT")
 
     def close(self) -> None:
-        # Connections live for one call each; there is nothing held between calls.
-        pass
+        self._pool.close()
 
 
 class _SQLiteTransaction(StoreTransaction):
@@ -544,47 +617,20 @@ class PostgresStore(OrderStore):
         self.url = _redact(url)
         self.max_idle = max_idle
         self.connect_timeout = connect_timeout
-        self._pool_lock = threading.Lock()
-        self._idle: list[psycopg.Connection[Any]] = []
-        self._closed = False
+        self._pool: _IdlePool[psycopg.Connection[Any]] = _IdlePool(
+            self._connect, _pg_reusable, _pg_close, max_idle
+        )
 
-    def _acquire(self) -> psycopg.Connection[Any]:
+    def _connect(self) -> psycopg.Connection[Any]:
         import psycopg
 
-        with self._pool_lock:
-            if self._closed:
-                raise StoreError("store: this store has been closed")
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed and not conn.broken:
-                    return conn
-                conn.close()
         kwargs: dict[str, Any] = {}
         if "connect_timeout" not in self._dsn:
             kwargs["connect_timeout"] = self.connect_timeout
         return psycopg.connect(self._dsn, autocommit=True, **kwargs)
 
-    def _release(self, conn: psycopg.Connection[Any]) -> None:
-        from psycopg.pq import TransactionStatus
-
-        reusable = (
-            not conn.closed
-            and not conn.broken
-            and conn.info.transaction_status == TransactionStatus.IDLE
-        )
-        with self._pool_lock:
-            if reusable and not self._closed and len(self._idle) < self.max_idle:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        conn = self._acquire()
-        try:
-            yield conn
-        finally:
-            self._release(conn)
+    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        return self._pool.connection()
 
     def _create_schema(self) -> None:
         with self._connection() as conn, conn.transaction():
@@ -627,11 +673,21 @@ class PostgresStore(OrderStore):
             yield _PostgresTransaction(conn)
 
     def close(self) -> None:
-        with self._pool_lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._pool.close()
+
+
+def _pg_reusable(conn: psycopg.Connection[Any]) -> bool:
+    from psycopg.pq import TransactionStatus
+
+    return (
+        not conn.closed
+        and not conn.broken
+        and conn.info.transaction_status == TransactionStatus.IDLE
+    )
+
+
+def _pg_close(conn: psycopg.Connection[Any]) -> None:
+    conn.close()
 
 
 class _PostgresTransaction(StoreTransaction):

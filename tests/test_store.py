@@ -396,3 +396,22 @@ def test_settle_order_unknown_session(store: OrderStore) -> None:
         )
     assert ran == [1]
     assert store.get("cs_test_nope") is None
+
+
+def test_connections_are_reused_between_calls(store: OrderStore) -> None:
+    opened = 0
+    connect = store._connect  # type: ignore[attr-defined]
+
+    def counting_connect() -> Any:
+        nonlocal opened
+        opened += 1
+        return connect()
+
+    store._pool._connect = counting_connect  # type: ignore[attr-defined]
+    for n in range(20):
+        store.record_open(make_order(f"cs_test_reuse{n}"))
+        assert store.get(f"cs_test_reuse{n}") is not None
+    assert opened <= 1
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.get("cs_test_reuse0")
