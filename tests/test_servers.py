@@ -255,6 +255,11 @@ def test_waitress(shop_env: dict[str, str], stripe_emulator: StripeEmulator) -> 
         try:
             exercise(f"http://127.0.0.1:{server.effective_port}", stripe_emulator)
         finally:
+            # Closing while a task thread still finishes a request closes the trigger
+            # under it (EBADF) and strands that connection's socket: let them end first.
+            deadline = time.monotonic() + 10
+            while server.active_channels and time.monotonic() < deadline:
+                time.sleep(0.01)
             server.close()
             thread.join(timeout=10)
             server.task_dispatcher.shutdown()
