@@ -11,7 +11,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 from urllib.parse import urlsplit
 
@@ -38,7 +38,8 @@ _MODES = ("payment", "subscription")
 class Settings:
     """The checked configuration of one middleware. Build it with :func:`load_settings`."""
 
-    secret_key: str
+    # repr=False: a Settings repr may end up in a log or a traceback; secrets must not.
+    secret_key: str = field(repr=False)
     path: str
     success_url: str
     cancel_url: str
@@ -53,9 +54,9 @@ class Settings:
     max_body: int
     allowed_origins: frozenset[str]
     webhook_path: str | None
-    webhook_secrets: tuple[str, ...]
+    webhook_secrets: tuple[str, ...] = field(repr=False)
     status_path: str | None
-    store: str | None
+    store: str | None = field(repr=False)  # a database URL may carry a password
     #: Whether an order ledger is kept: a store or a webhook secret was configured.
     uses_store: bool
 

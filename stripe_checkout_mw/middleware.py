@@ -306,7 +306,8 @@ class CheckoutMiddleware:
         browser's cross-site form (they send ``Origin`` on every POST), so it passes.
         """
         origin = request_origin(environ)
-        if origin is None or origin == own_origin(environ):
+        # "null" is what an unparsable Host gives too: it never counts as our own origin.
+        if origin is None or (origin != "null" and origin == own_origin(environ)):
             return
         if origin not in self.settings.allowed_origins:
             raise HTTPError(403, "This origin may not create checkout sessions.",

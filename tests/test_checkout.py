@@ -356,7 +356,7 @@ def test_request_errors(
     build: Build, stripe_emulator: StripeEmulator, kwargs: dict[str, Any], status: int
 ) -> None:
     method = kwargs.get("method", "POST")
-    body = kwargs.get("body", b'ONE_TEE')
+    body = kwargs.get("body", json.dumps(ONE_TEE).encode())
     app = build()
     response = app.request("/create-checkout-session", method=method,
                            body=body if method != "GET" else b"",
@@ -423,3 +423,12 @@ def test_the_secret_key_never_reaches_a_response(
     for response in bodies:
         assert stripe_emulator.secret_key not in response.text
         assert stripe_emulator.secret_key not in str(response.headers)
+
+
+def test_null_origin_is_refused_even_when_the_host_is_unparsable(
+    build: Build, stripe_emulator: StripeEmulator
+) -> None:
+    app = build()
+    app.post_json("/create-checkout-session", ONE_TEE, status=403,
+                  headers={"Origin": "null"}, extra_environ={"HTTP_HOST": "["})
+    assert stripe_emulator.requests == []

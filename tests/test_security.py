@@ -579,9 +579,6 @@ def test_the_middleware_and_its_parts_do_not_show_secrets_in_their_repr(
         assert stripe_emulator.webhook_secret not in shown, type(thing).__name__
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config.py: Settings is a dataclass whose generated repr shows secret_key and "
-    "webhook_secrets; a logged or traceback-captured mw.settings leaks both"))
 def test_the_settings_do_not_show_secrets_in_their_repr(
     build: Any, stripe_emulator: StripeEmulator
 ) -> None:
