@@ -10,10 +10,14 @@ Store tests run on SQLite and, when STRIPE_CHECKOUT_TEST_PG names a PostgreSQL s
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +62,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for report in skipped:
             reporter.write_line(f"SKIPPED IN CI (counts as a failure): {report.nodeid}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@contextlib.contextmanager
+def waitress_serving(app: Any, threads: int = 2) -> Iterator[str]:
+    """Serve ``app`` with waitress on a free 127.0.0.1 port; yield its base URL; stop it."""
+    from waitress.server import create_server
+
+    server: Any = create_server(app, host="127.0.0.1", port=0, threads=threads)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        # Closing while a task thread still finishes a request closes the trigger under
+        # it (EBADF) and strands that connection's socket: let the requests end first.
+        deadline = time.monotonic() + 10
+        while server.active_channels and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.close()
+        thread.join(timeout=10)
+        server.task_dispatcher.shutdown()
+    assert not thread.is_alive()

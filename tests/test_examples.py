@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 import webtest
+from conftest import waitress_serving
 from paste.deploy import loadapp
-from waitress.server import create_server
 
 from stripe_checkout_mw import CheckoutMiddleware
 from stripe_checkout_mw.demo import BackgroundServer, find_middleware
@@ -199,12 +199,8 @@ def test_an_example_serves_under_waitress(
     shop_env.stop()  # this test serves on waitress instead
     app = load_example("flask")
     shop_env.app = app
-    server = create_server(app, host="127.0.0.1", port=0, threads=2)
-    base = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
-    emulator.webhook_url = f"{base}/stripe-webhook"
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
+    with waitress_serving(app) as base:
+        emulator.webhook_url = f"{base}/stripe-webhook"
         with urllib.request.urlopen(f"{base}/", timeout=10) as answer:
             assert b"Flask shop" in answer.read()
         created = _post(f"{base}/create-checkout-session",
@@ -220,11 +216,6 @@ def test_an_example_serves_under_waitress(
                                     timeout=10) as answer:
             order = json.loads(answer.read())
         assert order["fulfilled"] is True and order["amount_total"] == 1200
-    finally:
-        server.close()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
-        server.task_dispatcher.shutdown()
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

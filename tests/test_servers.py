@@ -33,6 +33,7 @@ from wsgiref.validate import validator
 
 import pytest
 import webtest
+from conftest import waitress_serving
 from werkzeug.serving import make_server
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
@@ -247,23 +248,9 @@ def test_werkzeug_threaded_server(shop_env: dict[str, str], stripe_emulator: Str
 
 
 def test_waitress(shop_env: dict[str, str], stripe_emulator: StripeEmulator) -> None:
-    waitress_server = pytest.importorskip("waitress.server")
-    with built() as mw:
-        server = waitress_server.create_server(mw, host="127.0.0.1", port=0, threads=4)
-        thread = threading.Thread(target=server.run)
-        thread.start()
-        try:
-            exercise(f"http://127.0.0.1:{server.effective_port}", stripe_emulator)
-        finally:
-            # Closing while a task thread still finishes a request closes the trigger
-            # under it (EBADF) and strands that connection's socket: let them end first.
-            deadline = time.monotonic() + 10
-            while server.active_channels and time.monotonic() < deadline:
-                time.sleep(0.01)
-            server.close()
-            thread.join(timeout=10)
-            server.task_dispatcher.shutdown()
-    assert not thread.is_alive()
+    pytest.importorskip("waitress.server")
+    with built() as mw, waitress_serving(mw, threads=4) as base:
+        exercise(base, stripe_emulator)
 
 
 def free_port() -> int:
