@@ -84,3 +84,27 @@ def waitress_serving(app: Any, threads: int = 2) -> Iterator[str]:
         thread.join(timeout=10)
         server.task_dispatcher.shutdown()
     assert not thread.is_alive()
+
+
+def run_together(jobs: list[Any], timeout: float = 120) -> list[Any]:
+    """Run the callables in threads released at once (a race); their results, in order."""
+    barrier = threading.Barrier(len(jobs))
+    results: list[Any] = [None] * len(jobs)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[index] = jobs[index]()
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "jobs did not finish in time"
+    assert errors == []
+    return results

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 import stripe
+from conftest import run_together
 from werkzeug.serving import make_server
 
 from stripe_checkout_mw.orders import Order
@@ -350,30 +351,6 @@ def test_lookup_and_webhook_racing_fulfil_once(
     assert [status for status, _ in results] == [200] * 20
     assert order is not None and (order.status, order.fulfilled) == ("paid", True)
     assert len(fulfilments.orders) == 1
-
-
-def run_together(jobs: list[Any], timeout: float = 120) -> list[Any]:
-    """Run the callables in threads released at once; their results, in order."""
-    barrier = threading.Barrier(len(jobs))
-    results: list[Any] = [None] * len(jobs)
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = jobs[index]()
-        except BaseException as exc:  # reported below, in the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(jobs))]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    assert not any(thread.is_alive() for thread in threads), "jobs did not finish in time"
-    assert errors == []
-    return results
 
 
 # --- real signed deliveries from the emulator -----------------------------------------------

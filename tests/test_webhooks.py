@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import stripe
+from conftest import run_together
 
 from stripe_checkout_mw.orders import Order
 from stripe_checkout_mw.store import OrderStore, open_store
@@ -526,30 +527,6 @@ def test_a_rebuilt_receiver_on_the_same_store_refuses_duplicates(
             {"received": True, "duplicate": True},
         )
     assert len(first.orders) == 1 and second.orders == []
-
-
-def run_together(jobs: list[Any], timeout: float = 120) -> list[Any]:
-    """Run the callables in threads released at once; their results, in order."""
-    barrier = threading.Barrier(len(jobs))
-    results: list[Any] = [None] * len(jobs)
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = jobs[index]()
-        except BaseException as exc:  # reported below, in the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(jobs))]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    assert not any(thread.is_alive() for thread in threads), "deliveries did not finish in time"
-    assert errors == []
-    return results
 
 
 def test_fifty_concurrent_deliveries_fulfil_once(
