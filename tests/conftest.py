@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from stripe_checkout_mw.orders import Order
 from stripe_checkout_mw.store import OrderStore, open_store
 
 PG_URL = os.environ.get("STRIPE_CHECKOUT_TEST_PG", "")
@@ -108,3 +109,21 @@ def run_together(jobs: list[Any], timeout: float = 120) -> list[Any]:
     assert not any(thread.is_alive() for thread in threads), "jobs did not finish in time"
     assert errors == []
     return results
+
+
+class Fulfilments:
+    """A ``fulfill`` hook that counts its calls, thread-safely, and can be told to fail."""
+
+    def __init__(self, *, fail: bool = False, delay: float = 0.0) -> None:
+        self.orders: list[Order] = []
+        self.fail = fail
+        self.delay = delay
+        self._lock = threading.Lock()
+
+    def __call__(self, order: Order) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("warehouse is down")
+        with self._lock:
+            self.orders.append(order)

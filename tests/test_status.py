@@ -11,14 +11,13 @@ import json
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 import stripe
-from conftest import run_together
+from conftest import Fulfilments, run_together
 from werkzeug.serving import make_server
 
 from stripe_checkout_mw.orders import Order
@@ -46,24 +45,6 @@ def client(emu: StripeEmulator) -> Iterator[stripe.StripeClient]:
             base_addresses={"api": emu.api_base},
             http_client=stripe.RequestsClient(session=session, timeout=10),
         )
-
-
-class Fulfilments:
-    """A ``fulfill`` hook that counts its calls, thread-safely, and can be told to fail."""
-
-    def __init__(self, *, fail: bool = False, delay: float = 0.0) -> None:
-        self.orders: list[Order] = []
-        self.fail = fail
-        self.delay = delay
-        self._lock = threading.Lock()
-
-    def __call__(self, order: Order) -> None:
-        if self.delay:
-            time.sleep(self.delay)
-        if self.fail:
-            raise RuntimeError("warehouse is down")
-        with self._lock:
-            self.orders.append(order)
 
 
 def create_order(client: stripe.StripeClient, store: OrderStore | None) -> str:

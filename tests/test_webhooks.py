@@ -13,7 +13,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 import stripe
-from conftest import run_together
+from conftest import Fulfilments, run_together
 
 from stripe_checkout_mw.orders import Order
 from stripe_checkout_mw.store import OrderStore, open_store
@@ -46,24 +45,6 @@ def store(store_url: str) -> Iterator[OrderStore]:
 def client() -> stripe.StripeClient:
     # Verifying events makes no request; a closed local port makes sure of it.
     return stripe.StripeClient("sk_test_unused", base_addresses={"api": "http://127.0.0.1:9"})
-
-
-class Fulfilments:
-    """A ``fulfill`` hook that counts its calls, thread-safely, and can be told to fail."""
-
-    def __init__(self, *, fail: bool = False, delay: float = 0.0) -> None:
-        self.orders: list[Order] = []
-        self.fail = fail
-        self.delay = delay
-        self._lock = threading.Lock()
-
-    def __call__(self, order: Order) -> None:
-        if self.delay:
-            time.sleep(self.delay)
-        if self.fail:
-            raise RuntimeError("warehouse is down")
-        with self._lock:
-            self.orders.append(order)
 
 
 def receiver_for(
