@@ -114,6 +114,35 @@ def load_shop(framework: str, examples: Path | None = None) -> WSGIApplication:
     return app
 
 
+def serve_example(
+    name: str,
+    load_app: Callable[[], WSGIApplication],
+    errors: tuple[type[Exception], ...] = (ValueError, TypeError),
+) -> None:
+    """Run an example shop on werkzeug's ``run_simple`` at ``$PORT`` (default 8000).
+
+    What the examples' ``python app.py`` calls. Every way the start can fail (a bad
+    ``PORT``, a misconfiguration raised as one of ``errors``, a port in use) exits with
+    one line, prefixed by ``name``, that says what to fix instead of a traceback.
+    """
+    from werkzeug.serving import run_simple
+
+    logging.basicConfig(level=logging.INFO)
+    port = os.environ.get("PORT", "8000")
+    if not port.isdigit():
+        sys.exit(f"{name}: PORT={port!r} is not a port number")
+    os.environ.setdefault("WEB_APP_URL", f"http://127.0.0.1:{port}")
+    try:
+        app = load_app()
+    except errors as exc:
+        sys.exit(f"{name}: {exc}")
+    try:  # run_simple would print two lines and exit; one line says it better
+        socket.create_server(("127.0.0.1", int(port))).close()
+    except OSError as exc:
+        sys.exit(f"{name}: cannot listen on port {port} ({exc.strerror}); set PORT to a free port")
+    run_simple("127.0.0.1", int(port), app)
+
+
 def find_middleware(app: object) -> CheckoutMiddleware | None:
     """The ``CheckoutMiddleware`` in a shop: the app itself or Flask's ``wsgi_app``."""
     for candidate in (app, getattr(app, "wsgi_app", None)):

@@ -15,15 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
-import sys
 from pathlib import Path
 from typing import Any
 
 import bottle
-from werkzeug.serving import run_simple
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
+from stripe_checkout_mw.demo import serve_example
 
 log = logging.getLogger("bottle_shop")
 
@@ -52,28 +50,9 @@ PRODUCTS = """<!doctype html>
 </body></html>
 """
 
-#: The success page's script, shared by the examples: it polls the status path.
-ORDER_STATUS_JS = (Path(__file__).resolve().parent.parent / "order_status.js").read_text(
-    encoding="utf-8"
-)
-
-SUCCESS = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Thank you</title></head>
-<body>
-<h1>Thank you!</h1>
-<p id="status">Checking your order...</p>
-<ul id="items"></ul>
-<p><a href="/">Back to the shop</a></p>
-<script>
-""" + ORDER_STATUS_JS + """</script>
-</body></html>
-"""
-
-CANCEL = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Cancelled</title></head>
-<body><h1>Payment cancelled</h1><p>Nothing was charged.</p>
-<p><a href="/">Back to the shop</a></p></body></html>
-"""
+#: The success page (it polls the status path) and the cancel page, shared by the examples.
+SUCCESS = (Path(__file__).resolve().parent.parent / "success.html").read_text(encoding="utf-8")
+CANCEL = (Path(__file__).resolve().parent.parent / "cancel.html").read_text(encoding="utf-8")
 
 
 @bottle.route("/")
@@ -119,21 +98,7 @@ def create_app(**options: Any) -> CheckoutMiddleware:
 
 def main() -> None:
     """Serve the shop with werkzeug's ``run_simple`` on ``PORT`` (default 8000)."""
-    logging.basicConfig(level=logging.INFO)
-    port = os.environ.get("PORT", "8000")
-    if not port.isdigit():
-        sys.exit(f"bottle_shop: PORT={port!r} is not a port number")
-    os.environ.setdefault("WEB_APP_URL", f"http://127.0.0.1:{port}")
-    try:
-        app = create_app()
-    except (ValueError, TypeError) as exc:
-        sys.exit(f"bottle_shop: {exc}")
-    try:  # run_simple would print two lines and exit; one line says it better
-        socket.create_server(("127.0.0.1", int(port))).close()
-    except OSError as exc:
-        sys.exit(f"bottle_shop: cannot listen on port {port} ({exc.strerror}); "
-                 "set PORT to a free port")
-    run_simple("127.0.0.1", int(port), app)
+    serve_example("bottle_shop", create_app)
 
 
 if __name__ == "__main__":

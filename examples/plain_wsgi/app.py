@@ -17,16 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
-import sys
 from collections.abc import Iterable
 from html import escape
 from pathlib import Path
 from typing import Any, Callable
 
-from werkzeug.serving import run_simple
-
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
+from stripe_checkout_mw.demo import serve_example
 
 log = logging.getLogger("plain_wsgi")
 
@@ -60,13 +57,9 @@ document.querySelectorAll("button.buy").forEach(function (button) {
 });
 </script>"""
 
-#: The success page's script, shared by the examples: it polls the status path.
-ORDER_STATUS_JS = (Path(__file__).resolve().parent.parent / "order_status.js").read_text(
-    encoding="utf-8"
-)
-
-SUCCESS_SCRIPT = """<script>
-""" + ORDER_STATUS_JS + "</script>"
+#: The success page (it polls the status path) and the cancel page, shared by the examples.
+SUCCESS = (Path(__file__).resolve().parent.parent / "success.html").read_text(encoding="utf-8")
+CANCEL = (Path(__file__).resolve().parent.parent / "cancel.html").read_text(encoding="utf-8")
 
 StartResponse = Callable[..., Any]
 
@@ -99,16 +92,6 @@ def products_page() -> str:
     return PAGE.format(title="Plain WSGI shop", body=body)
 
 
-SUCCESS = PAGE.format(
-    title="Thank you",
-    body='<h1>Thank you!</h1><p id="status">Checking your order...</p><ul id="items"></ul>'
-         '<p><a href="/">Back to the shop</a></p>' + SUCCESS_SCRIPT,
-)
-CANCEL = PAGE.format(
-    title="Cancelled",
-    body='<h1>Payment cancelled</h1><p>Nothing was charged.</p><p><a href="/">Back to the '
-         "shop</a></p>",
-)
 
 
 def shop(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -158,21 +141,7 @@ def create_app(**options: Any) -> CheckoutMiddleware:
 
 def main() -> None:
     """Serve the shop with werkzeug's ``run_simple`` on ``PORT`` (default 8000)."""
-    logging.basicConfig(level=logging.INFO)
-    port = os.environ.get("PORT", "8000")
-    if not port.isdigit():
-        sys.exit(f"plain_wsgi: PORT={port!r} is not a port number")
-    os.environ.setdefault("WEB_APP_URL", f"http://127.0.0.1:{port}")
-    try:
-        app = create_app()
-    except (ValueError, TypeError) as exc:
-        sys.exit(f"plain_wsgi: {exc}")
-    try:  # run_simple would print two lines and exit; one line says it better
-        socket.create_server(("127.0.0.1", int(port))).close()
-    except OSError as exc:
-        sys.exit(f"plain_wsgi: cannot listen on port {port} ({exc.strerror}); "
-                 "set PORT to a free port")
-    run_simple("127.0.0.1", int(port), app)
+    serve_example("plain_wsgi", create_app)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,13 @@ catalog) is reported as one line instead of a traceback.
 
 from __future__ import annotations
 
-import logging
-import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from paste.deploy import loadapp
-from werkzeug.serving import run_simple
+
+from stripe_checkout_mw.demo import serve_example
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,22 +26,15 @@ def load(ini: str | Path = HERE / "development.ini", **global_conf: str) -> Any:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO)
-    port = os.environ.get("PORT", "8000")
-    if not port.isdigit():
-        sys.exit(f"pyramid_shop: PORT={port!r} is not a port number")
-    os.environ.setdefault("WEB_APP_URL", f"http://127.0.0.1:{port}")
     ini = sys.argv[1] if len(sys.argv) > 1 else HERE / "development.ini"
-    try:
-        app = load(ini)
-    except (ValueError, TypeError, LookupError, OSError) as exc:
-        sys.exit(f"pyramid_shop: {ini}: {exc}")
-    try:  # run_simple would print two lines and exit; one line says it better
-        socket.create_server(("127.0.0.1", int(port))).close()
-    except OSError as exc:
-        sys.exit(f"pyramid_shop: cannot listen on port {port} ({exc.strerror}); "
-                 "set PORT to a free port")
-    run_simple("127.0.0.1", int(port), app)
+
+    def load_ini() -> Any:
+        try:
+            return load(ini)
+        except (ValueError, TypeError, LookupError, OSError) as exc:
+            raise ValueError(f"{ini}: {exc}") from None
+
+    serve_example("pyramid_shop", load_ini)
 
 
 if __name__ == "__main__":

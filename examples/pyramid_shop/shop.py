@@ -27,13 +27,9 @@ _PAGE = """<!doctype html>
 </body></html>
 """
 
-#: The success page's script, shared by the examples: it polls the status path.
-ORDER_STATUS_JS = (Path(__file__).resolve().parent.parent / "order_status.js").read_text(
-    encoding="utf-8"
-)
-
-_SUCCESS_SCRIPT = """<script>
-""" + ORDER_STATUS_JS + "</script>"
+#: The success page (it polls the status path) and the cancel page, shared by the examples.
+SUCCESS = (Path(__file__).resolve().parent.parent / "success.html").read_text(encoding="utf-8")
+CANCEL = (Path(__file__).resolve().parent.parent / "cancel.html").read_text(encoding="utf-8")
 
 
 def _html(title: str, body: str) -> Response:
@@ -61,14 +57,11 @@ def products(request: Request) -> Response:
 
 
 def success(request: Request) -> Response:
-    return _html("Thank you", '<h1>Thank you!</h1><p id="status">Checking your order...</p>'
-                 '<ul id="items"></ul><p><a href="/">Back to the shop</a></p>'
-                 + _SUCCESS_SCRIPT)
+    return Response(SUCCESS, content_type="text/html", charset="utf-8")
 
 
 def cancel(request: Request) -> Response:
-    return _html("Cancelled", "<h1>Payment cancelled</h1><p>Nothing was charged.</p>"
-                 '<p><a href="/">Back to the shop</a></p>')
+    return Response(CANCEL, content_type="text/html", charset="utf-8")
 
 
 def fulfill(order: Any) -> None:
