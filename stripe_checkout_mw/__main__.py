@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 from typing import Callable
 
 from . import demo, deploycheck
@@ -98,19 +95,8 @@ def _run_emulator(args: argparse.Namespace) -> int:
         return 2
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
     # SIGTERM stops as cleanly as Ctrl-C, so scripts and process managers can end it.
-    # Python installs signal handlers only from the main thread; run off it (embedded in
-    # another program) the emulator serves until that process ends.
-    previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, on_signal)
-    try:
+    with demo.stop_on_signals() as stop:
         try:
             emulator.start()
         except OSError as exc:
@@ -129,15 +115,12 @@ def _run_emulator(args: argparse.Namespace) -> int:
                 pass
         finally:
             emulator.stop()
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
     print("Stripe emulator stopped.", flush=True)
     return 0
 
 
-# One entry per subcommand: name -> function adding its parser. `demo` and `check` are
-# added here by their own change; each sets `run` (args -> exit status) on its parser.
+# One entry per subcommand: name -> function adding its parser, which sets `run`
+# (args -> exit status) on it.
 _COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = {
     "emulator": _add_emulator,
     "demo": demo.add_command,

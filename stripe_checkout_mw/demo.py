@@ -353,16 +353,19 @@ class DemoShop:
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by Ctrl-C or SIGTERM, so both stop the demo the same clean way."""
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C or SIGTERM, so both stop a foreground command cleanly.
+
+    Used by ``demo`` and ``emulator``; the previous handlers come back on exit.
+    """
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
-    # Python allows signal handlers only on the main thread; elsewhere (run() embedded in
-    # a thread of another program) the caller stops the demo itself.
+    # Python allows signal handlers only on the main thread; elsewhere (embedded in a
+    # thread of another program) the caller stops the command itself.
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, on_signal)
@@ -380,7 +383,7 @@ def run(framework: str = "wsgi", *, host: str = "127.0.0.1", port: int = 8000,
     err = err or sys.stderr
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    with _stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         shop = DemoShop(framework, host=host, port=port, offline=offline)
         try:
             shop.start()
