@@ -5,10 +5,18 @@ line items, Prices, Products and Events. The point is to reject what Stripe reje
 (unknown parameters, the removed ``payment_method_types``, bad modes, mixed
 currencies...) so that a test against the emulator fails where production would.
 
-Modules: :mod:`.state` (:class:`StripeState`: objects, handlers, routes,
-idempotency), :mod:`.params` (decoding form values into typed ones),
-:mod:`.errors` (Stripe's error shape), :mod:`.lists` (list objects),
-:mod:`.ids` and :mod:`.version`.
+Laid out like the services it imitates (moto's state / request decoding / routes /
+errors, stripe-python's module per resource):
+
+- :mod:`.state`: :class:`StripeState`, the stored objects, the routes table and
+  idempotency; it serves a decoded request.
+- :mod:`.validation`: :func:`~.validation.validate_params`, the one place a
+  request's params are checked, from a table of endpoints.
+- :mod:`.rules`: per-parameter rules as table rows; :mod:`.params`: decoding
+  form values into typed ones; :mod:`.errors`: Stripe's error shape.
+- :mod:`.checkout_sessions`, :mod:`.prices`, :mod:`.products`, :mod:`.events`: one
+  module per resource, its parameters, handlers and transitions.
+- :mod:`.lists`, :mod:`.ids`, :mod:`.version`: list objects, ids, the API version.
 """
 
 from __future__ import annotations

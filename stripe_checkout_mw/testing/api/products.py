@@ -1,0 +1,111 @@
+"""Products: ``/v1/products`` (create, retrieve, list) and the product factory.
+
+Handlers take the shared :class:`~.state.StripeState` and the :class:`~.state.ApiCall`
+being served, and return the JSON object to answer with; the state's routes table
+maps URLs to them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from .errors import ApiError, missing, no_such
+from .ids import new_id
+from .lists import list_object
+from .params import LIST_PARAMS, as_bool, as_list, as_metadata, as_str
+
+if TYPE_CHECKING:
+    from .state import ApiCall, StripeState
+
+__all__ = [
+    "CREATE_PARAMS",
+    "LIST_FILTERS",
+    "create_product",
+    "list_products",
+    "new_product",
+    "retrieve_product",
+]
+
+CREATE_PARAMS = frozenset(
+    {"active", "default_price_data", "description", "expand", "id", "images", "metadata",
+     "name", "shippable", "statement_descriptor", "tax_code", "type", "unit_label", "url"}
+)
+LIST_FILTERS = LIST_PARAMS | {"active", "ids", "shippable", "url"}
+
+
+def new_product(
+    state: StripeState,
+    name: str,
+    *,
+    product_id: str | None = None,
+    description: str | None = None,
+    active: bool = True,
+    metadata: dict[str, str] | None = None,
+    images: list[str] | None = None,
+) -> dict[str, Any]:
+    """Store a new product (not a copy) from already validated values."""
+    now = state.now()
+    ident = product_id or new_id("prod_", 14)
+    product: dict[str, Any] = {
+        "id": ident,
+        "object": "product",
+        "active": active,
+        "created": now,
+        "default_price": None,
+        "description": description,
+        "images": images or [],
+        "livemode": False,
+        "marketing_features": [],
+        "metadata": metadata or {},
+        "name": name,
+        "package_dimensions": None,
+        "shippable": None,
+        "statement_descriptor": None,
+        "tax_code": None,
+        "type": "service",
+        "unit_label": None,
+        "updated": now,
+        "url": None,
+    }
+    state.products[ident] = product
+    return product
+
+
+def create_product(state: StripeState, call: ApiCall) -> dict[str, Any]:
+    params = call.params
+    if "name" not in params:
+        raise missing("name")
+    product_id = None
+    if "id" in params:
+        product_id = as_str(params["id"], "id")
+        if product_id in state.products:
+            raise ApiError("Product already exists.", param="id",
+                           code="resource_already_exists")
+    product = new_product(
+        state,
+        as_str(params["name"], "name"),
+        product_id=product_id,
+        description=(as_str(params["description"], "description")
+                     if "description" in params else None),
+        active=as_bool(params.get("active", "true"), "active"),
+        metadata=as_metadata(params.get("metadata", {}), "metadata"),
+        images=[as_str(v, "images") for v in as_list(params.get("images", []), "images")],
+    )
+    return copy.deepcopy(product)
+
+
+def retrieve_product(state: StripeState, call: ApiCall) -> dict[str, Any]:
+    product_id = call.ids[0]
+    if product_id not in state.products:
+        raise no_such("product", product_id)
+    return copy.deepcopy(state.products[product_id])
+
+
+def list_products(state: StripeState, call: ApiCall) -> dict[str, Any]:
+    params = call.params
+    products = list(reversed(state.products.values()))
+    if "active" in params:
+        active = as_bool(params["active"], "active")
+        products = [p for p in products if p["active"] == active]
+    return list_object(products, "/v1/products", params)
