@@ -13,6 +13,7 @@ See the README for every option; ``stripe_checkout_mw.testing`` has an offline S
 from __future__ import annotations
 
 from .middleware import CheckoutMiddleware
+from .options import OptionError
 from .prices import Catalog, ClientPrices, PricedItem, PriceLookup, StripeLookupKeys
 from .validation import DefaultValidator, ValidationError
 
@@ -21,6 +22,7 @@ __all__ = [
     "CheckoutMiddleware",
     "ClientPrices",
     "DefaultValidator",
+    "OptionError",
     "PriceLookup",
     "PricedItem",
     "StripeLookupKeys",

@@ -15,9 +15,15 @@ It reads what the middleware would read: the environment (``STRIPE_SECRET_KEY``,
 overriding the one before. It prints one line per check, ``ok``, ``warn``, ``skip`` or
 ``FAIL``, and exits 1 if any failed. Secrets are never printed beyond their prefix.
 
-The Stripe checks make read-only API calls (``prices.list`` with ``limit=1`` and
-``prices.retrieve`` for each catalog price id); the store check creates the ledger's
-tables if they are missing, as the middleware would on its first order.
+Every option goes through the same conversion as ``CheckoutMiddleware`` and the
+PasteDeploy filter (:func:`stripe_checkout_mw.config.load_settings`, and
+:func:`stripe_checkout_mw.paste.ini_options` for ``--ini``), so ``check`` refuses exactly
+what the app would refuse at start-up; the first refused option is the one ``FAIL`` line.
+
+``check`` changes nothing. The Stripe checks make read-only API calls (``prices.list``
+with ``limit=1`` and ``prices.retrieve`` for each catalog price id); the store check
+opens the database read-only (a SQLite file that does not exist yet is not created; on
+PostgreSQL it only queries) and reports tables the middleware will create on first use.
 """
 
 from __future__ import annotations
@@ -25,24 +31,35 @@ from __future__ import annotations
 import argparse
 import configparser
 import os
+import sqlite3
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
-from urllib.parse import urlsplit
+from typing import Any, Callable, TextIO
+from urllib.parse import quote
 
 import stripe
 
-from .paste import check_keys, resolve_value
-from .prices import Catalog
-from .store import STORE_ENV, open_store
+from .config import Settings, load_settings
+from .options import OptionError
+from .paste import PRICE_KEYS, ini_options, price_lookup_from_keys
+from .prices import Catalog, ClientPrices, StripeLookupKeys
+from .store import DEFAULT_STORE_URL, SCHEMA_VERSION, STORE_ENV, SQLiteStore, open_store
 
-__all__ = ["Check", "DeploymentConfig", "add_command", "run_checks"]
+__all__ = ["Check", "add_command", "gather_options", "read_ini", "run_checks"]
 
 OK, WARN, SKIP, FAIL = "ok", "warn", "skip", "FAIL"
-_TEST_KEYS = ("sk_test_", "rk_test_")
-_LIVE_KEYS = ("sk_live_", "rk_live_")
+_STRIPE = "https://api.stripe.com"
+#: The check line an option's mistake is reported on; others go on "configuration".
+_TOPICS = {
+    "secret_key": "secret key",
+    "domain_url": "redirect URLs", "success_url": "redirect URLs", "cancel_url": "redirect URLs",
+    "webhook_secret": "webhook secret", "webhook_path": "webhook secret",
+    "stripe_api_base": "stripe",
+    "store": "store",
+    **{key: "catalog" for key in PRICE_KEYS},
+}
 
 
 @dataclass
@@ -57,132 +74,89 @@ class Check:
         return f"{self.status:<4}  {self.name}: {self.detail}"
 
 
-@dataclass
-class DeploymentConfig:
-    """The settings ``check`` verifies, as strings (empty: not configured)."""
-
-    secret_key: str = ""
-    domain_url: str = ""
-    success_url: str = ""
-    cancel_url: str = ""
-    stripe_api_base: str = ""
-    webhook_secret: str = ""
-    store: str = ""
-    catalog: str = ""
-    price_lookup: str = ""
-    sources: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_environment(cls) -> DeploymentConfig:
-        env = os.environ
-        return cls(
-            secret_key=env.get("STRIPE_SECRET_KEY", "").strip(),
-            domain_url=env.get("WEB_APP_URL", "").strip(),
-            stripe_api_base=env.get("STRIPE_API_BASE", "").strip(),
-            webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", "").strip(),
-            store=env.get(STORE_ENV, "").strip(),
-            catalog=env.get("STRIPE_CHECKOUT_CATALOG", "").strip(),
-            sources=["environment"],
-        )
-
-    def read_ini(self, path: Path, section: str = "filter:checkout") -> None:
-        """Take the options of the ``.ini`` file's checkout filter section.
-
-        :raises ValueError: unreadable file, missing section or an unknown key.
-        """
-        parser = configparser.ConfigParser(
-            defaults={"here": str(path.resolve().parent), "__file__": str(path.resolve())}
-        )
-        try:
-            with path.open(encoding="utf-8") as handle:
-                parser.read_file(handle)
-        except OSError as exc:
-            raise ValueError(f"--ini: cannot read {str(path)!r}: {exc.strerror}") from None
-        except configparser.Error as exc:
-            raise ValueError(f"--ini: {str(path)!r} is not a valid .ini file: {exc}") from None
-        if not parser.has_section(section):
-            raise ValueError(f"--ini: {str(path)!r} has no [{section}] section "
-                             f"(name it with --section)")
-        defaults = parser.defaults()
-        options = {key: parser.get(section, key) for key in parser.options(section)
-                   if key not in defaults and key != "use"
-                   and not key.startswith(("set ", "get "))}
-        check_keys(options)
-        for key, raw in options.items():
-            value = resolve_value(key, raw)
-            if key == "catalog" and value and not Path(value).is_absolute():
-                value = str(path.resolve().parent / value)
-            if value and hasattr(self, key) and key != "sources":
-                setattr(self, key, value.split()[0] if key == "webhook_secret" else value)
-        self.sources.append(str(path))
+def _no_prices(items: Any, environ: Any) -> Any:
+    """Stands in for a price lookup ``check`` was not given, so the other options are
+    still checked; the catalog line then says prices were not checked."""
+    raise AssertionError("check never prices an order")
 
 
-def _mode(key: str) -> str:
-    return "live" if key.startswith(_LIVE_KEYS) else "test"
+def read_ini(path: Path, section: str = "filter:checkout") -> dict[str, Any]:
+    """The options of the ``.ini`` file's checkout filter, as ``loadapp`` would pass them.
 
-
-def _absolute(url: str) -> bool:
+    :raises OptionError: unreadable file, missing section, or a key or value the filter
+        refuses (``--ini`` for the file's own problems).
+    """
+    here = str(path.resolve().parent)
+    parser = configparser.ConfigParser(defaults={"here": here, "__file__": str(path.resolve())})
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise OptionError("--ini", f"cannot read {str(path)!r}: {exc.strerror}") from None
+    except configparser.Error as exc:
+        raise OptionError("--ini", f"{str(path)!r} is not a valid .ini file: {exc}") from None
+    if not parser.has_section(section):
+        raise OptionError("--ini", f"{str(path)!r} has no [{section}] section (name it with "
+                          f"--section)")
+    defaults = parser.defaults()
+    local_conf = {key: parser.get(section, key) for key in parser.options(section)
+                  if key not in defaults and key != "use" and not key.startswith(("set ", "get "))}
+    return ini_options(local_conf, here)
 
 
-def _check_key(config: DeploymentConfig) -> Check:
-    key = config.secret_key
-    if not key:
-        return Check(FAIL, "secret key", "not set; set STRIPE_SECRET_KEY to the sk_test_... or "
-                     "sk_live_... key from the Stripe dashboard")
-    if key.startswith("pk_"):
-        return Check(FAIL, "secret key", "this is a publishable key (pk_...); the server needs "
-                     "the secret key (sk_...)")
-    if not key.startswith(_TEST_KEYS + _LIVE_KEYS):
-        return Check(FAIL, "secret key", "not a Stripe secret key (sk_test_... or sk_live_...)")
-    return Check(OK, "secret key", f"{_mode(key)} mode ({key[:8]}...)")
+def gather_options(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """The options the deployment gives, and where they were read from.
+
+    The environment is read by the options' own defaults; then ``--ini``; then the
+    command line's ``--catalog``, ``--store``, ``--stripe-api-base`` and ``--domain-url``.
+    """
+    options: dict[str, Any] = {}
+    sources = ["environment"]
+    if args.ini:
+        options.update(read_ini(Path(args.ini), args.section))
+        sources.append(args.ini)
+    for name in ("store", "stripe_api_base", "domain_url"):
+        value = getattr(args, name, None)
+        if value:
+            options[name] = value
+    catalog = args.catalog or (
+        None if args.ini else os.environ.get("STRIPE_CHECKOUT_CATALOG", "").strip())
+    if catalog:
+        options["price_lookup"] = price_lookup_from_keys({"catalog": catalog}, None)
+    options.setdefault("price_lookup", _no_prices)
+    return options, sources
 
 
-def _check_urls(config: DeploymentConfig) -> Check:
-    urls = {}
-    domain = config.domain_url.rstrip("/")
-    for name, explicit, default in (
-        ("success_url", config.success_url, f"{domain}/success?session_id={{CHECKOUT_SESSION_ID}}"),
-        ("cancel_url", config.cancel_url, f"{domain}/cancel"),
-    ):
-        if not explicit and not domain:
-            return Check(FAIL, "redirect URLs", "no domain; set WEB_APP_URL to the shop's public "
-                         "address, e.g. https://shop.example.com")
-        urls[name] = explicit or default
-    for name, url in urls.items():
-        if not _absolute(url):
-            source = name if getattr(config, name) else "WEB_APP_URL"
-            return Check(FAIL, "redirect URLs", f"{source} {url!r} is not an absolute http(s) "
-                         f"URL; write it in full, e.g. https://shop.example.com")
-    if _mode(config.secret_key) == "live" and config.secret_key and not all(
-            url.startswith("https:") for url in urls.values()):
+def _mode(settings: Settings) -> str:
+    return "live" if settings.livemode else "test"
+
+
+def _check_key(settings: Settings) -> Check:
+    return Check(OK, "secret key", f"{_mode(settings)} mode ({settings.secret_key[:8]}...)")
+
+
+def _check_urls(settings: Settings) -> Check:
+    urls = (settings.success_url, settings.cancel_url)
+    if settings.livemode and not all(url.startswith("https:") for url in urls):
         return Check(WARN, "redirect URLs", f"a live key with plain-http URLs "
-                     f"({urls['success_url']}); customers return unencrypted")
-    return Check(OK, "redirect URLs", f"{urls['success_url']} and {urls['cancel_url']}")
+                     f"({settings.success_url}); customers return unencrypted")
+    return Check(OK, "redirect URLs", f"{settings.success_url} and {settings.cancel_url}")
 
 
-def _check_webhook_secret(config: DeploymentConfig) -> Check:
-    secret = config.webhook_secret
-    if not secret:
+def _check_webhook_secret(settings: Settings) -> Check:
+    if not settings.webhook_secrets:
         return Check(WARN, "webhook secret", "not set: orders are fulfilled only when the success "
                      "page asks; set STRIPE_WEBHOOK_SECRET (whsec_...) to receive webhooks")
-    if not secret.startswith("whsec_"):
-        return Check(FAIL, "webhook secret", "not a webhook signing secret (whsec_...); copy it "
-                     "from the webhook endpoint in the Stripe dashboard")
-    return Check(OK, "webhook secret", "set (whsec_...)")
+    return Check(OK, "webhook secret", f"set (whsec_...), received at {settings.webhook_path}")
 
 
-def _client(config: DeploymentConfig) -> tuple[stripe.StripeClient, Any]:
+def _client(settings: Settings) -> tuple[stripe.StripeClient, Any]:
     """A client that does not retry (a check should answer quickly) and its HTTP client,
     to close when done (the SDK's ``close`` is untyped, hence ``Any``)."""
     http_client = stripe.RequestsClient(timeout=10)
-    base = config.stripe_api_base.rstrip("/")
+    base = settings.stripe_api_base
     client = stripe.StripeClient(
-        config.secret_key, base_addresses={"api": base} if base else None,
+        settings.secret_key, base_addresses={"api": base} if base else None,
         max_network_retries=0, http_client=http_client,
     )
     return client, http_client
@@ -198,35 +172,33 @@ def _stripe_error(exc: stripe.StripeError, where: str) -> str:
     return f"Stripe answered {type(exc).__name__}: {exc.user_message or 'no message'}"
 
 
-def _check_stripe(config: DeploymentConfig, client: stripe.StripeClient) -> Check:
-    where = config.stripe_api_base or "https://api.stripe.com"
+def _check_stripe(settings: Settings, client: stripe.StripeClient) -> Check:
+    where = settings.stripe_api_base or _STRIPE
     try:
         client.v1.prices.list(params={"limit": 1})
     except stripe.StripeError as exc:
         return Check(FAIL, "stripe", _stripe_error(exc, where))
-    note = "" if not config.stripe_api_base else f" at {where} (not api.stripe.com)"
-    status = WARN if config.stripe_api_base and _mode(config.secret_key) == "live" else OK
-    return Check(status, "stripe", f"the key is accepted{note}")
+    if settings.stripe_api_base is None:
+        return Check(OK, "stripe", "the key is accepted")
+    status = WARN if settings.livemode else OK
+    return Check(status, "stripe", f"the key is accepted at {where} (not api.stripe.com)")
 
 
-def _check_catalog(config: DeploymentConfig) -> tuple[Check, Catalog | None]:
-    if config.price_lookup and config.price_lookup != "catalog":
-        detail = {"lookup_keys": "prices are kept in Stripe by lookup key; nothing to check "
-                  "before a checkout",
-                  "client_prices": "the browser sets prices (client_prices)"}.get(
-            config.price_lookup, f"a custom price lookup ({config.price_lookup})")
-        return Check(WARN if config.price_lookup == "client_prices" else SKIP, "catalog",
-                     detail), None
-    if not config.catalog:
+def _check_catalog(settings: Settings) -> Check:
+    lookup: Callable[..., Any] = settings.price_lookup
+    if lookup is _no_prices:
         return Check(SKIP, "catalog", "no catalog file given (--catalog or "
-                     "STRIPE_CHECKOUT_CATALOG); prices not checked"), None
-    try:
-        catalog = Catalog.from_file(config.catalog)
-    except ValueError as exc:
-        return Check(FAIL, "catalog", str(exc).split(": ", 1)[-1]), None
-    ids = len(catalog.stripe_price_ids)
-    return Check(OK, "catalog", f"{config.catalog}: {len(catalog)} products, {ids} of them "
-                 f"Stripe prices"), catalog
+                     "STRIPE_CHECKOUT_CATALOG); prices not checked")
+    if isinstance(lookup, StripeLookupKeys):
+        return Check(SKIP, "catalog", "prices are kept in Stripe by lookup key; nothing to "
+                     "check before a checkout")
+    if isinstance(lookup, ClientPrices):
+        return Check(WARN, "catalog", "the browser sets prices (client_prices)")
+    if not isinstance(lookup, Catalog):
+        name = getattr(lookup, "__qualname__", type(lookup).__qualname__)
+        return Check(SKIP, "catalog", f"a custom price lookup ({name})")
+    ids = len(lookup.stripe_price_ids)
+    return Check(OK, "catalog", f"{len(lookup)} products, {ids} of them Stripe prices")
 
 
 def _check_prices(catalog: Catalog, client: stripe.StripeClient | None, where: str) -> Check:
@@ -251,77 +223,120 @@ def _check_prices(catalog: Catalog, client: stripe.StripeClient | None, where: s
     return Check(OK, "catalog prices", f"all {len(ids)} exist and are active")
 
 
-def _check_store(config: DeploymentConfig) -> Check:
-    if not config.store and not config.webhook_secret:
-        return Check(SKIP, "store", f"not used (no webhook secret and no {STORE_ENV})")
+def _schema_state(version: object) -> Check | None:
+    """A FAIL for a ledger written by a newer version of the package, else None."""
     try:
-        store = open_store(config.store or None)
-    except ValueError as exc:
-        return Check(FAIL, "store", str(exc).split(": ", 1)[-1])
+        newer = int(str(version)) > SCHEMA_VERSION
+    except ValueError:
+        newer = True
+    if newer:
+        return Check(FAIL, "store", f"the ledger's schema version {version} is not one this "
+                     f"version ({SCHEMA_VERSION}) can use; upgrade stripe-checkout-mw")
+    return None
+
+
+def _probe_sqlite(path: str, url: str) -> Check:
+    if not os.path.exists(path):
+        return Check(OK, "store", f"{url} does not exist yet; the middleware creates it and its "
+                     f"tables on first use (its folder is writable)")
     try:
-        store.ensure_schema()
-    except Exception as exc:
+        conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT value FROM stripe_checkout_meta "
+                               "WHERE key = 'schema_version'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return Check(OK, "store", f"{url} is readable; the middleware creates its tables "
+                         f"on first use")
+        return Check(FAIL, "store", f"{url} cannot be used: {type(exc).__name__}: {exc}")
+    except sqlite3.DatabaseError as exc:
+        return Check(FAIL, "store", f"{url} cannot be used: {type(exc).__name__}: {exc}")
+    return _schema_state(row[0] if row else SCHEMA_VERSION) or Check(
+        OK, "store", f"{url} is readable and its tables are ready")
+
+
+def _probe_postgres(dsn: str, url: str) -> Check:
+    import psycopg
+
+    timeout: dict[str, Any] = {} if "connect_timeout" in dsn else {"connect_timeout": 10}
+    try:
+        with psycopg.connect(dsn, **timeout) as conn:
+            conn.read_only = True
+            table = conn.execute("SELECT to_regclass('stripe_checkout_meta')").fetchone()
+            row = None
+            if table is not None and table[0] is not None:
+                row = conn.execute("SELECT value FROM stripe_checkout_meta "
+                                   "WHERE key = 'schema_version'").fetchone()
+            conn.rollback()
+    except psycopg.Error as exc:
         # The driver's message may hold a host or user name but never the password,
         # which the URL form shown here has already had removed.
-        return Check(FAIL, "store", f"{store.url} cannot be used: {type(exc).__name__}: {exc}")
-    finally:
-        store.close()
-    return Check(OK, "store", f"{store.url} is reachable and its tables are ready")
+        return Check(FAIL, "store", f"{url} cannot be used: {type(exc).__name__}: {exc}")
+    if table is None or table[0] is None:
+        return Check(OK, "store", f"{url} is reachable; the middleware creates its tables on "
+                     f"first use")
+    return _schema_state(row[0] if row else SCHEMA_VERSION) or Check(
+        OK, "store", f"{url} is reachable and its tables are ready")
 
 
-def run_checks(config: DeploymentConfig) -> Iterator[Check]:
-    """Every check, in order; the Stripe ones only once the key and API base make sense."""
-    key = _check_key(config)
-    yield key
-    yield _check_urls(config)
-    api_base_ok = not config.stripe_api_base or _absolute(config.stripe_api_base)
-    if not api_base_ok:
-        yield Check(FAIL, "stripe", f"STRIPE_API_BASE {config.stripe_api_base!r} is not an "
-                    f"absolute URL")
-    yield _check_webhook_secret(config)
-    catalog_check, catalog = _check_catalog(config)
-    if key.status != OK or not api_base_ok:
-        if api_base_ok:
-            yield Check(SKIP, "stripe", "not contacted without a usable secret key")
+def _check_store(settings: Settings) -> Check:
+    """The store the middleware would open, probed read-only: nothing is created."""
+    if not settings.uses_store:
+        return Check(SKIP, "store", f"not used (no webhook secret and no {STORE_ENV})")
+    url = settings.store or os.environ.get(STORE_ENV, "").strip() or DEFAULT_STORE_URL
+    try:
+        store = open_store(url)  # the middleware's own checks of the URL; opens nothing
+    except ValueError as exc:
+        return Check(FAIL, "store", exc.detail if isinstance(exc, OptionError) else str(exc))
+    store.close()
+    if isinstance(store, SQLiteStore):
+        return _probe_sqlite(store.path, store.url)
+    return _probe_postgres(url, store.url)
+
+
+def run_checks(settings: Settings) -> Iterator[Check]:
+    """Every check of converted settings, in order."""
+    yield _check_key(settings)
+    yield _check_urls(settings)
+    yield _check_webhook_secret(settings)
+    catalog_check = _check_catalog(settings)
+    catalog = settings.price_lookup if isinstance(settings.price_lookup, Catalog) else None
+    client, http_client = _client(settings)
+    try:
+        stripe_check = _check_stripe(settings, client)
+        yield stripe_check
         yield catalog_check
         if catalog is not None:
-            yield _check_prices(catalog, None, "")
-    else:
-        client, http_client = _client(config)
-        try:
-            stripe_check = _check_stripe(config, client)
-            yield stripe_check
-            yield catalog_check
-            if catalog is not None:
-                usable = client if stripe_check.status != FAIL else None
-                yield _check_prices(catalog, usable,
-                                    config.stripe_api_base or "https://api.stripe.com")
-        finally:
-            http_client.close()
-    yield _check_store(config)
+            usable = client if stripe_check.status != FAIL else None
+            yield _check_prices(catalog, usable, settings.stripe_api_base or _STRIPE)
+    finally:
+        http_client.close()
+    yield _check_store(settings)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``check`` command: print one line per check; 0 if none failed, else 1."""
     out = out or sys.stdout
-    config = DeploymentConfig.from_environment()
+    sources = ["environment"] + ([args.ini] if args.ini else [])
     try:
-        if args.ini:
-            config.read_ini(Path(args.ini), args.section)
-    except ValueError as exc:
-        print(f"FAIL  configuration: {exc}", file=out)
+        options, sources = gather_options(args)
+        settings = load_settings(options)
+    except ValueError as exc:  # an OptionError, or a price lookup's own ValueError
+        topic = _TOPICS.get(exc.option, "configuration") if isinstance(exc, OptionError) else (
+            "configuration")
+        print(Check(FAIL, topic, str(exc)).line(), file=out)
+        print(f"NOT ready: the configuration is refused (read from {', '.join(sources)})",
+              file=out)
         return 1
-    for name in ("catalog", "store", "stripe_api_base", "domain_url"):
-        value = getattr(args, name, None)
-        if value:
-            setattr(config, name, value)
     counts = {OK: 0, WARN: 0, SKIP: 0, FAIL: 0}
-    for check in run_checks(config):
+    for check in run_checks(settings):
         counts[check.status] += 1
         print(check.line(), file=out, flush=True)
     verdict = "ready" if not counts[FAIL] else "NOT ready"
     print(f"{verdict}: {counts[OK]} ok, {counts[WARN]} warnings, {counts[FAIL]} failed "
-          f"(read from {', '.join(config.sources)})", file=out)
+          f"(read from {', '.join(sources)})", file=out)
     return 1 if counts[FAIL] else 0
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn, TypeVar
 from urllib.parse import parse_qs
 
 import stripe
@@ -51,6 +51,7 @@ from .http import (
     request_origin,
     status_line,
 )
+from .options import OPTIONS, OptionTypeError, unknown_option
 from .orders import Order
 from .status import OrderStatus
 from .store import OrderStore, open_store
@@ -94,7 +95,8 @@ class CheckoutMiddleware:
     :param mode: ``"payment"`` or ``"subscription"``; None chooses from the prices.
     :param session_options: extra Checkout Session parameters, a dict or a callable of
         the cleaned order (``allow_promotion_codes``, ``metadata``, ``locale`` ...).
-    :param stripe_api_base: another Stripe API address (the emulator in tests).
+    :param stripe_api_base: another Stripe API address (the emulator in tests); default
+        ``STRIPE_API_BASE``. When set, one warning naming it is logged at construction.
     :param max_network_retries: SDK retries for network errors, 409 and 5xx.
     :param timeout: seconds Stripe may take per attempt, or ``(connect, read)``.
     :param max_body: largest order body in bytes; larger ones get 413 unread.
@@ -108,6 +110,14 @@ class CheckoutMiddleware:
         default ``STRIPE_CHECKOUT_STORE`` or a SQLite file (see the README).
     :param fulfill: ``fulfill(order)``, called once per paid order.
     :param client: a ready ``stripe.StripeClient``, instead of building one.
+
+    Each option is converted and checked by the table in :mod:`stripe_checkout_mw.options`,
+    the same code the PasteDeploy filter and ``check`` use: a value may be given as Python
+    or as an ``.ini`` file writes it (``timeout="3 10"``, ``require_email="yes"``,
+    ``fulfill="shop.orders:fulfill"``). A refused value, or a misspelt keyword (with the
+    nearest option suggested), raises :class:`~stripe_checkout_mw.OptionError`.
+
+    ``with CheckoutMiddleware(...) as mw:`` calls :meth:`close` at the end of the block.
     """
 
     def __init__(
@@ -137,22 +147,19 @@ class CheckoutMiddleware:
         store: str | None = None,
         fulfill: Callable[[Order], None] | None = None,
         client: stripe.StripeClient | None = None,
+        **misspelt: NoReturn,
     ) -> None:
         if not callable(app):
-            raise TypeError("app: CheckoutMiddleware wraps a WSGI application; pass it first")
+            raise OptionTypeError(
+                "app", "CheckoutMiddleware wraps a WSGI application; pass it first")
+        if misspelt:
+            raise unknown_option(min(misspelt))
         self.app = app
-        self.settings = settings = load_settings(
-            secret_key=secret_key, path=path, domain_url=domain_url, success_url=success_url,
-            cancel_url=cancel_url, price_lookup=price_lookup, validator=validator,
-            require_email=require_email, max_quantity=max_quantity,
-            allowed_countries=allowed_countries, mode=mode, session_options=session_options,
-            stripe_api_base=stripe_api_base, max_network_retries=max_network_retries,
-            timeout=timeout, max_body=max_body, allowed_origins=allowed_origins,
-            webhook_path=webhook_path, webhook_secret=webhook_secret, status_path=status_path,
-            store=store,
-        )
-        if fulfill is not None and not callable(fulfill):
-            raise TypeError("fulfill: expected a callable fulfill(order)")
+        # Every keyword above but app and client is a row of the options table; they are
+        # converted and checked there, the same way as the .ini filter's and check's.
+        given = {name: value for name, value in locals().items() if name in OPTIONS}
+        self.settings = settings = load_settings(given)
+        fulfill = settings.fulfill
         self._http_client: stripe.RequestsClient | None = None
         if client is None:
             self._http_client = stripe.RequestsClient(timeout=settings.timeout)
@@ -164,6 +171,9 @@ class CheckoutMiddleware:
                 max_network_retries=settings.max_network_retries,
                 http_client=self._http_client,
             )
+            if settings.stripe_api_base is not None:
+                log.warning("Not talking to Stripe: API requests go to %s (stripe_api_base or "
+                            "STRIPE_API_BASE)", settings.stripe_api_base)
         self.client = client
         self.handlers = WebhookHandlers()
         self.store: OrderStore | None = None
@@ -195,6 +205,12 @@ class CheckoutMiddleware:
             self._http_client.close()  # type: ignore[no-untyped-call]  # untyped in the SDK
         if self.store is not None:
             self.store.close()
+
+    def __enter__(self) -> CheckoutMiddleware:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def on(self, event_type: str) -> Callable[[_Handler], _Handler]:
         """Register a handler for a webhook event type (``"*"`` for all)::

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Union
 
+from .options import OptionError
 from .validation import ValidationError
 
 if TYPE_CHECKING:
@@ -233,7 +234,7 @@ class Catalog(PriceLookup):
 
     def __init__(self, mapping: Mapping[str, Mapping[str, Any]]) -> None:
         if not isinstance(mapping, Mapping) or not mapping:
-            raise ValueError("price_lookup: the catalog is empty; give at least one product")
+            raise OptionError("price_lookup", "the catalog is empty; give at least one product")
         self._entries = {key: _parse_entry(key, value) for key, value in mapping.items()}
         self._by_data = {
             (e.name, e.currency, e.unit_amount): e
@@ -247,11 +248,11 @@ class Catalog(PriceLookup):
         try:
             mapping = json.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
-            raise ValueError(f"price_lookup: cannot read catalog {str(path)!r}: "
-                             f"{exc.strerror}") from None
+            raise OptionError("price_lookup", f"cannot read catalog {str(path)!r}: "
+                              f"{exc.strerror}") from None
         except ValueError as exc:
-            raise ValueError(f"price_lookup: catalog {str(path)!r} is not valid JSON: {exc}"
-                             ) from None
+            raise OptionError("price_lookup", f"catalog {str(path)!r} is not valid JSON: "
+                              f"{exc}") from None
         return cls(mapping)
 
     def __len__(self) -> int:
@@ -311,18 +312,19 @@ class ClientPrices(PriceLookup):
         self, *, currencies: Iterable[str], max_unit_amount: int, min_unit_amount: int = 0
     ) -> None:
         if isinstance(currencies, str):
-            raise ValueError(
-                "price_lookup: ClientPrices(currencies=...) takes a list, e.g. ['usd']"
+            raise OptionError(
+                "price_lookup", "ClientPrices(currencies=...) takes a list, e.g. ['usd']"
             )
         self.currencies = frozenset(
             _check_currency(c, "price_lookup: ClientPrices") for c in currencies
         )
         if not self.currencies:
-            raise ValueError("price_lookup: ClientPrices needs at least one currency")
+            raise OptionError("price_lookup", "ClientPrices needs at least one currency")
         self.max_unit_amount = _check_amount(max_unit_amount, "price_lookup: ClientPrices max")
         self.min_unit_amount = _check_amount(min_unit_amount, "price_lookup: ClientPrices min")
         if self.min_unit_amount > self.max_unit_amount:
-            raise ValueError("price_lookup: ClientPrices min_unit_amount exceeds max_unit_amount")
+            raise OptionError("price_lookup", "ClientPrices min_unit_amount exceeds "
+                              "max_unit_amount")
         log.warning(
             "ClientPrices is configured: amounts come from the customer's browser "
             "(bounded to %s..%s in %s)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,8 @@ def test_a_good_deployment_passes(
     assert out.splitlines()[-1].startswith("ready: 7 ok, 0 warnings, 0 failed")
     assert stripe_emulator.secret_key not in out
     assert stripe_emulator.webhook_secret not in out
-    assert (tmp_path / "orders.db").exists()
+    assert "does not exist yet" in lines["store"]
+    assert not (tmp_path / "orders.db").exists(), "check must create nothing"
 
 
 def test_missing_and_archived_prices_fail(
@@ -91,7 +93,9 @@ def test_missing_and_archived_prices_fail(
         pytest.param("STRIPE_WEBHOOK_SECRET", "sk_test_wrong_thing", "webhook secret",
                      "not a webhook signing secret", id="webhook-secret"),
         pytest.param("STRIPE_CHECKOUT_STORE", "mysql://db/shop", "store", "", id="bad-store"),
-        pytest.param("STRIPE_API_BASE", "127.0.0.1:12111", "stripe", "not an absolute URL",
+        pytest.param("STRIPE_API_BASE", "127.0.0.1:12111", "stripe",
+                     "is not an absolute http(s) URL; write it in full, e.g. 'https://shop.example.com'"
+                     " (read from STRIPE_API_BASE)",
                      id="api-base"),
     ],
 )
@@ -147,7 +151,11 @@ def test_a_broken_catalog_fails(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert "missing 'unit_amount'" in lines["catalog"]
 
 
-def test_the_pyramid_example_ini(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_pyramid_example_ini(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As for pserve, fulfill = shop:fulfill must be importable.
+    monkeypatch.syspath_prepend(str(EXAMPLES / "pyramid_shop"))
     status, lines, out = check(capsys, "--ini", str(EXAMPLES / "pyramid_shop" / "development.ini"))
     assert status == 0, out
     assert "3 products" in lines["catalog"]
@@ -160,8 +168,9 @@ def test_an_ini_with_a_typo(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
                    "requre_email = true\n", encoding="utf-8")
     status, _, out = check(capsys, "--ini", str(ini))
     assert status == 1
-    assert out.startswith("FAIL  configuration: requre_email: not a stripe-checkout-mw option")
-    assert out.count("\n") == 1
+    assert out.startswith("FAIL  configuration: requre_email: not a stripe-checkout-mw option; "
+                          "did you mean require_email?\n")
+    assert out.count("\n") == 2
 
 
 def test_check_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,3 +178,122 @@ def test_check_help(capsys: pytest.CaptureFixture[str]) -> None:
         main(["check", "--help"])
     assert exited.value.code == 0
     assert "--catalog" in capsys.readouterr().out
+
+
+def app_factory(global_conf: dict[str, str], **local_conf: str) -> Any:
+    return lambda environ, start_response: []
+
+
+#: .ini filter sections (after ``use``), each one loadapp accepts or refuses.
+INI_CASES = [
+    pytest.param("catalog = catalog.json", None, id="catalog"),
+    pytest.param("catalog = catalog.json\nrequire_email = yes\ntimeout = 3 10\n"
+                 "max_quantity = 12\nallowed_countries = GB, US\nfulfill = builtins:print\n"
+                 'session_options = {"locale": "fr"}\nmode = payment', None, id="many"),
+    pytest.param("price_lookup = lookup_keys\nlookup_keys_ttl = 30", None, id="lookup-keys"),
+    pytest.param("price_lookup = client_prices\nclient_currencies = usd\n"
+                 "client_max_unit_amount = 5000", None, id="client-prices"),
+    pytest.param("catalog = catalog.json\nrequire_email = maybe", "require_email", id="bool"),
+    pytest.param("catalog = catalog.json\ntimeout = [3,10]", "timeout", id="timeout-list"),
+    pytest.param("catalog = catalog.json\ntimeout = 0", "timeout", id="timeout-zero"),
+    pytest.param("catalog = catalog.json\nmax_quantity = lots", "max_quantity", id="int"),
+    pytest.param("catalog = catalog.json\nmax_quantity = 0", "max_quantity", id="int-range"),
+    pytest.param("catalog = catalog.json\nmode = setup", "mode", id="mode"),
+    pytest.param("catalog = catalog.json\nfulfill = nosuchmod:fulfill", "fulfill", id="import"),
+    pytest.param("catalog = catalog.json\nvalidator = json:__doc__", "validator",
+                 id="not-callable"),
+    pytest.param("catalog = catalog.json\nsecret_key = pk_test_abc", "secret_key",
+                 id="publishable"),
+    pytest.param("catalog = catalog.json\ndomain_url = shop.example.com", "domain_url",
+                 id="relative-domain"),
+    pytest.param("catalog = catalog.json\nstripe_api_base = localhost:1", "stripe_api_base",
+                 id="api-base"),
+    pytest.param("catalog = catalog.json\nwebhook_secret = secret", "webhook_secret",
+                 id="webhook-secret"),
+    pytest.param("catalog = catalog.json\nwebhook_path = hook", "webhook_path", id="path"),
+    pytest.param("catalog = catalog.json\nstatus_path = /create-checkout-session", "path",
+                 id="same-paths"),
+    pytest.param('catalog = catalog.json\nsession_options = {"mode": "setup"}',
+                 "session_options", id="reserved"),
+    pytest.param("catalog = catalog.json\nallowed_origins = *", "allowed_origins",
+                 id="wildcard"),
+    pytest.param("catalog = catalog.json\nallowed_countries = gb", "allowed_countries",
+                 id="country"),
+    pytest.param("catalog = catalog.json\nstore = mysql://db/shop", "store", id="store"),
+    pytest.param("catalog = missing.json", "catalog", id="missing-catalog"),
+    pytest.param("", "catalog", id="no-prices"),
+    pytest.param("price_lookup = cheapest", "price_lookup", id="lookup-kind"),
+    pytest.param("catalog = catalog.json\nlookup_keys_ttl = 5", "lookup_keys_ttl",
+                 id="key-of-another-lookup"),
+    pytest.param("price_lookup = client_prices\nclient_currencies = usd\n"
+                 "client_max_unit_amount = lots", "client_max_unit_amount", id="client-amount"),
+    pytest.param("price_lookup = client_prices\nclient_currencies = dollars\n"
+                 "client_max_unit_amount = 5000", "price_lookup", id="client-currency"),
+    pytest.param("catalog = catalog.json\nrequre_email = true", "requre_email", id="typo"),
+]
+
+
+@pytest.mark.parametrize(("section", "refused"), INI_CASES)
+def test_check_and_loadapp_agree_on_every_ini(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, section: str, refused: str | None
+) -> None:
+    from paste.deploy import loadapp
+
+    (tmp_path / "catalog.json").write_text(
+        json.dumps({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}}),
+        encoding="utf-8")
+    ini = tmp_path / "site.ini"
+    ini.write_text("[pipeline:main]\npipeline = checkout app\n\n"
+                   f"[filter:checkout]\nuse = egg:stripe-checkout-mw#checkout\n{section}\n\n"
+                   "[app:app]\nuse = call:test_cli_check:app_factory\n", encoding="utf-8")
+    try:
+        loaded = loadapp(f"config:{ini}")
+    except ValueError as exc:
+        loaded = None
+        assert refused is not None, f"loadapp refused a good file: {exc}"
+        assert str(exc).startswith(f"{refused}: ")
+    else:
+        assert refused is None, "loadapp accepted a bad file"
+        loaded.close()
+    status, lines, out = check(capsys, "--ini", str(ini))
+    assert (status == 0) == (loaded is not None), out
+    if refused is not None:
+        failed = [line for line in lines.values() if line.startswith("FAIL")]
+        assert len(failed) == 1 and f"{refused}: " in failed[0], out
+
+
+def test_check_creates_no_store_in_the_working_folder(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("STRIPE_CHECKOUT_STORE")  # the webhook secret alone needs the default
+    status, lines, out = check(capsys)
+    assert status == 0, out
+    assert "stripe-checkout-orders.db does not exist yet" in lines["store"]
+    assert list(folder.iterdir()) == []
+
+
+def test_check_reads_a_store_without_changing_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, store_url: str
+) -> None:
+    from stripe_checkout_mw.store import open_store
+
+    monkeypatch.setenv("STRIPE_CHECKOUT_STORE", store_url)
+    status, lines, out = check(capsys)
+    assert status == 0, out
+    assert "creates it" in lines["store"] or "creates its tables" in lines["store"], out
+    with open_store(store_url) as store:  # nothing was created: a first use creates it all
+        if store_url.startswith("sqlite"):
+            assert not Path(store_url[len("sqlite:///"):]).exists()
+        else:
+            import psycopg
+
+            with psycopg.connect(store_url) as conn:
+                assert conn.execute("SELECT to_regclass('stripe_checkout_meta')"
+                                    ).fetchone() == (None,)
+        store.ensure_schema()
+    status, lines, out = check(capsys)
+    assert status == 0, out
+    assert "its tables are ready" in lines["store"], out

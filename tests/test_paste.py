@@ -14,7 +14,8 @@ import pytest
 from paste.deploy import loadapp
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware, ClientPrices, StripeLookupKeys
-from stripe_checkout_mw.paste import OPTION_KEYS, PRICE_KEYS, asbool, aslist, filter_app_factory
+from stripe_checkout_mw.options import OPTIONS, OptionError, to_bool, to_words
+from stripe_checkout_mw.paste import PRICE_KEYS, filter_app_factory
 
 CATALOG = {"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}}
 
@@ -64,12 +65,12 @@ def make(
     [("true", True), ("Yes", True), ("ON", True), ("1", True), (" t ", True),
      ("false", False), ("no", False), ("Off", False), ("0", False)],
 )
-def test_asbool(text: str, expected: bool) -> None:
-    assert asbool("require_email", text) is expected
+def test_booleans_are_words(text: str, expected: bool) -> None:
+    assert to_bool("require_email", text) is expected
 
 
-def test_aslist_takes_spaces_commas_and_lines() -> None:
-    assert aslist("allowed_countries", "GB, US\n  FR") == ["GB", "US", "FR"]
+def test_lists_take_spaces_commas_and_lines() -> None:
+    assert to_words("allowed_countries", "GB, US\n  FR") == ("GB", "US", "FR")
 
 
 def test_strings_are_converted(
@@ -135,20 +136,22 @@ def test_the_middleware_still_checks_converted_values(
         make(catalog, built, max_quantity="0")
 
 
-def test_an_unknown_key_is_an_error_listing_the_valid_ones(
+def test_an_unknown_key_is_an_error_naming_the_nearest_one(
     catalog: Path, built: list[CheckoutMiddleware]
 ) -> None:
     with pytest.raises(ValueError) as caught:
         make(catalog, built, requre_email="true")
-    message = str(caught.value)
-    assert message.startswith("requre_email: not a stripe-checkout-mw option")
-    assert "require_email" in message and "catalog" in message
+    assert isinstance(caught.value, OptionError)
+    assert caught.value.option == "requre_email"
+    assert str(caught.value) == ("requre_email: not a stripe-checkout-mw option; "
+                                 "did you mean require_email?")
 
 
 def test_every_middleware_option_has_an_ini_key() -> None:
     parameters = inspect.signature(CheckoutMiddleware.__init__).parameters
-    options = set(parameters) - {"self", "app", "client", "price_lookup"}
-    assert options == set(OPTION_KEYS), "paste.py must learn the middleware's new options"
+    options = set(parameters) - {"self", "app", "client", "misspelt"}
+    assert options == set(OPTIONS)
+    assert not set(PRICE_KEYS) - {"price_lookup"} & set(OPTIONS)
 
 
 def test_an_empty_value_means_the_default(catalog: Path, built: list[CheckoutMiddleware]) -> None:
@@ -282,5 +285,5 @@ def test_importing_the_filter_does_not_need_pastedeploy() -> None:
     assert result.stdout.strip() == "False"
 
 
-def test_key_tables_do_not_overlap() -> None:
-    assert not set(OPTION_KEYS) & set(PRICE_KEYS)
+def test_only_price_lookup_is_both_an_option_and_a_price_key() -> None:
+    assert set(OPTIONS) & set(PRICE_KEYS) == {"price_lookup"}
