@@ -289,7 +289,8 @@ def _check_store(settings: Settings) -> Check:
     try:
         store = open_store(url)  # the middleware's own checks of the URL; opens nothing
     except ValueError as exc:
-        return Check(FAIL, "store", exc.detail if isinstance(exc, OptionError) else str(exc))
+        return Check(FAIL, "store", exc.detail if isinstance(exc, OptionError)
+                     else f"the middleware would refuse it ({exc})")
     store.close()
     if isinstance(store, SQLiteStore):
         return _probe_sqlite(store.path, store.url)
