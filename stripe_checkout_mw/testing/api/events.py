@@ -9,24 +9,46 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from .errors import no_such
+from .errors import invalid, no_such
 from .ids import new_id
-from .lists import list_object
-from .params import LIST_PARAMS, as_list, as_str
+from .lists import filter_created, list_object
+from .params import LIST_PARAMS, as_bool, as_list, as_str, sub
+from .rules import ParamRule, RuleContext, plain
 from .version import API_VERSION
 
 if TYPE_CHECKING:
     from .state import ApiCall, StripeState
 
-__all__ = ["LIST_FILTERS", "emit", "list_events", "retrieve_event"]
+__all__ = ["LIST_FILTERS", "LIST_RULES", "RETENTION", "emit", "list_events",
+           "retrieve_event"]
 
 LIST_FILTERS = LIST_PARAMS | {"delivery_success", "type", "types"}
+RETENTION = 30 * 24 * 3600
+"""Stripe lists events of the last 30 days only."""
+
+
+def _types(value: Any, param: str, ctx: RuleContext) -> list[str]:
+    types = [as_str(t, sub(param, i)) for i, t in enumerate(as_list(value, param))]
+    if len(types) > 20:
+        raise invalid("You may pass up to 20 event types in `types`.", param)
+    return types
+
+
+LIST_RULES: tuple[ParamRule, ...] = (
+    ParamRule("type", plain(as_str), exclusive_with=("types",)),
+    ParamRule("types", _types),
+    ParamRule("delivery_success", plain(as_bool)),
+)
 
 
 def emit(
-    state: StripeState, kind: str, obj: dict[str, Any], request: dict[str, Any] | None
+    state: StripeState, kind: str, obj: dict[str, Any], request: dict[str, Any] | None,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Record a ``kind`` event about ``obj`` and hand it to ``state.on_event``."""
+    """Record a ``kind`` event about ``obj`` and hand it to ``state.on_event``.
+
+    ``previous`` becomes ``data.previous_attributes`` (``*.updated`` events).
+    """
     event: dict[str, Any] = {
         "id": new_id("evt_"),
         "object": "event",
@@ -38,6 +60,8 @@ def emit(
         "request": request or {"id": None, "idempotency_key": None},
         "type": kind,
     }
+    if previous is not None:
+        event["data"]["previous_attributes"] = copy.deepcopy(previous)
     state.events.append(event)
     state.on_event(event)
     return event
@@ -52,15 +76,20 @@ def retrieve_event(state: StripeState, call: ApiCall) -> dict[str, Any]:
 
 
 def list_events(state: StripeState, call: ApiCall) -> dict[str, Any]:
-    params = call.params
-    events = list(reversed(state.events))
-    if "type" in params:
-        wanted = as_str(params["type"], "type")
+    params, valid = call.params, call.valid
+    oldest = call.now - RETENTION
+    events = [e for e in reversed(state.events) if e["created"] >= oldest]
+    if "type" in valid:
+        wanted: str = valid["type"]
         if wanted.endswith("*"):
             events = [e for e in events if e["type"].startswith(wanted[:-1])]
         else:
             events = [e for e in events if e["type"] == wanted]
-    if "types" in params:
-        types = [as_str(t, "types") for t in as_list(params["types"], "types")]
-        events = [e for e in events if e["type"] in types]
+    if "types" in valid:
+        events = [e for e in events if e["type"] in valid["types"]]
+    if "delivery_success" in valid:
+        # pending_webhooks counts the endpoints that have not had a 2xx for it.
+        delivered: bool = valid["delivery_success"]
+        events = [e for e in events if (e["pending_webhooks"] == 0) == delivered]
+    events = filter_created(events, params)
     return list_object(events, "/v1/events", params)

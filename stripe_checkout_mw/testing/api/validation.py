@@ -50,7 +50,7 @@ ENDPOINTS: dict[str, EndpointParams] = {
     "products.create": EndpointParams(products.CREATE_PARAMS),
     "products.list": EndpointParams(products.LIST_FILTERS),
     "products.retrieve": EndpointParams(RETRIEVE_PARAMS),
-    "events.list": EndpointParams(events.LIST_FILTERS),
+    "events.list": EndpointParams(events.LIST_FILTERS, events.LIST_RULES),
     "events.retrieve": EndpointParams(RETRIEVE_PARAMS),
 }
 
