@@ -485,7 +485,7 @@ def test_strict_key() -> None:
 
 def test_unknown_path_is_stripe_404(emu: StripeEmulator) -> None:
     with requests.Session() as http:
-        for method, path in [("GET", "/v1/charges"), ("DELETE", "/v1/prices/price_1"),
+        for method, path in [("GET", "/v1/coupons"), ("DELETE", "/v1/prices/price_1"),
                              ("GET", "/nowhere")]:
             answer = http.request(method, emu.api_base + path, headers=auth(emu))
             assert answer.status_code == 404, path

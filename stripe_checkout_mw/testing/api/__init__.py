@@ -1,7 +1,9 @@
 """The in-memory part of the emulator: Stripe's objects, its validation and its errors.
 
 Only the slice of the API this project uses is emulated: Checkout Sessions, their
-line items, Prices, Products and Events. The point is to reject what Stripe rejects
+line items, Prices, Products and Events; the Customers, Subscriptions, Invoices,
+PaymentIntents, Charges, Refunds, Disputes and billing portal sessions that paying,
+time and the emulator's billing controls create. The point is to reject what Stripe rejects
 (unknown parameters, the removed ``payment_method_types``, bad modes, mixed
 currencies...) so that a test against the emulator fails where production would.
 
@@ -16,6 +18,11 @@ errors, stripe-python's module per resource):
   form values into typed ones; :mod:`.errors`: Stripe's error shape.
 - :mod:`.checkout_sessions`, :mod:`.prices`, :mod:`.products`, :mod:`.events`: one
   module per resource, its parameters, handlers and transitions.
+- :mod:`.customers`, :mod:`.subscriptions` (and what time does to them),
+  :mod:`.invoices`, :mod:`.payment_intents`, :mod:`.charges`, :mod:`.refunds`,
+  :mod:`.disputes`, :mod:`.billing_portal`: the billing resources, stored in
+  :class:`~.objects.BillingObjects`; :mod:`.checkout_payments`: what paying a
+  session creates.
 - :mod:`.lists`, :mod:`.ids`, :mod:`.version`: list objects, ids, the API version.
 """
 

@@ -13,6 +13,7 @@ import copy
 import re
 from typing import TYPE_CHECKING, Any
 
+from . import checkout_payments
 from .errors import ApiError, invalid, missing, no_such
 from .events import emit
 from .ids import new_id
@@ -188,7 +189,20 @@ def _subscription_data(value: Any, param: str, ctx: RuleContext) -> dict[str, An
     data = as_dict(value, param)
     if "trial_period_days" in data:
         as_int(data["trial_period_days"], sub(param, "trial_period_days"), 1)
+    if "metadata" in data:
+        data = {**data, "metadata": as_metadata(data["metadata"], sub(param, "metadata"))}
     return data
+
+
+def _customer_creation(value: Any, param: str, ctx: RuleContext) -> str:
+    if ctx.valid["mode"] == "subscription":
+        raise invalid("customer_creation can only be used in `payment` and `setup` mode.",
+                      param)
+    creation = as_str(value, param)
+    if creation not in ("always", "if_required"):
+        raise invalid("Invalid customer_creation: must be one of always, if_required",
+                      param)
+    return creation
 
 
 def _shipping_address_collection(value: Any, param: str,
@@ -232,6 +246,7 @@ CREATE_RULES: tuple[ParamRule, ...] = (
     ParamRule("cancel_url", plain(as_url)),
     ParamRule("customer", _customer, exclusive_with=("customer_email",)),
     ParamRule("customer_email", _customer_email),
+    ParamRule("customer_creation", _customer_creation),
     ParamRule("client_reference_id", _client_reference_id),
     ParamRule("metadata", plain(as_metadata)),
     ParamRule("expires_at", _expires_at),
@@ -348,6 +363,9 @@ def create_session(state: StripeState, call: ApiCall) -> dict[str, Any]:
     if "currency" in params:
         currency = as_currency(params["currency"], "currency")
     amount = sum(int(i["amount_total"]) for i in items) if items else None
+    if customer is not None and customer not in state.billing.customers:
+        raise ApiError(f"No such customer: '{customer}'", param="customer",
+                       code="resource_missing")
 
     session_id = new_id("cs_test_a1", 56)
     session: dict[str, Any] = {
@@ -374,7 +392,8 @@ def create_session(state: StripeState, call: ApiCall) -> dict[str, Any]:
             "after_submit": None, "shipping_address": None, "submit": None,
             "terms_of_service_acceptance": None},
         "customer": customer,
-        "customer_creation": None if mode == "subscription" or customer else "if_required",
+        "customer_creation": (None if mode == "subscription" or customer
+                              else valid.get("customer_creation", "if_required")),
         "customer_details": None,
         "customer_email": valid.get("customer_email"),
         "discounts": [],
@@ -414,6 +433,7 @@ def create_session(state: StripeState, call: ApiCall) -> dict[str, Any]:
         session["client_secret"] = f"{session_id}_secret_{new_id('', 24)}"
     state.sessions[session_id] = session
     state.line_items[session_id] = items
+    state.billing.session_subscription_data[session_id] = valid.get("subscription_data", {})
     return _session_view(state, session, expand_list(params))
 
 
@@ -518,19 +538,13 @@ def complete(
         "tax_ids": [],
     }
     if mode == "payment":
-        session["payment_intent"] = new_id("pi_")
         if session["amount_total"] == 0:
             session["payment_status"] = "no_payment_required"
         else:
             session["payment_status"] = "unpaid" if delayed else "paid"
     elif mode == "subscription":
-        session["subscription"] = new_id("sub_")
-        session["invoice"] = new_id("in_")
         session["payment_status"] = "unpaid" if delayed else "paid"
-    else:
-        session["setup_intent"] = new_id("seti_")
-    if session["customer"] is None and mode != "payment":
-        session["customer"] = new_id("cus_", 14)
+    checkout_payments.on_complete(state, session, delayed=delayed)
     return emit(state, "checkout.session.completed", session, None)
 
 
@@ -543,6 +557,7 @@ def settle(state: StripeState, session_id: str, *, succeeded: bool) -> dict[str,
             f"{session['status']}, payment_status {session['payment_status']}).",
             "session",
         )
+    checkout_payments.on_settle(state, session, succeeded=succeeded)
     if succeeded:
         session["payment_status"] = "paid"
         kind = "checkout.session.async_payment_succeeded"

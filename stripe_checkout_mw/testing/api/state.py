@@ -21,8 +21,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import checkout_sessions, events, prices, products
+from . import (
+    billing_portal,
+    charges,
+    checkout_sessions,
+    customers,
+    disputes,
+    events,
+    invoices,
+    payment_intents,
+    prices,
+    products,
+    refunds,
+    subscriptions,
+)
 from .errors import ApiError, invalid
+from .objects import BillingObjects
 from .validation import validate_params
 
 __all__ = ["ApiCall", "ApiResponse", "Route", "StripeState"]
@@ -89,6 +103,32 @@ ROUTES = (
     _route("GET", r"/v1/products/([^/]+)", "products.retrieve", products.retrieve_product),
     _route("GET", r"/v1/events", "events.list", events.list_events),
     _route("GET", r"/v1/events/([^/]+)", "events.retrieve", events.retrieve_event),
+    _route("POST", r"/v1/customers", "customers.create", customers.create_customer),
+    _route("GET", r"/v1/customers", "customers.list", customers.list_customers),
+    _route("GET", r"/v1/customers/([^/]+)", "customers.retrieve",
+           customers.retrieve_customer),
+    _route("GET", r"/v1/subscriptions", "subscriptions.list",
+           subscriptions.list_subscriptions),
+    _route("GET", r"/v1/subscriptions/([^/]+)", "subscriptions.retrieve",
+           subscriptions.retrieve_subscription),
+    _route("POST", r"/v1/subscriptions/([^/]+)", "subscriptions.update",
+           subscriptions.update_subscription),
+    _route("DELETE", r"/v1/subscriptions/([^/]+)", "subscriptions.cancel",
+           subscriptions.cancel_subscription),
+    _route("GET", r"/v1/invoices", "invoices.list", invoices.list_invoices),
+    _route("GET", r"/v1/invoices/([^/]+)", "invoices.retrieve", invoices.retrieve_invoice),
+    _route("POST", r"/v1/billing_portal/sessions", "billing_portal.sessions.create",
+           billing_portal.create_session),
+    _route("GET", r"/v1/payment_intents", "payment_intents.list",
+           payment_intents.list_payment_intents),
+    _route("GET", r"/v1/payment_intents/([^/]+)", "payment_intents.retrieve",
+           payment_intents.retrieve_payment_intent),
+    _route("GET", r"/v1/charges", "charges.list", charges.list_charges),
+    _route("GET", r"/v1/charges/([^/]+)", "charges.retrieve", charges.retrieve_charge),
+    _route("GET", r"/v1/refunds", "refunds.list", refunds.list_refunds),
+    _route("GET", r"/v1/refunds/([^/]+)", "refunds.retrieve", refunds.retrieve_refund),
+    _route("GET", r"/v1/disputes", "disputes.list", disputes.list_disputes),
+    _route("GET", r"/v1/disputes/([^/]+)", "disputes.retrieve", disputes.retrieve_dispute),
 )
 """Every URL the emulated API serves."""
 
@@ -127,6 +167,7 @@ class StripeState:
         self.sessions: dict[str, dict[str, Any]] = {}
         self.line_items: dict[str, list[dict[str, Any]]] = {}
         self.events: list[dict[str, Any]] = []
+        self.billing = BillingObjects()
         self._idempotency: dict[str, _Stored] = {}
 
     def now(self) -> int:

@@ -14,7 +14,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import checkout_sessions, events, prices, products
+from . import (
+    billing_portal,
+    charges,
+    checkout_sessions,
+    customers,
+    disputes,
+    events,
+    invoices,
+    payment_intents,
+    prices,
+    products,
+    refunds,
+    subscriptions,
+)
 from .errors import unknown
 from .params import LIST_PARAMS, RETRIEVE_PARAMS, check_keys
 from .rules import ParamRule, RuleContext, apply_rules
@@ -52,6 +65,27 @@ ENDPOINTS: dict[str, EndpointParams] = {
     "products.retrieve": EndpointParams(RETRIEVE_PARAMS),
     "events.list": EndpointParams(events.LIST_FILTERS, events.LIST_RULES),
     "events.retrieve": EndpointParams(RETRIEVE_PARAMS),
+    "customers.create": EndpointParams(customers.CREATE_PARAMS, customers.CREATE_RULES),
+    "customers.list": EndpointParams(customers.LIST_FILTERS),
+    "customers.retrieve": EndpointParams(RETRIEVE_PARAMS),
+    "subscriptions.list": EndpointParams(subscriptions.LIST_FILTERS),
+    "subscriptions.retrieve": EndpointParams(RETRIEVE_PARAMS),
+    "subscriptions.update": EndpointParams(subscriptions.UPDATE_PARAMS,
+                                           subscriptions.UPDATE_RULES),
+    "subscriptions.cancel": EndpointParams(subscriptions.CANCEL_PARAMS,
+                                           subscriptions.CANCEL_RULES),
+    "invoices.list": EndpointParams(invoices.LIST_FILTERS),
+    "invoices.retrieve": EndpointParams(RETRIEVE_PARAMS),
+    "billing_portal.sessions.create": EndpointParams(billing_portal.CREATE_PARAMS,
+                                                     billing_portal.CREATE_RULES),
+    "payment_intents.list": EndpointParams(payment_intents.LIST_FILTERS),
+    "payment_intents.retrieve": EndpointParams(RETRIEVE_PARAMS),
+    "charges.list": EndpointParams(charges.LIST_FILTERS),
+    "charges.retrieve": EndpointParams(RETRIEVE_PARAMS),
+    "refunds.list": EndpointParams(refunds.LIST_FILTERS),
+    "refunds.retrieve": EndpointParams(RETRIEVE_PARAMS),
+    "disputes.list": EndpointParams(disputes.LIST_FILTERS),
+    "disputes.retrieve": EndpointParams(RETRIEVE_PARAMS),
 }
 
 

@@ -1,0 +1,52 @@
+"""What paying a Checkout Session creates: the Customer, the PaymentIntent and
+Charge (payment mode), the Subscription and its first Invoice (subscription mode).
+
+Checkout creates a Customer in ``subscription`` mode (and ``setup`` mode) unless
+one was passed, and in ``payment`` mode only with ``customer_creation=always``;
+otherwise ``customer`` stays ``null`` and ``customer_details`` holds the email.
+:func:`on_complete` runs before ``checkout.session.completed`` is emitted, so that
+event (and a re-fetch it prompts) sees every id set.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import payment_intents, subscriptions
+from .customers import new_customer
+from .ids import new_id
+
+if TYPE_CHECKING:
+    from .state import StripeState
+
+__all__ = ["on_complete", "on_settle"]
+
+
+def on_complete(state: StripeState, session: dict[str, Any], *, delayed: bool) -> None:
+    """Create the objects a completing ``session`` makes and set their ids on it."""
+    mode = session["mode"]
+    if session["customer"] is None and (
+            mode != "payment" or session["customer_creation"] == "always"):
+        email = (session["customer_details"] or {}).get("email")
+        session["customer"] = new_customer(state, email=email)["id"]
+    if mode == "payment":
+        if session["amount_total"]:
+            session["payment_intent"] = payment_intents.take_payment(
+                state, session, delayed=delayed)
+    elif mode == "subscription":
+        subscription = subscriptions.create_from_session(
+            state, session, state.line_items[session["id"]], delayed=delayed)
+        session["subscription"] = subscription["id"]
+        session["invoice"] = subscription["latest_invoice"]
+    else:
+        session["setup_intent"] = new_id("seti_")
+
+
+def on_settle(state: StripeState, session: dict[str, Any], *, succeeded: bool) -> None:
+    """A delayed payment of ``session`` arrived or failed: settle what it paid for."""
+    if session["payment_intent"]:
+        payment_intents.settle_payment(state, session["payment_intent"],
+                                       succeeded=succeeded)
+    if session["subscription"]:
+        subscriptions.settle_first_invoice(state, session["subscription"],
+                                           succeeded=succeeded)
