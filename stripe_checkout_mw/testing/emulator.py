@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
 from .api import API_VERSION, ApiError, StripeState, new_id
+from .billing import BillingControls
 from .forms import FormError, decode_form
 from .page import render_checkout, render_notice
 from .server import HttpRequest, HttpResponse, HttpServer
@@ -153,8 +154,11 @@ def _json(status: int, body: dict[str, Any], headers: list[tuple[str, str]]) -> 
     )
 
 
-class StripeEmulator:
+class StripeEmulator(BillingControls):
     """An offline Stripe: start it, point a ``StripeClient`` at ``api_base``, stop it.
+
+    Subscriptions, refunds, disputes, dropped webhooks and the portal page are
+    driven by the methods of :class:`~.billing.BillingControls`.
 
     Use it as a context manager or call :meth:`start` and :meth:`stop`.
 
@@ -455,23 +459,22 @@ class StripeEmulator:
         """
         if async_payment not in (None, "succeeded", "failed"):
             raise ValueError("async_payment must be 'succeeded', 'failed' or None")
-        events: list[str] = []
         with self._lock:
             state = self._require_state()
             session = self._session(session_id)
+            first = len(state.events)
             try:
                 if session["status"] == "open":
-                    event = state.complete(session_id, email=email,
-                                           delayed=delayed or async_payment is not None)
-                    events.append(event["id"])
+                    state.complete(session_id, email=email,
+                                   delayed=delayed or async_payment is not None)
                 elif async_payment is None:
                     raise ValueError(f"session {session_id} is {session['status']}, "
                                      "not open")
                 if async_payment is not None:
-                    event = state.settle(session_id, succeeded=async_payment == "succeeded")
-                    events.append(event["id"])
+                    state.settle(session_id, succeeded=async_payment == "succeeded")
             except ApiError as exc:
                 raise ValueError(exc.message) from None
+            events = [e["id"] for e in state.events[first:]]
         if wait:
             self._wait(events, timeout)
         return self.session(session_id)
@@ -505,17 +508,22 @@ class StripeEmulator:
         if wait:
             self._wait([event_id], timeout)
 
-    def advance_clock(self, seconds: float) -> None:
+    def advance_clock(self, seconds: float, *, wait: bool = True,
+                      timeout: float = 10.0) -> None:
         """Move the emulator's clock forward, e.g. past a session's ``expires_at``.
 
         Open sessions past their expiry become ``expired`` (and send
         ``checkout.session.expired``) the next time anything looks at them: an API
-        call, the hosted page or :meth:`session`.
+        call, the hosted page or :meth:`session`. Subscriptions do at once, in time
+        order, what became due: trial ends, renewals, retries, cancellations (see
+        :mod:`.api.subscriptions`); with ``wait`` this returns once their webhooks
+        are delivered.
         """
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         with self._lock:
             self._clock_offset += seconds
+        self._run_clock(wait=wait, timeout=timeout)
 
     def wait_for_deliveries(self, timeout: float = 5.0) -> None:
         """Wait until every queued delivery succeeded or ran out of attempts."""
@@ -527,6 +535,9 @@ class StripeEmulator:
     def _wait(self, event_ids: list[str], timeout: float) -> None:
         if event_ids and not self._worker.wait(event_ids, timeout):
             raise TimeoutError(f"webhook deliveries still pending after {timeout} s")
+
+    def _wait_first_attempts(self, event_ids: list[str], timeout: float) -> None:
+        self._worker.wait(event_ids, timeout, first_attempt_only=True)
 
     def _require_state(self) -> StripeState:
         if self._state is None:
@@ -541,6 +552,9 @@ class StripeEmulator:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         url = self._webhook_url
+        if self._dropping_webhooks:
+            event["pending_webhooks"] = 1
+            return
         if url is None:
             return
         event["pending_webhooks"] = 1
@@ -557,6 +571,8 @@ class StripeEmulator:
             return self._api(request, path, parts.query)
         if path.startswith("/pay/"):
             return self._page(request, path[len("/pay/"):])
+        if path.startswith("/portal/"):
+            return self._portal(request, path[len("/portal/"):], parts.query)
         return _json(404, ApiError(f"Unrecognized request URL ({request.method}: {path}).",
                                    status=404).body(), [])
 

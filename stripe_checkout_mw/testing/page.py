@@ -23,7 +23,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-__all__ = ["format_amount", "render_checkout", "render_notice"]
+__all__ = ["format_amount", "page_html", "render_checkout", "render_notice"]
 
 # Currencies whose amounts have no minor unit (Stripe's list, abridged to the common ones).
 _ZERO_DECIMAL = frozenset(
@@ -55,7 +55,8 @@ def format_amount(amount: int | None, currency: str | None) -> str:
     return f"{amount / 100:.2f} {code}".strip()
 
 
-def _page(title: str, body: str) -> str:
+def page_html(title: str, body: str) -> str:
+    """A complete page: ``body`` (already escaped HTML) inside the shared frame."""
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
@@ -66,7 +67,7 @@ def _page(title: str, body: str) -> str:
 
 def render_notice(title: str, message: str) -> str:
     """A page that takes no payment: ``title`` and ``message`` in ``#notice``."""
-    return _page(title, f"<h1>{escape(title)}</h1><p id=\"notice\">{escape(message)}</p>")
+    return page_html(title, f"<h1>{escape(title)}</h1><p id=\"notice\">{escape(message)}</p>")
 
 
 def render_checkout(
@@ -125,4 +126,4 @@ def render_checkout(
         f"id=\"pay\">Pay {escape(total)}</button>{cancel}</div>"
         "</form>"
     )
-    return _page("Checkout (Stripe emulator)", body)
+    return page_html("Checkout (Stripe emulator)", body)
