@@ -3,8 +3,7 @@
 The real ``stripe`` SDK talks to it over real HTTP on ``127.0.0.1``; it serves
 Checkout Sessions, Prices, Products and Events (and the customers, subscriptions,
 invoices, payments, refunds and disputes that follow), a stand-in hosted payment page
-and customer portal, and
-delivers webhooks signed exactly as Stripe signs them. The pytest fixture
+and customer portal, and delivers webhooks signed exactly as Stripe signs them. The pytest fixture
 ``stripe_emulator`` (from :mod:`stripe_checkout_mw.testing.pytest_plugin`, loaded
 automatically once the package is installed) yields a started one.
 
