@@ -61,6 +61,7 @@ def create_session(state: StripeState, call: ApiCall) -> dict[str, Any]:
     portal: dict[str, Any] = {
         "id": session_id,
         "object": "billing_portal.session",
+        "after_expiration": None,
         "configuration": valid.get("configuration", DEFAULT_CONFIGURATION),
         "created": call.now,
         "customer": customer["id"],

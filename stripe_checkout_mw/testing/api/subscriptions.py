@@ -156,9 +156,16 @@ def add_interval(ts: int, interval: str, count: int = 1) -> int:
     return int(when.replace(year=year, month=month, day=day).timestamp())
 
 
-def _period_end(start: int, price: dict[str, Any]) -> int:
+def _period_end(start: int, price: dict[str, Any], anchor: int) -> int:
+    """The end of the period starting at ``start``: the first whole number of
+    intervals after ``anchor`` past ``start``, counted from the anchor so that a
+    cycle anchored on the 31st comes back to the 31st after a short month."""
     recurring = price["recurring"]
-    return add_interval(start, recurring["interval"], int(recurring["interval_count"]))
+    count = int(recurring["interval_count"])
+    n = 1
+    while (end := add_interval(anchor, recurring["interval"], n * count)) <= start:
+        n += 1
+    return end
 
 
 def _item(subscription_id: str, price: dict[str, Any], quantity: int, start: int,
@@ -213,7 +220,7 @@ def create_from_session(
     for line in line_items:
         price = line["price"]
         if price["type"] == "recurring":
-            end = trial_end if trial_end is not None else _period_end(now, price)
+            end = trial_end if trial_end is not None else _period_end(now, price, now)
             items.append(_item(subscription_id, price, int(line["quantity"]), now, end, now))
         else:
             one_time.append((price, int(line["quantity"])))
@@ -409,7 +416,8 @@ def _renew(state: StripeState, subscription: dict[str, Any]) -> None:
     start = _period(subscription)[1]
     for item in subscription["items"]["data"]:
         item["current_period_start"] = start
-        item["current_period_end"] = _period_end(start, item["price"])
+        item["current_period_end"] = _period_end(start, item["price"],
+                                                 int(subscription["billing_cycle_anchor"]))
     invoice = invoices.new_invoice(state, subscription, billing_reason="subscription_cycle")
     subscription["latest_invoice"] = invoice["id"]
     invoices.announce(state, invoice)
@@ -517,6 +525,9 @@ def switch_price(state: StripeState, subscription: dict[str, Any], item_id: str,
     if price["currency"] != subscription["currency"]:
         raise invalid(f"The price {price['id']} is in {price['currency']}, but this "
                       f"subscription is in {subscription['currency']}.", "items[0][price]")
+    if price["id"] == item["price"]["id"]:
+        raise invalid(f"The subscription is already on price {price['id']}.",
+                      "items[0][price]")
     previous = {"items": copy.deepcopy(subscription["items"])}
     item["price"] = copy.deepcopy(price)
     _updated(state, subscription, previous, request)
