@@ -72,6 +72,13 @@ def test_paid_session_has_a_payment_intent_and_charge(
     found = client.v1.checkout.sessions.list(params={"payment_intent": intent.id})
     assert [s.id for s in found.data] == [paid["id"]]
     assert client.v1.checkout.sessions.list(params={"payment_intent": "pi_x"}).data == []
+    by_email = client.v1.checkout.sessions.list(
+        params={"customer_details": {"email": "ann@example.com"}})
+    assert [s.id for s in by_email.data] == [paid["id"]]
+    assert client.v1.checkout.sessions.list(
+        params={"customer_details": {"email": "bob@example.com"}}).data == []
+    assert client.v1.checkout.sessions.list(
+        params={"created": {"gt": paid["created"]}}).data == []
 
     pending = paid_session(emu, client, delayed=True)
     slow = client.v1.payment_intents.retrieve(pending["payment_intent"])

@@ -17,7 +17,7 @@ from . import checkout_payments
 from .errors import ApiError, invalid, missing, no_such
 from .events import emit
 from .ids import new_id
-from .lists import list_object
+from .lists import filter_created, list_object
 from .params import (
     LIST_PARAMS,
     as_bool,
@@ -476,7 +476,12 @@ def list_sessions(state: StripeState, call: ApiCall) -> dict[str, Any]:
         if key in params:
             wanted = as_str(params[key], key)
             sessions = [s for s in sessions if s.get(key) == wanted]
-    return list_object(sessions, "/v1/checkout/sessions", params)
+    if "customer_details" in params:
+        details = as_dict(params["customer_details"], "customer_details")
+        check_keys(details, frozenset({"email"}), "customer_details")
+        email = as_str(details.get("email", ""), "customer_details[email]")
+        sessions = [s for s in sessions if (s["customer_details"] or {}).get("email") == email]
+    return list_object(filter_created(sessions, params), "/v1/checkout/sessions", params)
 
 
 def list_line_items(state: StripeState, call: ApiCall) -> dict[str, Any]:
