@@ -166,8 +166,15 @@ def test_payment_mode_makes_a_customer_only_when_asked(
     assert client.v1.customers.retrieve(created).email == "c@example.com"
     known = client.v1.checkout.sessions.create(
         params={**base, "customer": created})  # type: ignore[typeddict-item]
-    assert emu.pay(known.id)["customer"] == created
-    assert len(client.v1.customers.list().data) == 1
+    repaid = emu.pay(known.id, email="typed@example.com")
+    assert repaid["customer"] == created
+    assert repaid["customer_details"]["email"] == "c@example.com"
+    blank = client.v1.customers.create()
+    unnamed = client.v1.checkout.sessions.create(
+        params={**base, "customer": blank.id})  # type: ignore[typeddict-item]
+    emu.pay(unnamed.id, email="new@example.com")
+    assert client.v1.customers.retrieve(blank.id).email == "new@example.com"
+    assert len(client.v1.customers.list().data) == 2
     with pytest.raises(stripe.InvalidRequestError, match="No such customer"):
         client.v1.checkout.sessions.create(params={**base, "customer": "cus_ghost"})  # type: ignore[typeddict-item]
     with pytest.raises(stripe.InvalidRequestError, match="customer_creation"):

@@ -4,6 +4,7 @@ Charge (payment mode), the Subscription and its first Invoice (subscription mode
 Checkout creates a Customer in ``subscription`` mode (and ``setup`` mode) unless
 one was passed, and in ``payment`` mode only with ``customer_creation=always``;
 otherwise ``customer`` stays ``null`` and ``customer_details`` holds the email.
+A passed customer's email wins over the one typed on the page, as at Stripe.
 :func:`on_complete` runs before ``checkout.session.completed`` is emitted, so that
 event (and a re-fetch it prompts) sees every id set.
 """
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import payment_intents, subscriptions
 from .customers import new_customer
+from .events import emit
 from .ids import new_id
 
 if TYPE_CHECKING:
@@ -25,10 +27,19 @@ __all__ = ["on_complete", "on_settle"]
 def on_complete(state: StripeState, session: dict[str, Any], *, delayed: bool) -> None:
     """Create the objects a completing ``session`` makes and set their ids on it."""
     mode = session["mode"]
+    details = session["customer_details"] or {}
     if session["customer"] is None and (
             mode != "payment" or session["customer_creation"] == "always"):
-        email = (session["customer_details"] or {}).get("email")
-        session["customer"] = new_customer(state, email=email)["id"]
+        session["customer"] = new_customer(state, email=details.get("email"))["id"]
+    elif session["customer"] is not None:
+        # A passed customer's email is the one Checkout uses (the customer cannot edit
+        # it); one without an email gets the email the customer entered.
+        customer = state.billing.customers[session["customer"]]
+        if customer["email"]:
+            details["email"] = customer["email"]
+        elif details.get("email"):
+            customer["email"] = details["email"]
+            emit(state, "customer.updated", customer, None, previous={"email": None})
     if mode == "payment":
         if session["amount_total"]:
             session["payment_intent"] = payment_intents.take_payment(
