@@ -22,8 +22,8 @@ from typing import IO, Any
 
 import pytest
 
-from stripe_checkout_mw.__main__ import main
-from stripe_checkout_mw.demo import DemoError, DemoShop, find_middleware, run
+from stripe_checkout_mw.cli import DEMO_FRAMEWORKS, main, run_demo
+from stripe_checkout_mw.demo import FRAMEWORKS, DemoError, DemoShop, find_middleware
 
 CARD = "4242 4242 4242 4242"
 _SHOP_ENV = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "WEB_APP_URL",
@@ -56,17 +56,13 @@ def request(url: str, body: bytes | None = None,
 
 
 def buy_and_pay(shop_url: str) -> dict[str, Any]:
-    """What a customer does on the default (plain WSGI) shop; returns the final order."""
+    """What a customer does on the built-in shop (its form, no JavaScript); the final order."""
     status, _, page = request(shop_url)
-    assert status == 200 and b"Plain WSGI shop" in page
-    item = re.search(rb'id="buy-mug" data-item="([^"]+)"', page)
-    assert item is not None
-    price_data = json.loads(item.group(1).decode().replace("&quot;", '"'))
-    order = {"line_items": [{"quantity": 1, "price_data": price_data}]}
-    status, _, body = request(f"{shop_url}create-checkout-session", json.dumps(order).encode(),
-                              "application/json")
-    assert status == 200, body
-    pay_url = json.loads(body)["url"]
+    assert status == 200 and b"Demo shop" in page and b'id="buy-mug"' in page
+    status, headers, body = request(f"{shop_url}create-checkout-session", urllib.parse.urlencode(
+        {"price": "mug", "quantity": "1", "customer_email": ""}).encode())
+    assert status == 303, body
+    pay_url = headers["Location"]
     status, headers, _ = request(pay_url, urllib.parse.urlencode(
         {"email": "cy@example.com", "cardnumber": CARD, "action": "pay"}).encode())
     assert status == 303
@@ -149,8 +145,8 @@ def test_the_demo_command_sells_offline_and_stops_on_ctrl_c(
     assert not Path(store_dir.group(1)).exists()
 
 
-@pytest.mark.parametrize("framework", ["bottle", "pyramid", "flask", "wsgi"])
-def test_demo_shop_in_process_restores_everything(framework: str) -> None:
+@pytest.mark.parametrize("framework", [None, "bottle", "pyramid", "flask", "wsgi"])
+def test_demo_shop_in_process_restores_everything(framework: str | None) -> None:
     before = dict(os.environ)
     threads = set(threading.enumerate())
     with DemoShop(framework, port=0) as shop:
@@ -173,7 +169,7 @@ def test_demo_shop_in_process_restores_everything(framework: str) -> None:
 
 def test_a_test_key_uses_stripe_test_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_demo_real_mode")
-    with DemoShop("wsgi", port=0) as shop:
+    with DemoShop(port=0) as shop:
         assert shop.mode == "test" and shop.emulator is None
         port = shop.url.rsplit(":", 1)[1].rstrip("/")
         banner = shop.banner()
@@ -185,7 +181,7 @@ def test_a_test_key_uses_stripe_test_mode(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_offline_ignores_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_demo_real_mode")
-    with DemoShop("wsgi", port=0, offline=True) as shop:
+    with DemoShop(port=0, offline=True) as shop:
         assert shop.mode == "emulator"
     assert os.environ["STRIPE_SECRET_KEY"] == "sk_test_demo_real_mode"
 
@@ -200,7 +196,7 @@ def test_refused_keys_are_one_line(
 ) -> None:
     monkeypatch.setenv("STRIPE_SECRET_KEY", key)
     out, err = io.StringIO(), io.StringIO()
-    assert run("wsgi", port=0, out=out, err=err) == 1
+    assert run_demo(DemoShop(port=0), out=out, err=err) == 1
     assert out.getvalue() == ""
     assert err.getvalue().count("\n") == 1 and message in err.getvalue()
 
@@ -211,18 +207,42 @@ def test_a_busy_port_is_one_line() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         err = io.StringIO()
-        assert run("wsgi", port=port, out=io.StringIO(), err=err) == 1
+        assert run_demo(DemoShop(port=port), out=io.StringIO(), err=err) == 1
     assert err.getvalue() == (
         f"demo: port {port} on 127.0.0.1 is in use; choose another with --port\n"
     )
 
 
-def test_missing_examples_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_missing_examples_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, framework: str
+) -> None:
     monkeypatch.setenv("STRIPE_CHECKOUT_EXAMPLES", str(tmp_path))
     err = io.StringIO()
-    assert run("wsgi", port=0, out=io.StringIO(), err=err) == 1
-    assert "the example shops are not at" in err.getvalue()
-    assert err.getvalue().count("\n") == 1
+    assert run_demo(DemoShop(framework, port=0), out=io.StringIO(), err=err) == 1
+    assert err.getvalue() == (
+        f"demo: --framework {framework} runs an example shop from a source checkout and there "
+        f"is none at STRIPE_CHECKOUT_EXAMPLES={tmp_path}; run the demo without --framework "
+        "for the built-in shop, or get examples/ from "
+        "https://github.com/stripe-checkout-mw/stripe-checkout-mw (and point "
+        "STRIPE_CHECKOUT_EXAMPLES at it)\n"
+    )
+
+
+def test_the_built_in_shop_needs_no_examples(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STRIPE_CHECKOUT_EXAMPLES", str(tmp_path))
+    with DemoShop(port=0) as shop:
+        assert "the built-in shop, on the OFFLINE Stripe emulator" in shop.banner()
+        order = buy_and_pay(shop.url)
+        assert order["fulfilled"] is True and order["status"] == "paid"
+        status, _, page = request(f"{shop.url}cancel")
+        assert status == 200 and b"Payment cancelled" in page
+        status, _, _ = request(f"{shop.url}nothing-here")
+        assert status == 404
+        status, headers, _ = request(f"{shop.url}success", b"x=1")
+        assert status == 405 and headers["Allow"] == "GET, HEAD"
 
 
 def test_a_refused_shop_configuration_stops_what_was_started(
@@ -245,6 +265,10 @@ def test_demo_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert exited.value.code == 0
     help_text = capsys.readouterr().out
     assert "--framework" in help_text and "--port" in help_text
+
+
+def test_the_command_line_offers_every_example_shop() -> None:
+    assert tuple(FRAMEWORKS) == DEMO_FRAMEWORKS
 
 
 def test_an_unknown_framework_is_refused() -> None:

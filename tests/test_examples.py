@@ -27,7 +27,8 @@ from conftest import waitress_serving
 from paste.deploy import loadapp
 
 from stripe_checkout_mw import CheckoutMiddleware
-from stripe_checkout_mw.demo import BackgroundServer, find_middleware
+from stripe_checkout_mw.demo import find_middleware
+from stripe_checkout_mw.serving import BackgroundServer
 from stripe_checkout_mw.testing import StripeEmulator
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

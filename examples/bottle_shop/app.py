@@ -21,7 +21,7 @@ from typing import Any
 import bottle
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
-from stripe_checkout_mw.demo import serve_example
+from stripe_checkout_mw.serving import serve_example
 
 log = logging.getLogger("bottle_shop")
 

@@ -24,7 +24,7 @@ from typing import Any
 from flask import Flask, render_template_string
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
-from stripe_checkout_mw.demo import serve_example
+from stripe_checkout_mw.serving import serve_example
 
 log = logging.getLogger("flask_shop")
 

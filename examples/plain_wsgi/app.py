@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
-from stripe_checkout_mw.demo import serve_example
+from stripe_checkout_mw.serving import serve_example
 
 log = logging.getLogger("plain_wsgi")
 

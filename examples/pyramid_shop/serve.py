@@ -13,7 +13,7 @@ from typing import Any
 
 from paste.deploy import loadapp
 
-from stripe_checkout_mw.demo import serve_example
+from stripe_checkout_mw.serving import serve_example
 
 HERE = Path(__file__).resolve().parent
 
