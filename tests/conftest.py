@@ -4,13 +4,17 @@ In CI (STRIPE_CHECKOUT_NO_SKIPS=1) a skipped test fails the run: skips are only 
 dependencies that are genuinely absent on a developer's machine (Chromium, a PostgreSQL
 server); CI installs and starts them, so a skip there means a test silently did not run.
 
-Store tests run on SQLite and, when STRIPE_CHECKOUT_TEST_PG names a PostgreSQL server
-(CI sets it), on PostgreSQL too, each test in a schema of its own.
+Store tests run on SQLite and on PostgreSQL, each PostgreSQL test in a schema of its own.
+The server is the one STRIPE_CHECKOUT_TEST_PG names, else the documented default
+``postgresql://postgres@127.0.0.1:5432/test`` when a server answers there; with neither,
+the PostgreSQL tests skip and say how to enable them. ``STRIPE_CHECKOUT_TEST_PG=off``
+skips them even when a server answers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import threading
 import time
@@ -24,7 +28,45 @@ import pytest
 from stripe_checkout_mw.orders import Order
 from stripe_checkout_mw.store import OrderStore, open_store
 
-PG_URL = os.environ.get("STRIPE_CHECKOUT_TEST_PG", "")
+PG_ENV = "STRIPE_CHECKOUT_TEST_PG"
+#: The test database the README and .ci/run name; used when it answers and PG_ENV is unset.
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+_PG_HOW_TO = (f"start PostgreSQL at {DEFAULT_PG_URL} (user postgres, database test, no "
+              f"password), or set {PG_ENV} to another server's URL")
+
+
+def postgres_unavailable(url: str, timeout: int = 2) -> str | None:
+    """Why no PostgreSQL server answers at ``url`` (one line), or None when one does."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=timeout):
+            return None
+    except psycopg.Error as exc:
+        lines = str(exc).strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The PostgreSQL server for the store tests; skips, saying how to enable them, if none.
+
+    A URL set in STRIPE_CHECKOUT_TEST_PG is used as given (a server that does not answer
+    there fails the tests instead of skipping them); otherwise the default address is
+    tried once, for two seconds.
+    """
+    configured = os.environ.get(PG_ENV, "").strip()
+    if configured.lower() == "off":
+        pytest.skip(f"{PG_ENV}=off: the PostgreSQL tests are switched off")
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip("psycopg is not installed: pip install -e '.[test]'")
+    if configured:
+        return configured
+    reason = postgres_unavailable(DEFAULT_PG_URL)
+    if reason is not None:
+        pytest.skip(f"no PostgreSQL answers at {DEFAULT_PG_URL} ({reason}); to run these "
+                    f"tests, {_PG_HOW_TO}")
+    return DEFAULT_PG_URL
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -33,17 +75,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/orders.db"
         return
-    if not PG_URL:
-        pytest.skip("STRIPE_CHECKOUT_TEST_PG is not set")
+    server: str = request.getfixturevalue("pg_url")
     import psycopg
 
     schema = f"scmw_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
+    with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+        yield f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{schema}"
     finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
+        with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 

@@ -22,8 +22,6 @@ from stripe_checkout_mw.store import (
     open_store,
 )
 
-PG_URL = os.environ.get("STRIPE_CHECKOUT_TEST_PG", "")
-
 
 def make_order(session_id: str = "cs_test_a1order", **changes: Any) -> Order:
     values: dict[str, Any] = {
@@ -321,10 +319,8 @@ def test_concurrent_claims_have_one_winner(store_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_closed_postgres_store_refuses_work() -> None:
-    if not PG_URL:
-        pytest.skip("STRIPE_CHECKOUT_TEST_PG is not set")
-    opened = open_store(PG_URL)
+def test_closed_postgres_store_refuses_work(pg_url: str) -> None:
+    opened = open_store(pg_url)
     opened.close()
     opened.close()
     with pytest.raises(StoreError, match="closed"):
