@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from .middleware import CheckoutMiddleware
 from .options import OptionError
+from .orders import Order
 from .prices import Catalog, ClientPrices, PricedItem, PriceLookup, StripeLookupKeys
 from .validation import DefaultValidator, ValidationError
 
@@ -23,6 +24,7 @@ __all__ = [
     "ClientPrices",
     "DefaultValidator",
     "OptionError",
+    "Order",
     "PriceLookup",
     "PricedItem",
     "StripeLookupKeys",

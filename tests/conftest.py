@@ -9,6 +9,10 @@ The server is the one STRIPE_CHECKOUT_TEST_PG names, else the documented default
 ``postgresql://postgres@127.0.0.1:5432/test`` when a server answers there; with neither,
 the PostgreSQL tests skip and say how to enable them. ``STRIPE_CHECKOUT_TEST_PG=off``
 skips them even when a server answers.
+
+Every test runs with the shop's configuration variables (STRIPE_*, WEB_APP_URL) removed
+from the environment, as the ``stripe_emulator`` fixture does, so a developer's exported
+keys or store change nothing.
 """
 
 from __future__ import annotations
@@ -27,12 +31,19 @@ import pytest
 
 from stripe_checkout_mw.orders import Order
 from stripe_checkout_mw.store import OrderStore, open_store
+from stripe_checkout_mw.testing.pytest_plugin import isolated_environment
 
 PG_ENV = "STRIPE_CHECKOUT_TEST_PG"
 #: The test database the README and .ci/run name; used when it answers and PG_ENV is unset.
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 _PG_HOW_TO = (f"start PostgreSQL at {DEFAULT_PG_URL} (user postgres, database test, no "
               f"password), or set {PG_ENV} to another server's URL")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the shop configuration exported in the developer's shell (STRIPE_*)."""
+    isolated_environment(monkeypatch)
 
 
 def postgres_unavailable(url: str, timeout: int = 2) -> str | None:

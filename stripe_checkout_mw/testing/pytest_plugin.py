@@ -13,21 +13,56 @@ random keys, nothing shared. It is stopped after the test, which closes its sock
 and threads and the HTTP sessions of clients made with ``stripe_emulator.client()``.
 Webhook retries are quick (3 attempts, 0.05 s doubling); set
 ``stripe_emulator.webhook_url`` to your receiver's URL.
+
+The test is isolated from the machine it runs on: for its duration every ``STRIPE_*``
+variable and ``WEB_APP_URL`` are removed from ``os.environ`` (so an exported
+``STRIPE_CHECKOUT_STORE``, ``STRIPE_WEBHOOK_SECRET``, ``STRIPE_SECRET_KEY`` or
+``STRIPE_API_BASE`` cannot reach a middleware built in the test: pass what it needs), and
+the ``stripe`` SDK's telemetry, which would write an id under ``~/.config/stripe``, is
+off. Both come back after the test. The variables the project's own suite reads to set
+itself up (``STRIPE_CHECKOUT_TEST_*``, ``STRIPE_CHECKOUT_NO_SKIPS``,
+``STRIPE_CHECKOUT_REQUIRE_*``) are left alone.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from .emulator import StripeEmulator
 
-__all__ = ["stripe_emulator"]
+__all__ = ["isolated_environment", "stripe_emulator"]
+
+#: Variables that configure a test run rather than a shop; kept.
+_TEST_RUN_PREFIXES = ("STRIPE_CHECKOUT_TEST_", "STRIPE_CHECKOUT_NO_SKIPS",
+                      "STRIPE_CHECKOUT_REQUIRE_")
+
+
+def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove the shop's configuration from the environment and turn SDK telemetry off.
+
+    Everything goes through ``monkeypatch``, so it is undone with the test's other
+    patches, in order.
+    """
+    for name in list(os.environ):
+        if (name.startswith("STRIPE_") and not name.startswith(_TEST_RUN_PREFIXES)) or (
+                name == "WEB_APP_URL"):
+            monkeypatch.delenv(name)
+    try:
+        import stripe
+    except ImportError:  # the emulator itself needs no SDK
+        return
+    monkeypatch.setattr(stripe, "enable_telemetry", False)
 
 
 @pytest.fixture
-def stripe_emulator() -> Iterator[StripeEmulator]:
-    """A started :class:`~stripe_checkout_mw.testing.StripeEmulator`, stopped afterwards."""
+def stripe_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[StripeEmulator]:
+    """A started :class:`~stripe_checkout_mw.testing.StripeEmulator`, stopped afterwards.
+
+    The environment is isolated first (:func:`isolated_environment`).
+    """
+    isolated_environment(monkeypatch)
     with StripeEmulator() as emulator:
         yield emulator
