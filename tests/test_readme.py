@@ -93,6 +93,7 @@ def test_the_test_recipes_ignore_exported_stripe_variables_and_write_only_to_tmp
         STRIPE_CHECKOUT_STORE=f"sqlite:///{tmp_path}/no-such-dir/orders.db",
         STRIPE_API_BASE="http://127.0.0.1:9",
         WEB_APP_URL="http://exported.invalid",
+        PYTHONDONTWRITEBYTECODE="1",  # the test file's own bytecode is not the recipe's doing
     )
     answer = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
