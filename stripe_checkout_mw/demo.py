@@ -64,7 +64,7 @@ class DemoError(Exception):
     """Something the person running the demo must fix; the message says what, in one line."""
 
 
-def examples_dir(framework: str = "wsgi") -> Path:
+def examples_dir(framework: str) -> Path:
     """The ``examples/`` folder: ``$STRIPE_CHECKOUT_EXAMPLES``, else the source checkout's.
 
     :raises DemoError: it holds no shop for ``framework`` (an installed wheel has no
@@ -121,7 +121,7 @@ def load_shop(framework: str | None = None, examples: Path | None = None) -> WSG
             module = _load_module(folder / "app.py", f"stripe_checkout_demo_{framework}")
             app = module.create_app()
     except ModuleNotFoundError as exc:
-        raise DemoError(f"the {framework} shop needs {exc.name}: "
+        raise DemoError(f"the {framework or 'demo'} shop needs {exc.name}: "
                         f"pip install 'stripe-checkout-mw[demo]'") from None
     except (ValueError, TypeError, LookupError, OSError) as exc:
         raise DemoError(f"the {framework or 'demo'} shop's configuration: {exc}") from None
