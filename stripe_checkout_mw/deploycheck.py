@@ -47,7 +47,7 @@ from .paste import PRICE_KEYS, ini_options, price_lookup_from_keys
 from .prices import Catalog, ClientPrices, StripeLookupKeys
 from .store import DEFAULT_STORE_URL, SCHEMA_VERSION, STORE_ENV, SQLiteStore, open_store
 
-__all__ = ["Check", "add_command", "gather_options", "read_ini", "run_checks"]
+__all__ = ["Check", "gather_options", "read_ini", "run", "run_checks"]
 
 OK, WARN, SKIP, FAIL = "ok", "warn", "skip", "FAIL"
 _STRIPE = "https://api.stripe.com"
@@ -339,28 +339,3 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     print(f"{verdict}: {counts[OK]} ok, {counts[WARN]} warnings, {counts[FAIL]} failed "
           f"(read from {', '.join(sources)})", file=out)
     return 1 if counts[FAIL] else 0
-
-
-def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``check`` to the command line's subcommands."""
-    parser = subparsers.add_parser(
-        "check",
-        help="check a deployment's configuration (key, URLs, catalog prices, store)",
-        description="Check the configuration a deployment would use: the secret key's kind "
-        "and that Stripe accepts it, absolute redirect URLs, the catalog file and that its "
-        "Stripe prices exist, the webhook secret, and that the order store is reachable. "
-        "Reads the environment (STRIPE_SECRET_KEY, WEB_APP_URL, STRIPE_WEBHOOK_SECRET, "
-        "STRIPE_CHECKOUT_STORE, STRIPE_API_BASE, STRIPE_CHECKOUT_CATALOG), then --ini, then "
-        "the options below. Exit status 0 when nothing failed, 1 otherwise.",
-    )
-    parser.add_argument("--ini", metavar="FILE",
-                        help="read the checkout filter's options from this PasteDeploy file")
-    parser.add_argument("--section", default="filter:checkout",
-                        help="the .ini section of the filter (default: %(default)s)")
-    parser.add_argument("--catalog", metavar="PATH", help="the catalog JSON file")
-    parser.add_argument("--store", metavar="URL",
-                        help="the order store URL (sqlite:///path.db or postgresql://...)")
-    parser.add_argument("--stripe-api-base", metavar="URL",
-                        help="another Stripe API address (such as the emulator)")
-    parser.add_argument("--domain-url", metavar="URL", help="the shop's public address")
-    parser.set_defaults(run=run)
