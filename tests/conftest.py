@@ -40,10 +40,13 @@ _PG_HOW_TO = (f"start PostgreSQL at {DEFAULT_PG_URL} (user postgres, database te
               f"password), or set {PG_ENV} to another server's URL")
 
 
-@pytest.fixture(autouse=True)
-def _isolated_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the shop configuration exported in the developer's shell (STRIPE_*)."""
-    isolated_environment(monkeypatch)
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_from_the_shell() -> Iterator[None]:
+    """No test, and no module fixture's subprocess, sees the shop configuration exported
+    in the developer's shell (STRIPE_*, WEB_APP_URL); it comes back after the session."""
+    with pytest.MonkeyPatch.context() as patch:
+        isolated_environment(patch)
+        yield
 
 
 def postgres_unavailable(url: str, timeout: int = 2) -> str | None:
