@@ -5,13 +5,21 @@ price lookup, the redirect URLs from configuration, ``payment_method_types`` is 
 sent (Stripe removed it from create), every create carries an idempotency key so the
 SDK's retries cannot make two sessions, and Stripe's errors become safe answers.
 
+The idempotency key Stripe gets is never the browser's ``Idempotency-Key`` as is: it is a
+digest of that key and of the exact parameters of this order. The same key with another
+cart is another session (not a 400 that blocks the customer), and someone replaying a
+key they saw gets a session back only for the identical order, never another's.
+
 It knows nothing of WSGI beyond passing ``environ`` on to user callables, so it can be
 driven directly in tests.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -21,7 +29,8 @@ import stripe
 from .config import RESERVED_SESSION_PARAMS
 from .http import HTTPError
 from .prices import PricedItem, resolve_prices
-from .validation import MAX_ITEMS, ValidationError
+from .stripe_guard import StripeGuard
+from .validation import MAX_ITEMS, ValidationError, check_total
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -48,6 +57,8 @@ class CheckoutService:
     :param settings: the checked configuration.
     :param client: the ``StripeClient`` every create goes through.
     :param record: called with each created session before it is answered (the ledger).
+    :param guard: the bulkhead and circuit breaker every Stripe call of a checkout (price
+        look-up and create) goes through.
     """
 
     def __init__(
@@ -55,32 +66,43 @@ class CheckoutService:
         settings: Settings,
         client: stripe.StripeClient,
         record: SessionRecorder | None = None,
+        guard: StripeGuard | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.record = record
+        self.guard = guard or StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
+                                          cooldown=settings.circuit_cooldown)
 
     def create(
-        self, body: dict[str, Any], environ: WSGIEnvironment, idempotency_key: str
+        self, body: dict[str, Any], environ: WSGIEnvironment, idempotency_key: str | None
     ) -> CreatedSession:
-        """Validate, price and create; raise :class:`HTTPError` for anything else."""
+        """Validate, price and create; raise :class:`HTTPError` for anything else.
+
+        :param idempotency_key: the browser's ``Idempotency-Key`` (checked), or None.
+        """
         settings = self.settings
         try:
             order = settings.validator(body, environ)
-            priced = resolve_prices(settings.price_lookup, order["line_items"], environ,
-                                    self.client)
-            params = self.params(order, priced)
         except ValidationError as exc:
             raise HTTPError(400, exc.message, param=exc.param) from None
-        except stripe.StripeError as exc:  # a price look-up reached Stripe and failed
-            raise stripe_error_to_http(exc, "price look-up") from None
+        action = "price look-up"
         try:
-            session = self.client.v1.checkout.sessions.create(
-                params=params,  # type: ignore[arg-type]  # built dynamically, checked above
-                options={"idempotency_key": idempotency_key},
-            )
+            # The guard must see Stripe's own errors (a timeout opens the circuit), so
+            # they become answers only outside it.
+            with self.guard.call():
+                priced = resolve_prices(settings.price_lookup, order["line_items"], environ,
+                                        self.client)
+                params = self.params(order, priced)
+                action = "checkout session create"
+                session = self.client.v1.checkout.sessions.create(
+                    params=params,  # type: ignore[arg-type]  # built dynamically, checked above
+                    options={"idempotency_key": order_idempotency_key(idempotency_key, params)},
+                )
+        except ValidationError as exc:
+            raise HTTPError(400, exc.message, param=exc.param) from None
         except stripe.StripeError as exc:
-            raise stripe_error_to_http(exc, "checkout session create") from None
+            raise stripe_error_to_http(exc, action) from None
         url = getattr(session, "url", None)
         session_id = getattr(session, "id", None)
         if not isinstance(url, str) or not url or not isinstance(session_id, str):
@@ -100,6 +122,8 @@ class CheckoutService:
         currencies = {item.currency for item in priced if item.currency is not None}
         if len(currencies) > 1:
             raise ValidationError("All items must be in one currency.", param="line_items")
+        check_total([(item.unit_amount, item.line_item.get("quantity")) for item in priced],
+                    allow_free=settings.allow_free_orders)
         recurring = sum(item.recurring for item in priced)
         mode = settings.mode or ("subscription" if recurring else "payment")
         if mode == "payment" and recurring:
@@ -133,6 +157,23 @@ class CheckoutService:
         return params
 
 
+def order_idempotency_key(browser_key: str | None, params: Mapping[str, Any]) -> str:
+    """The key Stripe gets: the browser's key scoped to this exact order, or a new one.
+
+    ``params`` are the create parameters: the cleaned order's priced items, email and
+    everything else Stripe will be asked for, so "the identical order" means exactly that.
+    """
+    if browser_key is None:
+        return f"scmw-{uuid.uuid4()}"
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=repr)
+    digest = hashlib.sha256()
+    for part in (browser_key, canonical):
+        encoded = part.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "big"))  # framed: no two splits collide
+        digest.update(encoded)
+    return f"scmw-o-{digest.hexdigest()}"
+
+
 def stripe_error_to_http(exc: stripe.StripeError, action: str) -> HTTPError:
     """Turn a Stripe SDK error into the answer the browser may see, and log the detail.
 
@@ -147,6 +188,8 @@ def stripe_error_to_http(exc: stripe.StripeError, action: str) -> HTTPError:
         action, type(exc).__name__, exc.http_status, code, exc.request_id,
     )
     if isinstance(exc, stripe.IdempotencyError):
+        # Keys are scoped to the order, so this is a config change between two identical
+        # carts (session_options), not a customer's mistake.
         return HTTPError(400, "This Idempotency-Key was already used for a different checkout.",
                          type="idempotency_error", param="Idempotency-Key")
     if isinstance(exc, stripe.RateLimitError):

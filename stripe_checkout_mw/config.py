@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Union
 
+from .http import origin_of
 from .options import RESERVED_SESSION_PARAMS, OptionError, absolute_url, convert_options
 from .prices import CustomPriceLookup, PriceLookup
 from .validation import MAX_ITEMS, DefaultValidator, Validator
@@ -55,6 +56,13 @@ class Settings:
     #: Whether an order ledger is kept: a store or a webhook secret was configured.
     uses_store: bool
     fulfill: Callable[[Order], None] | None = None
+    #: ``domain_url``'s origin: the shop's own origin for the CSRF check (None: use Host).
+    shop_origin: str | None = None
+    max_concurrent_stripe_calls: int = 4
+    circuit_cooldown: float = 10.0
+    status_stripe_budget: float = 5.0
+    allow_free_orders: bool = False
+    status_shows_email: bool = False
 
     @property
     def livemode(self) -> bool:
@@ -116,6 +124,7 @@ def load_settings(given: Mapping[str, Any]) -> Settings:
         "success_url": success_url, "cancel_url": cancel_url, "validator": validator,
         "webhook_path": webhook_path, "webhook_secrets": secrets, "status_path": status_path,
         "uses_store": uses_store,
+        "shop_origin": origin_of(options["domain_url"]) if options["domain_url"] else None,
         "stripe_api_base": api_base.rstrip("/") if api_base is not None else None,
     }
     # An option with a Settings field of its name is carried over as converted.

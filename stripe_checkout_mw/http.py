@@ -27,6 +27,8 @@ JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
+_IPV6_CHARS = frozenset("0123456789abcdef:.")
 
 
 class HTTPError(Exception):
@@ -179,19 +181,36 @@ def _form_int(value: str) -> int | str:
     return value
 
 
-def origin_of(url: str) -> str | None:
-    """``https://shop.example/cart?x=1`` -> ``https://shop.example`` (None if unusable)."""
+def origin_of(url: str, *, bare: bool = False) -> str | None:
+    """``https://shop.example/cart?x=1`` -> ``https://shop.example`` (None if unusable).
+
+    Strict, because the CSRF check compares the result: the scheme must be http or
+    https, the host plain (letters, digits, ``-``, ``.``, or a bracketed IPv6 address),
+    the port a number; a URL with userinfo (``https://shop.example@evil.example``) is
+    refused rather than guessed at. ``bare=True`` (an ``Origin`` header) also refuses a
+    path, query or fragment: an origin is scheme, host and port, nothing else.
+    """
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return None
-    if not parts.scheme or not parts.netloc:
-        return None
-    scheme, netloc = parts.scheme.lower(), parts.netloc.lower().rpartition("@")[2]
+    scheme = parts.scheme.lower()
     default_port = _DEFAULT_PORTS.get(scheme)
-    if default_port and netloc.endswith(f":{default_port}"):
-        netloc = netloc[: -len(default_port) - 1]
-    return f"{scheme}://{netloc}"
+    host = (parts.hostname or "").lower()
+    if default_port is None or not host or "@" in parts.netloc:
+        return None
+    if bare and (parts.path or parts.query or parts.fragment or url.endswith(("?", "#"))):
+        return None
+    if ":" in host:  # IPv6: urlsplit took the brackets off
+        if not all(c in _IPV6_CHARS for c in host):
+            return None
+        host = f"[{host}]"
+    elif not all(c in _HOST_CHARS for c in host) or host.startswith((".", "-")):
+        return None
+    if port is not None and str(port) != default_port:
+        return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{host}"
 
 
 def own_origin(environ: WSGIEnvironment) -> str:
@@ -210,7 +229,7 @@ def request_origin(environ: WSGIEnvironment) -> str | None:
     origin = environ.get("HTTP_ORIGIN")
     if origin is not None:
         # "null" (sandboxed frames, file: pages) is an origin nobody can be allowed.
-        return origin_of(origin.strip()) or "null"
+        return origin_of(origin.strip(), bare=True) or "null"
     referer = environ.get("HTTP_REFERER")
     if referer is not None:
         return origin_of(referer.strip()) or "null"

@@ -27,8 +27,8 @@ they are sent after paying; no option here does.
 
 from __future__ import annotations
 
+import functools
 import logging
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn, TypeVar
 from urllib.parse import parse_qs
@@ -55,6 +55,7 @@ from .options import OPTIONS, OptionTypeError, unknown_option
 from .orders import Order
 from .status import OrderStatus
 from .store import OrderStore, open_store
+from .stripe_guard import StripeGuard, TokenBucket
 from .webhooks import WebhookHandlers, WebhookReceiver
 
 if TYPE_CHECKING:
@@ -110,6 +111,18 @@ class CheckoutMiddleware:
         default ``STRIPE_CHECKOUT_STORE`` or a SQLite file (see the README).
     :param fulfill: ``fulfill(order)``, called once per paid order.
     :param client: a ready ``stripe.StripeClient``, instead of building one.
+    :param max_concurrent_stripe_calls: checkouts that may wait on Stripe at once in this
+        process (default 4; keep it below the server's thread count, so a hanging Stripe
+        leaves threads for webhooks and the app). One more is answered 503 with
+        ``Retry-After`` at once.
+    :param circuit_cooldown: seconds checkouts fail fast (503) after a run of connection
+        failures or timeouts, before one probe checkout may try Stripe again (default 10).
+    :param status_stripe_budget: Stripe retrieves per second the status path may make in
+        this process (default 5); beyond it the status path answers from the ledger. Per
+        process: N worker processes may make N times as many.
+    :param allow_free_orders: accept orders whose total is 0 (default: refused, 400).
+    :param status_shows_email: show the customer's email in full on the status path
+        (default: masked, ``a***@example.com``; the session id is in access logs).
 
     Each option is converted and checked by the table in :mod:`stripe_checkout_mw.options`,
     the same code the PasteDeploy filter and ``check`` use: a value may be given as Python
@@ -147,6 +160,11 @@ class CheckoutMiddleware:
         store: str | None = None,
         fulfill: Callable[[Order], None] | None = None,
         client: stripe.StripeClient | None = None,
+        max_concurrent_stripe_calls: int = 4,
+        circuit_cooldown: float = 10.0,
+        status_stripe_budget: float = 5.0,
+        allow_free_orders: bool = False,
+        status_shows_email: bool = False,
         **misspelt: NoReturn,
     ) -> None:
         if not callable(app):
@@ -179,7 +197,11 @@ class CheckoutMiddleware:
         self.store: OrderStore | None = None
         self.webhooks: WebhookReceiver | None = None
         self.status: OrderStatus | None = None
-        routes = {settings.path: _Route(self._create_session, "POST, OPTIONS")}
+        self.guard = StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
+                                 cooldown=settings.circuit_cooldown)
+        # Plain functions, not bound methods: a route table holding self would make the
+        # middleware a reference cycle, freed only by the garbage collector.
+        routes = {settings.path: _Route(CheckoutMiddleware._create_session, "POST, OPTIONS")}
         if settings.uses_store:
             self.store = open_store(settings.store)
         if self.store is not None and settings.webhook_path is not None:
@@ -187,12 +209,20 @@ class CheckoutMiddleware:
                 store=self.store, secrets=settings.webhook_secrets, handlers=self.handlers,
                 fulfill=fulfill, client=self.client,
             )
-            routes[settings.webhook_path] = _Route(self._receive_webhook, "POST")
+            routes[settings.webhook_path] = _Route(CheckoutMiddleware._receive_webhook, "POST")
         if self.store is not None and settings.status_path is not None:
-            self.status = OrderStatus(store=self.store, client=self.client, fulfill=fulfill)
-            routes[settings.status_path] = _Route(self._order_status, "GET, HEAD, OPTIONS")
+            budget = TokenBucket(settings.status_stripe_budget)
+            guard = self.guard
+            self.status = OrderStatus(
+                store=self.store, client=self.client, fulfill=fulfill,
+                may_call_stripe=lambda: not guard.is_open() and budget.take(),
+            )
+            routes[settings.status_path] = _Route(CheckoutMiddleware._order_status,
+                                                  "GET, HEAD, OPTIONS")
         self.checkout = CheckoutService(
-            settings, self.client, self._record_session if self.store is not None else None
+            settings, self.client,
+            functools.partial(_record_session, self.store) if self.store is not None else None,
+            guard=self.guard,
         )
         self._routes = routes
 
@@ -243,19 +273,22 @@ class CheckoutMiddleware:
                                 headers=[("Allow", route.allow)])
             if method == "OPTIONS":
                 return self._preflight(start_response, cors, route.allow)
-            answer = route.endpoint(environ)
+            answer = route.endpoint(self, environ)
         except HTTPError as exc:
-            return json_response(start_response, exc.status, exc.payload(), [*exc.headers, *cors])
+            return _no_body_on_head(method, json_response(
+                start_response, exc.status, exc.payload(), [*exc.headers, *cors]))
         except Exception as exc:
             # Only the exception's type is logged: its message or traceback could carry
             # a secret or a customer's details into log files.
             log.error("%s %s failed: %s", method, environ.get("PATH_INFO"), type(exc).__name__)
             error = HTTPError(500, "The request failed; nothing was charged. Try again.",
                               type="api_error")
-            return json_response(start_response, 500, error.payload(), cors)
+            return _no_body_on_head(
+                method, json_response(start_response, 500, error.payload(), cors))
         if answer.location is not None:
             return redirect_response(start_response, answer.location, cors)
-        return json_response(start_response, answer.status, answer.payload, cors)
+        return _no_body_on_head(
+            method, json_response(start_response, answer.status, answer.payload, cors))
 
     # -- the endpoints -----------------------------------------------------------------
 
@@ -283,14 +316,9 @@ class CheckoutMiddleware:
         if len(ids) != 1:
             raise HTTPError(400, "Give one session_id.", param="session_id")
         status, payload = self.status.lookup(ids[0])
-        return _Answer(status, payload)
-
-    def _record_session(
-        self, session: stripe.checkout.Session, priced: list[PricedItem], order: dict[str, Any]
-    ) -> None:
-        assert self.store is not None
-        items = [item.ledger_entry() for item in priced]
-        self.store.record_open(Order.from_session(session, items=items, status="open"))
+        if self.settings.status_shows_email:
+            return _Answer(status, payload)
+        return _Answer(status, _with_masked_email(payload))
 
     # -- shared helpers ----------------------------------------------------------------
 
@@ -322,8 +350,11 @@ class CheckoutMiddleware:
         browser's cross-site form (they send ``Origin`` on every POST), so it passes.
         """
         origin = request_origin(environ)
+        # domain_url says where the shop is; Host is the browser's word (a DNS-rebinding
+        # page sends its own), trusted only when no domain_url is configured.
+        own = self.settings.shop_origin or own_origin(environ)
         # "null" is what an unparsable Host gives too: it never counts as our own origin.
-        if origin is None or (origin != "null" and origin == own_origin(environ)):
+        if origin is None or (origin != "null" and origin == own):
             return
         if origin not in self.settings.allowed_origins:
             raise HTTPError(403, "This origin may not create checkout sessions.",
@@ -335,7 +366,9 @@ class _Route:
 
     __slots__ = ("allow", "endpoint", "methods")
 
-    def __init__(self, endpoint: Callable[[WSGIEnvironment], _Answer], allow: str) -> None:
+    def __init__(
+        self, endpoint: Callable[[CheckoutMiddleware, WSGIEnvironment], _Answer], allow: str
+    ) -> None:
         self.endpoint = endpoint
         self.allow = allow
         self.methods = frozenset(method.strip() for method in allow.split(","))
@@ -347,11 +380,39 @@ class _Answer(NamedTuple):
     location: str | None = None
 
 
-def _idempotency_key(environ: WSGIEnvironment) -> str:
-    """The request's own ``Idempotency-Key`` if it sent a usable one, else a new one."""
+def _record_session(
+    store: OrderStore, session: stripe.checkout.Session, priced: list[PricedItem],
+    order: dict[str, Any],
+) -> None:
+    items = [item.ledger_entry() for item in priced]
+    store.record_open(Order.from_session(session, items=items, status="open"))
+
+
+def _no_body_on_head(method: str, body: list[bytes]) -> list[bytes]:
+    """A HEAD answer carries the GET answer's headers and no body (RFC 9110, 9.3.2)."""
+    return [] if method == "HEAD" else body
+
+
+def _with_masked_email(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    email = payload.get("customer_email")
+    if not isinstance(email, str):
+        return payload
+    return {**payload, "customer_email": mask_email(email)}
+
+
+def mask_email(email: str) -> str:
+    """``alice@example.com`` -> ``a***@example.com``: enough to recognise, not to use."""
+    local, at, domain = email.rpartition("@")
+    if not at or not local:
+        return "***"
+    return f"{local[0]}***@{domain}"
+
+
+def _idempotency_key(environ: WSGIEnvironment) -> str | None:
+    """The request's own ``Idempotency-Key`` if it sent one (checked), else None."""
     key: str | None = environ.get("HTTP_IDEMPOTENCY_KEY")
     if key is None:
-        return f"scmw-{uuid.uuid4()}"
+        return None
     if not 0 < len(key) <= 255 or not key.isascii() or not key.isprintable():
         raise HTTPError(400, "Idempotency-Key must be 1 to 255 printable ASCII characters.",
                         param="Idempotency-Key")

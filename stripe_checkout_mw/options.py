@@ -301,6 +301,22 @@ def _seconds(option: str, value: Any) -> float:
     return float(value)
 
 
+def positive_number(unit: str) -> Converter:
+    """A converter for a finite number > 0 of ``unit`` ("seconds"), digits in ``.ini`` files."""
+    def convert(option: str, value: Any) -> float:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise OptionError(option, f"{value!r} is not a number of {unit}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OptionTypeError(option, f"give a number of {unit}, not {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise OptionError(option, f"give a number of {unit} > 0")
+        return float(value)
+    return convert
+
+
 def _timeout(option: str, value: Any) -> tuple[float, float]:
     if isinstance(value, str):
         parts: Any = value.replace(",", " ").split()
@@ -360,6 +376,12 @@ OPTIONS: dict[str, Option] = {
     "status_path": Option("/checkout-session", optional_path),
     "store": Option(None, optional_text),
     "fulfill": Option(None, callable_or_reference("a callable fulfill(order)")),
+    # Per-process limits on the Stripe calls requests cause (stripe_guard.py).
+    "max_concurrent_stripe_calls": Option(4, int_between(1, 1000)),
+    "circuit_cooldown": Option(10.0, positive_number("seconds")),
+    "status_stripe_budget": Option(5.0, positive_number("retrieves per second")),
+    "allow_free_orders": Option(False, to_bool),
+    "status_shows_email": Option(False, to_bool),
 }
 
 

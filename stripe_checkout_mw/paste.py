@@ -25,7 +25,7 @@ keys of its own:
   is taken from the ``.ini`` file's folder.
 - ``price_lookup = lookup_keys`` (with ``lookup_keys_ttl = 300``): prices kept in Stripe.
 - ``price_lookup = client_prices`` with ``client_currencies = usd eur`` and
-  ``client_max_unit_amount = 10000`` (``client_min_unit_amount``, default 0): the
+  ``client_max_unit_amount = 10000`` (``client_min_unit_amount``, default 50): the
   browser's prices, bounded. Read :class:`~stripe_checkout_mw.ClientPrices` first.
 - ``price_lookup = module:callable``: a lookup of your own.
 
@@ -62,7 +62,7 @@ from .options import (
     to_words,
     unknown_option,
 )
-from .prices import Catalog, ClientPrices, StripeLookupKeys
+from .prices import DEFAULT_MIN_UNIT_AMOUNT, Catalog, ClientPrices, StripeLookupKeys
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -193,5 +193,5 @@ def price_lookup_from_keys(prices: Mapping[str, Any], here: str | None) -> Any:
     return ClientPrices(
         currencies=list(prices["client_currencies"]),
         max_unit_amount=prices["client_max_unit_amount"],
-        min_unit_amount=prices.get("client_min_unit_amount", 0),
+        min_unit_amount=prices.get("client_min_unit_amount", DEFAULT_MIN_UNIT_AMOUNT),
     )

@@ -22,8 +22,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable
 
+from .http import HTTPError
 from .options import OptionError
 from .validation import ValidationError
 
@@ -41,6 +42,8 @@ _PRODUCT_FIELDS = frozenset({"name", "description", "images"})
 _PRICE_DATA_FIELDS = frozenset({"currency", "unit_amount", "product_data", "recurring"})
 _ENTRY_FIELDS = frozenset({"name", "unit_amount", "currency", "description", "images", "recurring"})
 _MAX_UNIT_AMOUNT = 99_999_999  # Stripe's ceiling for unit_amount in most currencies
+#: ClientPrices' default floor, in minor units: Stripe's smallest charge in USD and EUR.
+DEFAULT_MIN_UNIT_AMOUNT = 50
 
 
 @dataclass(frozen=True)
@@ -126,9 +129,10 @@ def _check_currency(value: object, where: str) -> str:
     return value.lower()
 
 
-def _check_amount(value: object, where: str) -> int:
-    if type(value) is not int or not 0 <= value <= _MAX_UNIT_AMOUNT:
-        raise ValueError(f"{where}: unit_amount must be a whole number of minor units (cents)")
+def _check_amount(value: object, where: str, low: int = 0) -> int:
+    if type(value) is not int or not low <= value <= _MAX_UNIT_AMOUNT:
+        raise ValueError(f"{where}: unit_amount must be a whole number of minor units (cents)"
+                         + (f" of at least {low}" if low else ""))
     return value
 
 
@@ -207,7 +211,8 @@ def _parse_entry(key: object, value: object) -> _Entry:
         key,
         None,
         _check_name(value["name"], where),
-        _check_amount(value["unit_amount"], where),
+        # A price of 0 is a typo or a free gift nobody reviewed: either way not for sale.
+        _check_amount(value["unit_amount"], where, low=1),
         _check_currency(value["currency"], where),
         description,
         _check_images(value["images"], where) if "images" in value else None,
@@ -305,11 +310,19 @@ class ClientPrices(PriceLookup):
 
     :param currencies: the currencies accepted, such as ``["usd"]``.
     :param max_unit_amount: the largest unit amount, in minor units.
-    :param min_unit_amount: the smallest unit amount (default 0).
+    :param min_unit_amount: the smallest unit amount, in minor units, for every currency
+        (default :data:`DEFAULT_MIN_UNIT_AMOUNT`, 50: Stripe's smallest charge in USD and
+        EUR is 0.50, and 50 yen in JPY; GBP allows 0.30, some currencies need more, see
+        Stripe's "minimum and maximum charge amounts"). It must be at least 1: a browser
+        that can send 0 can make an order free.
     """
 
     def __init__(
-        self, *, currencies: Iterable[str], max_unit_amount: int, min_unit_amount: int = 0
+        self,
+        *,
+        currencies: Iterable[str],
+        max_unit_amount: int,
+        min_unit_amount: int = DEFAULT_MIN_UNIT_AMOUNT,
     ) -> None:
         if isinstance(currencies, str):
             raise OptionError(
@@ -321,6 +334,10 @@ class ClientPrices(PriceLookup):
         if not self.currencies:
             raise OptionError("price_lookup", "ClientPrices needs at least one currency")
         self.max_unit_amount = _check_amount(max_unit_amount, "price_lookup: ClientPrices max")
+        if type(min_unit_amount) is not int or min_unit_amount < 1:
+            raise OptionError("price_lookup", "ClientPrices(min_unit_amount=...) must be a whole "
+                              "number of minor units >= 1 (0 would let the browser order for "
+                              "free)")
         self.min_unit_amount = _check_amount(min_unit_amount, "price_lookup: ClientPrices min")
         if self.min_unit_amount > self.max_unit_amount:
             raise OptionError("price_lookup", "ClientPrices min_unit_amount exceeds "
@@ -378,32 +395,52 @@ class ClientPrices(PriceLookup):
         )
 
 
-_CacheEntry = tuple[float, Union["stripe.Price", None]]
-
-
 class StripeLookupKeys(PriceLookup):
-    """Prices kept in Stripe, named by their lookup keys and cached for ``ttl`` seconds.
+    """Prices kept in Stripe, named by their lookup keys; one copy of them per process.
 
     Requests name items by lookup key (``{"price": "basic_monthly", "quantity": 1}``).
-    Keys are resolved with ``prices.list(lookup_keys=[...], active=true)``, ten a call,
-    so N checkouts cost at most one look-up per key per ``ttl``; unknown keys are
-    remembered too, so a stream of made-up keys cannot turn into a stream of API calls.
+    The first checkout loads every active price that has a lookup key (``prices.list``,
+    100 a page, products expanded so their names and ``active`` flags come along); after
+    that every key, known or made up, is answered from that copy: no request makes a
+    Stripe call of its own, so a stream of random keys cannot become a stream of calls.
 
-    :param ttl: seconds a resolved price is trusted before it is looked up again.
+    Every ``ttl`` seconds the copy is refreshed by one call at a time (single flight), in
+    a background thread: requests keep being served from the last good copy meanwhile,
+    and if the refresh fails the old copy stays in use and the refresh is tried again a
+    little later. Only while no copy exists yet (the first checkouts, or Stripe down since
+    start-up) does a checkout wait for the load, and concurrent ones share that one load.
+
+    :param ttl: seconds the copy is trusted before a refresh starts (> 0).
     :param client: the ``StripeClient`` to use; by default the middleware's own.
+    :param retry_after: seconds after a failed first load during which checkouts get 503
+        without a new attempt (a failed refresh is retried after this too, at least 1 s).
     """
 
-    _BATCH = 10
-    _MAX_CACHED = 10_000
+    _PAGE = 100
 
-    def __init__(self, ttl: float = 300, *, client: stripe.StripeClient | None = None) -> None:
-        if not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl < 0:
-            raise ValueError("price_lookup: StripeLookupKeys(ttl=...) must be seconds >= 0")
+    def __init__(
+        self, ttl: float = 300, *, client: stripe.StripeClient | None = None,
+        retry_after: float = 2.0,
+    ) -> None:
+        if (
+            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl)
+            or ttl <= 0
+        ):
+            raise OptionError("price_lookup", "StripeLookupKeys(ttl=...) must be seconds > 0")
+        if (
+            isinstance(retry_after, bool) or not isinstance(retry_after, (int, float))
+            or not math.isfinite(retry_after) or retry_after < 0
+        ):
+            raise OptionError("price_lookup", "StripeLookupKeys(retry_after=...) must be "
+                              "seconds >= 0")
         self.ttl = float(ttl)
+        self.retry_after = float(retry_after)
+        self._attempts = 0  # first-load attempts started
         self.client = client
-        self.lookups = 0  # API calls made, for tests and benchmarks
-        self._cache: dict[str, _CacheEntry] = {}
-        self._lock = threading.Lock()
+        self.lookups = 0  # API calls made (pages listed), for tests and benchmarks
+        self._prices: dict[str, stripe.Price] | None = None
+        self._due = 0.0  # monotonic time the next refresh may start
+        self._load_lock = threading.Lock()  # held by the one load or refresh in flight
 
     def resolve(
         self, items: list[LineItem], client: stripe.StripeClient | None
@@ -414,16 +451,18 @@ class StripeLookupKeys(PriceLookup):
         for i, item in enumerate(items):
             if "price" not in item:
                 raise ValidationError("Items are named by price.", param=f"line_items[{i}][price]")
-        prices = self._prices({item["price"] for item in items}, client)
+        prices = self._current(client)
         priced = []
         for i, item in enumerate(items):
             price = prices.get(item["price"])
             if price is None:
                 raise ValidationError("Unknown item.", param=f"line_items[{i}][price]")
+            product = price.product
+            product_name = getattr(product, "name", None) if not isinstance(product, str) else None
             priced.append(
                 PricedItem(
                     {"price": price.id, "quantity": item["quantity"]},
-                    price.nickname or price.lookup_key,
+                    price.nickname or product_name or price.lookup_key,
                     price.unit_amount,
                     price.currency,
                     recurring=price.type == "recurring",
@@ -431,38 +470,71 @@ class StripeLookupKeys(PriceLookup):
             )
         return priced
 
-    def _prices(
-        self, keys: set[str], client: stripe.StripeClient
-    ) -> dict[str, stripe.Price | None]:
-        now = time.monotonic()
-        found = self._fresh(keys, now)
-        if len(found) == len(keys):
-            return found
-        with self._lock:  # one fetch at a time, so concurrent misses cost one call
-            found = self._fresh(keys, now)
-            missing = sorted(keys - found.keys())
-            fetched: dict[str, stripe.Price | None] = dict.fromkeys(missing)
-            for start in range(0, len(missing), self._BATCH):
-                batch = missing[start : start + self._BATCH]
-                self.lookups += 1
-                listed = client.v1.prices.list(
-                    params={"lookup_keys": batch, "active": True, "limit": self._BATCH}
-                )
-                for listed_price in listed.data:
-                    if listed_price.lookup_key in fetched:
-                        fetched[listed_price.lookup_key] = listed_price
-            if len(self._cache) + len(fetched) > self._MAX_CACHED:
-                self._cache.clear()
-            expires = time.monotonic() + self.ttl
-            for key, price in fetched.items():
-                self._cache[key] = (expires, price)
-            found.update(fetched)
-        return found
+    def _current(self, client: stripe.StripeClient) -> dict[str, stripe.Price]:
+        """The copy to answer from, starting a background refresh when it is due."""
+        prices = self._prices
+        if prices is None:
+            return self._first_load(client)
+        if time.monotonic() >= self._due and self._load_lock.acquire(blocking=False):
+            # The lock passes to the refresh thread, which releases it when done.
+            try:
+                threading.Thread(
+                    target=self._refresh, args=(client,), name="StripeLookupKeys refresh",
+                    daemon=True,
+                ).start()
+            except BaseException:
+                self._load_lock.release()
+                raise
+        return prices
 
-    def _fresh(self, keys: set[str], now: float) -> dict[str, stripe.Price | None]:
-        cache = self._cache
-        return {
-            key: entry[1]
-            for key in keys
-            if (entry := cache.get(key)) is not None and entry[0] > now
-        }
+    def _first_load(self, client: stripe.StripeClient) -> dict[str, stripe.Price]:
+        attempt = self._attempts
+        with self._load_lock:
+            if self._prices is not None:  # another request loaded it while this one waited
+                return self._prices
+            # The attempt this request waited for failed, or one failed a moment ago:
+            # share that failure rather than each waiting request calling Stripe in turn.
+            if self._attempts != attempt or time.monotonic() < self._due:
+                raise _unavailable()
+            self._attempts += 1
+            try:
+                self._prices = self._load(client)
+            except Exception:
+                self._due = time.monotonic() + self.retry_after
+                raise
+            self._due = time.monotonic() + self.ttl
+            return self._prices
+
+    def _refresh(self, client: stripe.StripeClient) -> None:
+        try:
+            self._prices = self._load(client)
+            self._due = time.monotonic() + self.ttl
+        except Exception as exc:
+            self._due = time.monotonic() + min(self.ttl, max(self.retry_after, 1.0))
+            log.warning("StripeLookupKeys: refreshing the prices failed (%s); the last good "
+                        "copy stays in use", type(exc).__name__)
+        finally:
+            self._load_lock.release()
+
+    def _load(self, client: stripe.StripeClient) -> dict[str, stripe.Price]:
+        """Every active price with a lookup key whose product is not archived, by key."""
+        prices: dict[str, stripe.Price] = {}
+        params: dict[str, Any] = {"active": True, "limit": self._PAGE,
+                                  "expand": ["data.product"]}
+        while True:
+            self.lookups += 1
+            page = client.v1.prices.list(params=params)  # type: ignore[arg-type]
+            for price in page.data:
+                product = price.product
+                if getattr(product, "active", True) is False:  # archived: not for sale
+                    continue
+                if price.lookup_key:
+                    prices[price.lookup_key] = price
+            if not page.has_more or not page.data:
+                return prices
+            params = {**params, "starting_after": page.data[-1].id}
+
+
+def _unavailable() -> HTTPError:
+    return HTTPError(503, "The shop's prices could not be loaded; try again in a moment.",
+                     type="api_error", headers=[("Retry-After", "2")])

@@ -22,7 +22,7 @@ import logging
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import stripe
 
@@ -57,6 +57,8 @@ class OrderStatus:
         process. A success page that polls then costs Stripe (rate limit: 25 requests/s in
         test mode) at most one call per interval; the answers in between come from the
         ledger. ``0`` asks Stripe every time.
+    :param may_call_stripe: asked before each retrieval (the process's Stripe budget);
+        ``False`` answers from the ledger instead. Default: always allowed.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class OrderStatus:
         client: stripe.StripeClient,
         fulfill: FulfillFunc | None,
         min_refresh_interval: float = 2.0,
+        may_call_stripe: Callable[[], bool] | None = None,
     ) -> None:
         if fulfill is not None and not callable(fulfill):
             raise TypeError("status: fulfill must be callable or None")
@@ -75,6 +78,7 @@ class OrderStatus:
         self.client = client
         self.fulfill = fulfill
         self.min_refresh_interval = min_refresh_interval
+        self.may_call_stripe = may_call_stripe
         # Only throttles calls to Stripe; correctness never depends on it.
         self._last_refresh: dict[str, float] = {}
         self._refresh_lock = threading.Lock()
@@ -110,6 +114,8 @@ class OrderStatus:
         needs_fulfilment = order.status == PAID and not order.fulfilled
         if not (order.status in _REFRESHABLE or needs_fulfilment) or not self._due(session_id):
             return 200, order.public_view()
+        if self.may_call_stripe is not None and not self.may_call_stripe():
+            return 200, order.public_view()  # over this process's budget: the ledger answers
 
         try:
             session = session_to_dict(self.client.v1.checkout.sessions.retrieve(session_id))

@@ -51,6 +51,23 @@ class ValidationError(ValueError):
         self.param = param
 
 
+def check_total(
+    amounts: list[tuple[int | None, object]], *, allow_free: bool = False
+) -> None:
+    """Refuse an order whose total is 0, unless the shop gives things away on purpose.
+
+    :param amounts: ``(unit_amount, quantity)`` per priced item; an amount of None (a
+        Stripe price whose amount is not known here) is taken to be charged.
+    """
+    if allow_free:
+        return
+    if all(
+        amount is not None and (amount == 0 or quantity == 0) for amount, quantity in amounts
+    ):
+        raise ValidationError("This order's total is 0; the shop takes no free orders.",
+                              param="line_items")
+
+
 class DefaultValidator:
     """The seed's rules, bounded.
 

@@ -275,7 +275,7 @@ class WebhookReceiver:
             )
         try:
             payload = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
             payload = None
         if (
             not isinstance(payload, dict)
@@ -288,7 +288,7 @@ class WebhookReceiver:
         try:
             # The signature was verified above; verifying again would only double the HMAC.
             event = self.client.construct_event_without_verification(text)
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError, RecursionError):
             return "webhook body is signed but is not a Stripe snapshot event"
         return event, payload
 

@@ -108,7 +108,7 @@ def test_form_post_redirects_to_the_hosted_page(
     app = build()
     response = app.post("/create-checkout-session",
                         {"price": "tee", "quantity": "3", "customer_email": "bo@example.com"},
-                        headers={"Origin": "http://localhost:80"})
+                        headers={"Origin": "https://shop.example.com:443"})
     assert response.status_int == 303
     session = stripe_emulator.sessions[0]
     assert response.headers["Location"] == session["url"]
@@ -200,7 +200,7 @@ def test_client_prices_bounds(build: Build, stripe_emulator: StripeEmulator) -> 
     assert stripe_emulator.requests == []
 
 
-def test_lookup_keys_are_resolved_once_per_ttl(
+def test_lookup_keys_are_loaded_once_and_unknown_keys_cost_no_call(
     build: Build, stripe_emulator: StripeEmulator
 ) -> None:
     basic = stripe_emulator.add_price(unit_amount=1500, currency="usd", lookup_key="basic")
@@ -210,25 +210,57 @@ def test_lookup_keys_are_resolved_once_per_ttl(
     app = build(price_lookup=lookup)
     for _ in range(5):
         app.post_json("/create-checkout-session", BASIC)
-    app.post_json("/create-checkout-session", {"line_items": [{"price": "nope", "quantity": 1}]},
-                  status=400)
-    app.post_json("/create-checkout-session", {"line_items": [{"price": "nope", "quantity": 1}]},
-                  status=400)
+    for i in range(20):
+        app.post_json("/create-checkout-session",
+                      {"line_items": [{"price": f"nope-{i}", "quantity": 1}]}, status=400)
     price_calls = [r for r in stripe_emulator.requests if r.path == "/v1/prices"]
-    assert lookup.lookups == len(price_calls) == 2  # "basic" once, "nope" once
+    assert lookup.lookups == len(price_calls) == 1  # one page holds both prices
     assert creates(stripe_emulator)[0].params["line_items"][0] == {"price": basic["id"],
                                                                   "quantity": "1"}
     app.post_json("/create-checkout-session", {"line_items": [{"price": "monthly", "quantity": 1}]})
     assert creates(stripe_emulator)[-1].params["mode"] == "subscription"
 
 
-def test_lookup_cache_expires(build: Build, stripe_emulator: StripeEmulator) -> None:
-    stripe_emulator.add_price(unit_amount=1500, currency="usd", lookup_key="basic")
-    lookup = StripeLookupKeys(ttl=0)
+def test_lookup_keys_are_listed_page_by_page(
+    build: Build, stripe_emulator: StripeEmulator
+) -> None:
+    for i in range(230):
+        stripe_emulator.add_price(unit_amount=100 + i, currency="usd", lookup_key=f"k{i}")
+    stripe_emulator.add_price(unit_amount=5, currency="usd")  # no lookup key: not for sale
+    lookup = StripeLookupKeys(ttl=300)
     app = build(price_lookup=lookup)
-    for _ in range(2):
+    for key in ("k0", "k229", "k117"):
+        app.post_json("/create-checkout-session", {"line_items": [{"price": key, "quantity": 1}]})
+    assert lookup.lookups == 3  # 231 active prices, 100 a page
+    listed = [r for r in stripe_emulator.requests if r.path == "/v1/prices"]
+    assert [r.params.get("starting_after") is None for r in listed] == [True, False, False]
+    assert all(r.params["active"] == "true" and r.params["limit"] == "100" for r in listed)
+
+
+def test_lookup_keys_refresh_in_the_background_from_the_last_good_copy(
+    build: Build, stripe_emulator: StripeEmulator
+) -> None:
+    stripe_emulator.add_price(unit_amount=1500, currency="usd", lookup_key="basic")
+    lookup = StripeLookupKeys(ttl=0.2)
+    app = build(price_lookup=lookup)
+    app.post_json("/create-checkout-session", BASIC)
+    stripe_emulator.add_price(unit_amount=700, currency="usd", lookup_key="new")
+    time.sleep(0.25)
+    # The refresh is due: it starts in the background and hangs; the request that
+    # started it, and the ones after it, are served from the last good copy at once.
+    stripe_emulator.fail_next(status=None, delay=2.0, path="/v1/prices")
+    started = time.monotonic()
+    for _ in range(5):
         app.post_json("/create-checkout-session", BASIC)
-    assert lookup.lookups == 2
+        app.post_json("/create-checkout-session",
+                      {"line_items": [{"price": "new", "quantity": 1}]}, status=400)
+    assert time.monotonic() - started < 1.5
+    assert lookup.lookups == 2  # the first load and one refresh in flight (single flight)
+    deadline = time.monotonic() + 15
+    while app.post_json("/create-checkout-session", {"line_items": [{"price": "new",
+                        "quantity": 1}]}, expect_errors=True).status_int != 200:
+        assert time.monotonic() < deadline, "the refreshed copy never arrived"
+        time.sleep(0.1)
 
 
 def test_retry_after_a_500_reuses_one_idempotency_key(
@@ -252,10 +284,15 @@ def test_the_requests_idempotency_key_makes_a_repeat_return_the_same_session(
     again = app.post_json("/create-checkout-session", body, headers={"Idempotency-Key": "cart-42"})
     assert first.json == again.json
     assert len(stripe_emulator.sessions) == 1
+    # The same key with another cart is another order: a new session, not a 400.
     other = {"line_items": [{"price": "tee", "quantity": 2}]}
-    error = app.post_json("/create-checkout-session", other, headers={"Idempotency-Key": "cart-42"},
-                          status=400).json["error"]
-    assert error["type"] == "idempotency_error"
+    changed = app.post_json("/create-checkout-session", other,
+                            headers={"Idempotency-Key": "cart-42"})
+    assert changed.json["sessionId"] != first.json["sessionId"]
+    assert stripe_emulator.session(changed.json["sessionId"])["amount_total"] == 4000
+    # Stripe never sees the browser's key itself, only one scoped to the order.
+    keys = [r.idempotency_key for r in creates(stripe_emulator)]
+    assert "cart-42" not in keys and len(set(keys)) == 2
     for bad in ["x" * 256, "caf\u00e9", "tab\there"]:
         app.post_json("/create-checkout-session", body, headers={"Idempotency-Key": bad},
                       status=400)
@@ -402,7 +439,7 @@ def test_cross_site_posts_are_refused(
 def test_same_origin_and_allowed_origin_posts_pass(build: Build) -> None:
     app = build(allowed_origins=["https://front.example"])
     app.post("/create-checkout-session", {"price": "tee"},
-             headers={"Referer": "http://localhost/shop"}, status=303)
+             headers={"Referer": f"{DOMAIN}/shop"}, status=303)
     app.post("/create-checkout-session", {"price": "tee"},
              headers={"Origin": "https://front.example"}, status=303)
 

@@ -279,7 +279,7 @@ def test_price_lookup_faults(
     fault: dict[str, Any], status: int,
 ) -> None:
     stripe_emulator.add_price(unit_amount=1500, currency="usd", lookup_key="basic")
-    lookup = StripeLookupKeys(ttl=300)
+    lookup = StripeLookupKeys(ttl=300, retry_after=0)
     mw = build(price_lookup=lookup, max_network_retries=1, timeout=0.5)
     stripe_emulator.fail_next(path="/v1/prices", **fault)
     body = {"line_items": [{"price": "basic", "quantity": 1}]}

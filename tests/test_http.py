@@ -99,13 +99,33 @@ def test_form_rejects_mismatched_quantities_and_repeats() -> None:
         ("https://Shop.Example.com/cart?x=1", "https://shop.example.com"),
         ("https://shop.example.com:443/", "https://shop.example.com"),
         ("http://shop.example.com:8000", "http://shop.example.com:8000"),
-        ("https://user@evil.example@shop.example.com/", "https://shop.example.com"),
+        ("http://[::1]:8000/x", "http://[::1]:8000"),
+        ("https://user@evil.example@shop.example.com/", None),
+        ("https://shop.example.com@evil.example/", None),
+        ("https://user:pw@shop.example.com", None),
+        ("https://shop.example.com:99999/", None),
+        ("https://shop.example.com:443x/", None),
+        ("https://shop example.com/", None),
+        ("https://shop.example.com\\@evil.example/", None),
+        ("ftp://shop.example.com/", None),
+        ("javascript://shop.example.com/", None),
         ("/relative", None),
         ("null", None),
     ],
 )
 def test_origin_of(url: str, origin: str | None) -> None:
     assert origin_of(url) == origin
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["https://shop.example.com/", "https://shop.example.com/cart", "https://shop.example.com?x",
+     "https://shop.example.com#x", "https://u@shop.example.com", "https://shop.example.com:x"],
+)
+def test_an_origin_header_is_scheme_host_and_port_only(header: str) -> None:
+    assert origin_of(header, bare=True) is None
+    assert request_origin({"HTTP_ORIGIN": header}) == "null"
+    assert origin_of("https://shop.example.com:8443", bare=True) == "https://shop.example.com:8443"
 
 
 def test_own_origin_and_request_origin() -> None:

@@ -240,7 +240,7 @@ def test_query_string_and_host_header_do_not_change_the_urls(
                     headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"},
                     status=303)
     answer = web.post_json(CHECKOUT + query, ONE_TEE,
-                           headers={"Host": "evil.example", "Origin": "http://evil.example"})
+                           headers={"Host": "evil.example", "Origin": DOMAIN})
     sessions = stripe_emulator.sessions
     assert len(sessions) == 2
     for session in sessions:
