@@ -7,6 +7,7 @@ already prove a promise, this file adds only what they leave out.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -14,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.serving import make_server
 
-from stripe_checkout_mw import Catalog, CheckoutMiddleware, StripeLookupKeys
+from stripe_checkout_mw import Catalog, CheckoutMiddleware, ClientPrices, StripeLookupKeys
 from stripe_checkout_mw.orders import Order
 from stripe_checkout_mw.testing import StripeEmulator, sign_payload
 
@@ -585,3 +587,144 @@ def test_the_settings_do_not_show_secrets_in_their_repr(
     shown = repr(build().mw.settings)
     assert stripe_emulator.secret_key not in shown
     assert stripe_emulator.webhook_secret not in shown
+
+
+# --- 8. abuse: replays, rebinding, free orders, small leaks ---------------------------------
+
+
+def test_a_replayed_idempotency_key_returns_a_session_only_for_the_identical_order(
+    build: Any, stripe_emulator: StripeEmulator
+) -> None:
+    web = build().web
+    key = {"Idempotency-Key": "order-1"}  # predictable, as browsers' keys often are
+    ann = {**ONE_TEE, "customer_email": "ann@example.com"}
+    first = web.post_json(CHECKOUT, ann, headers=key).json
+    # Someone else replays the key with their own cart: a session of their own, never
+    # Ann's, and no 400 that would block Ann's retry either.
+    mallory = web.post_json(CHECKOUT, {"line_items": [{"price": "mug", "quantity": 1}]},
+                            headers=key).json
+    assert mallory["sessionId"] != first["sessionId"]
+    assert web.post_json(CHECKOUT, ann, headers=key).json == first  # Ann's retry
+    assert web.post_json(CHECKOUT, {**ONE_TEE, "customer_email": "eve@example.com"},
+                         headers=key).json["sessionId"] != first["sessionId"]
+    sent = {r.idempotency_key for r in creates(stripe_emulator)}
+    assert "order-1" not in sent and len(sent) == 3
+
+
+def test_the_shops_origin_is_domain_urls_and_host_only_without_it(
+    build: Any, stripe_emulator: StripeEmulator
+) -> None:
+    web = build().web
+    # A DNS-rebinding page: its Origin and the Host it sends agree, and both are foreign.
+    rebound = {"Host": "evil.example", "Origin": "http://evil.example"}
+    assert web.post_json(CHECKOUT, ONE_TEE, headers=rebound, status=403).json["error"][
+        "type"] == "permission_error"
+    web.post_json(CHECKOUT, ONE_TEE, headers={"Host": "evil.example", "Origin": DOMAIN})
+    web.post_json(CHECKOUT, ONE_TEE, headers={"Origin": "https://shop.example.com:443"})
+    for foreign in ("https://shop.example.com/", "https://shop.example.com@evil.example",
+                    "https://evil@shop.example.com", "https://shop.example.com:8443"):
+        web.post_json(CHECKOUT, ONE_TEE, headers={"Origin": foreign}, status=403)
+    web.post_json(CHECKOUT, ONE_TEE, headers={"Referer": "https://u@shop.example.com/x"},
+                  status=403)
+    assert len(creates(stripe_emulator)) == 2
+    # Without domain_url (both URLs given), Host is all there is to go by.
+    hostly = build(domain_url=None, success_url=SUCCESS_URL, cancel_url=CANCEL_URL).web
+    hostly.post_json(CHECKOUT, ONE_TEE, headers=rebound)
+
+
+def test_head_answers_carry_headers_and_no_body(build: Any) -> None:
+    mw = build().mw
+    for path, query, status in ((STATUS, "session_id=cs_test_unknown", "404"),
+                                (STATUS, "", "400"), (CHECKOUT, "", "405")):
+        environ = {"REQUEST_METHOD": "HEAD", "PATH_INFO": path, "QUERY_STRING": query,
+                   "SERVER_NAME": "localhost", "SERVER_PORT": "80", "wsgi.url_scheme": "http",
+                   "wsgi.input": io.BytesIO()}
+        answer, body = call(mw, environ)
+        assert answer.startswith(status)
+        assert body == b""
+
+
+def test_a_signed_event_nested_too_deep_to_parse_is_a_400(
+    build: Any, stripe_emulator: StripeEmulator
+) -> None:
+    shop_ = build()
+    depth = 100_000
+    body = (b'{"id":"evt_deep","object":"event","type":"checkout.session.completed",'
+            b'"data":{"object":' + b"[" * depth + b"]" * depth + b"}}")
+    answer = shop_.web.post(WEBHOOK, body, content_type="application/json", status=400,
+                            headers={"Stripe-Signature": sign_payload(
+                                body, stripe_emulator.webhook_secret)})
+    assert answer.json["error"]["type"] == "invalid_request_error"
+    assert shop_.fulfilled == []
+
+
+def test_the_status_view_masks_the_email_unless_told_to_show_it(
+    build: Any, stripe_emulator: StripeEmulator
+) -> None:
+    for options, shown in (({}, "a***@example.com"),
+                           ({"status_shows_email": True}, "ann@example.com")):
+        web = build(**options).web
+        session_id = web.post_json(CHECKOUT, {**ONE_TEE, "customer_email": "ann@example.com"}
+                                   ).json["sessionId"]
+        assert web.get(STATUS, {"session_id": session_id}).json["customer_email"] == shown
+        stripe_emulator.pay(session_id)
+        assert web.get(STATUS, {"session_id": session_id}).json["customer_email"] == shown
+
+
+def test_the_middleware_is_freed_by_reference_counting(
+    stripe_emulator: StripeEmulator, tmp_path: Path
+) -> None:
+    mw = CheckoutMiddleware(
+        shop, secret_key=stripe_emulator.secret_key, stripe_api_base=stripe_emulator.api_base,
+        domain_url=DOMAIN, price_lookup=Catalog(CATALOG),
+        webhook_secret=stripe_emulator.webhook_secret, store=f"sqlite:///{tmp_path}/o.db",
+        fulfill=lambda order: None,
+    )
+    assert {mw.settings.path, mw.settings.webhook_path, mw.settings.status_path} <= set(
+        mw._routes)
+    mw.close()
+    freed = weakref.ref(mw)
+    gc.collect()
+    gc.disable()
+    try:
+        del mw
+        assert freed() is None, "a reference cycle keeps the middleware alive"
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize(
+    "prices",
+    [pytest.param({"currencies": ["usd"], "max_unit_amount": 10_000}, id="default-floor"),
+     pytest.param({"currencies": ["usd"], "max_unit_amount": 10_000, "min_unit_amount": 100},
+                  id="own-floor")],
+)
+def test_a_browser_cannot_pay_less_than_the_floor(
+    build: Any, stripe_emulator: StripeEmulator, prices: dict[str, Any]
+) -> None:
+    web = build(price_lookup=ClientPrices(**prices)).web
+    floor = prices.get("min_unit_amount", 50)
+    for amount in (0, 1, floor - 1):
+        body = {"line_items": [{"quantity": 1, "price_data": {
+            "currency": "usd", "unit_amount": amount, "product_data": {"name": "Gift"}}}]}
+        error = web.post_json(CHECKOUT, body, status=400).json["error"]
+        assert error["param"] == "line_items[0][price_data][unit_amount]"
+    assert stripe_emulator.requests == []
+    with pytest.raises(ValueError, match="min_unit_amount"):
+        ClientPrices(currencies=["usd"], max_unit_amount=100, min_unit_amount=0)
+    with pytest.raises(ValueError, match=r"'free'.*unit_amount"):
+        Catalog({"free": {"name": "Gift", "unit_amount": 0, "currency": "usd"}})
+
+
+def test_a_zero_total_order_is_refused_unless_free_orders_are_allowed(
+    build: Any, stripe_emulator: StripeEmulator
+) -> None:
+    def free(items: list[dict[str, Any]], environ: Any) -> list[dict[str, Any]]:
+        return [{"quantity": 1, "price_data": {"currency": "usd", "unit_amount": 0,
+                                               "product_data": {"name": "Sample"}}}]
+
+    error = build(price_lookup=free).web.post_json(CHECKOUT, ONE_TEE, status=400).json["error"]
+    assert error["param"] == "line_items" and "0" in error["message"]
+    assert stripe_emulator.requests == []
+    build(price_lookup=free, allow_free_orders=True).web.post_json(CHECKOUT, ONE_TEE)
+    assert len(creates(stripe_emulator)) == 1
