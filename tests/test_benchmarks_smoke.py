@@ -65,6 +65,11 @@ EXPECTED_ROWS = [
     ("6", "PostgreSQL: floor (construct_event + INSERT + commit), events/s"),
     ("6", "PostgreSQL: path time / floor time"),
     ("6", "PostgreSQL: duplicates, events/s"),
+    ("7", "anonymous look-ups (10 random keys each): Stripe calls per 1,000 requests"),
+    ("7", "status path hammered: Stripe retrieves"),
+    ("7", "Stripe hanging, 8 server threads: pass-through p99 latency"),
+    ("7", "Stripe hanging, 8 server threads: webhook p99 latency"),
+    ("7", "Stripe hanging, 8 server threads: checkouts answered 503 at once"),
 ]
 
 
