@@ -117,6 +117,11 @@ def flask_sample(secret_key: str, api_base: str) -> Any:
     return app
 
 
+#: Sections 4 and 5 measure speed with 8 concurrent clients, not the bulkhead (section 7
+#: does): room for all of them.
+_BULKHEAD = 16
+
+
 def build(setup: dict[str, Any]) -> tuple[Callable[[int], None], Callable[[], dict[str, Any]]]:
     """The variant's one-checkout function (given a sequence number) and its stats."""
     import stripe
@@ -130,17 +135,20 @@ def build(setup: dict[str, Any]) -> tuple[Callable[[int], None], Callable[[], di
     body = json.dumps(ORDER).encode()
     if variant == "middleware":
         app = fully_configured(trivial_app, tmpdir, secret_key=secret, api_base=api_base,
-                               webhook_secret=setup["webhook_secret"])
+                               webhook_secret=setup["webhook_secret"],
+                               max_concurrent_stripe_calls=_BULKHEAD)
         return (lambda i: _call_wsgi(app, body)), dict
     if variant == "middleware-no-ledger":
         app = CheckoutMiddleware(trivial_app, secret_key=secret, stripe_api_base=api_base,
                                  domain_url=DOMAIN_URL, price_lookup=Catalog(CATALOG_ITEMS),
-                                 allowed_origins=["https://other.example"], store=None)
+                                 allowed_origins=["https://other.example"], store=None,
+                                 max_concurrent_stripe_calls=_BULKHEAD)
         return (lambda i: _call_wsgi(app, body)), dict
     if variant == "lookup-keys":
         lookup = StripeLookupKeys(ttl=setup["ttl"])
         app = CheckoutMiddleware(trivial_app, secret_key=secret, stripe_api_base=api_base,
-                                 domain_url=DOMAIN_URL, price_lookup=lookup, store=None)
+                                 domain_url=DOMAIN_URL, price_lookup=lookup, store=None,
+                                 max_concurrent_stripe_calls=_BULKHEAD)
         keys = setup["keys"]
         bodies = [json.dumps({"line_items": [{"price": k, "quantity": 1}]}).encode()
                   for k in keys]

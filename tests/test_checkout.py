@@ -221,6 +221,17 @@ def test_lookup_keys_are_loaded_once_and_unknown_keys_cost_no_call(
     assert creates(stripe_emulator)[-1].params["mode"] == "subscription"
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{"ttl": 0}, {"ttl": -1}, {"ttl": float("nan")}, {"ttl": True}, {"ttl": "300"},
+     {"retry_after": -1}, {"retry_after": float("inf")}],
+)
+def test_lookup_keys_refuse_bad_timings(options: dict[str, Any]) -> None:
+    name = next(iter(options))
+    with pytest.raises(ValueError, match=f"StripeLookupKeys\\({name}="):
+        StripeLookupKeys(**options)
+
+
 def test_lookup_keys_are_listed_page_by_page(
     build: Build, stripe_emulator: StripeEmulator
 ) -> None:
