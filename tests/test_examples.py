@@ -131,7 +131,8 @@ def test_example_takes_a_paid_order(
     app = shop_env.app = load_example(name)
     assert isinstance(find_middleware(app), CheckoutMiddleware)
     shop_env.start()
-    browser = webtest.TestApp(app)
+    # The browser is on the shop's own site (WEB_APP_URL), so its form posts are same-origin.
+    browser = webtest.TestApp(app, extra_environ={"HTTP_HOST": shop_env.url.split("://")[1]})
 
     pay_url = start_checkout(name, browser)
     assert pay_url.startswith(f"{emulator.api_base}/pay/cs_test_")

@@ -159,6 +159,7 @@ class Answer:
     headers: list[tuple[str, str]]
     body: bytes
     result: Any
+    head: bool = False  # a HEAD answer: the headers of the GET answer, no body
 
     def header(self, name: str) -> str | None:
         return next((v for n, v in self.headers if n.lower() == name.lower()), None)
@@ -226,7 +227,8 @@ def call(mw: CheckoutMiddleware, environ: dict[str, Any]) -> Answer:
         assert not _CONTROL.search(value), f"control character in header {name}: {value!r}"
         value.encode("latin-1")
     code, _, reason = status.partition(" ")
-    return Answer(int(code), reason, headers, body, result)
+    head = environ.get("REQUEST_METHOD") == "HEAD"
+    return Answer(int(code), reason, headers, body, result, head)
 
 
 def check_owned(world: World, answer: Answer, before_calls: int,
@@ -236,8 +238,10 @@ def check_owned(world: World, answer: Answer, before_calls: int,
     for secret in world.secrets:
         assert secret not in answer.text
     assert "Traceback" not in answer.text
+    assert not (answer.head and answer.body), "a HEAD answer must have no body"
     if answer.status >= 400:
         assert answer.header("Content-Type") == "application/json", answer.text
+    if answer.status >= 400 and not answer.head:
         payload = json.loads(answer.body)
         assert set(payload) == {"error"}, answer.text
         error = payload["error"]

@@ -266,6 +266,7 @@ def test_soak(tmp_path: Path) -> None:
                 store=f"sqlite:///{ledger_dir}/orders.db",
                 fulfill=fulfilments,
                 timeout=20.0,
+                max_concurrent_stripe_calls=CLIENTS,  # a healthy Stripe: no 503 expected
             )
             server = make_server("127.0.0.1", 0, mw, threaded=True)
             serving = threading.Thread(target=server.serve_forever,
