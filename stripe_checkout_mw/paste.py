@@ -92,7 +92,7 @@ PRICE_KEYS: dict[str, Converter] = {
     "lookup_keys_ttl": _seconds,
     "client_currencies": to_words,
     "client_max_unit_amount": int_between(0, 99_999_999),
-    "client_min_unit_amount": int_between(0, 99_999_999),
+    "client_min_unit_amount": int_between(1, 99_999_999),
 }
 
 _LOOKUP_KINDS = ("catalog", "lookup_keys", "client_prices")

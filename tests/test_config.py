@@ -116,7 +116,8 @@ def test_unknown_option_names_the_nearest_one() -> None:
         CheckoutMiddleware(app, pric_lookup=CATALOG)  # type: ignore[arg-type]
     assert str(misspelt.value) == ("pric_lookup: not a stripe-checkout-mw option; "
                                    "did you mean price_lookup?")
-    with pytest.raises(OptionError, match="the options are: allow_free_orders, allowed_countries, "):
+    with pytest.raises(OptionError,
+                       match="the options are: allow_free_orders, allowed_countries, "):
         build(xyzzy=1)
 
 
