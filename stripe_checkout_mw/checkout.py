@@ -28,6 +28,7 @@ import stripe
 
 from .config import RESERVED_SESSION_PARAMS
 from .http import HTTPError
+from .marker import MARKER_KEY, shop_marker
 from .prices import PricedItem, resolve_prices
 from .stripe_guard import StripeGuard
 from .validation import MAX_ITEMS, ValidationError, check_total
@@ -73,6 +74,9 @@ class CheckoutService:
         self.record = record
         self.guard = guard or StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
                                           cooldown=settings.circuit_cooldown)
+        #: Put in every session's metadata so the webhook and status paths recognise this
+        #: shop's sessions without their ledger row (see :mod:`stripe_checkout_mw.marker`).
+        self.marker = shop_marker(settings.success_url)
 
     def create(
         self, body: dict[str, Any], environ: WSGIEnvironment, idempotency_key: str | None
@@ -154,6 +158,7 @@ class CheckoutService:
                 raise HTTPError(500, "The shop's checkout is misconfigured.", type="api_error")
         if extra:
             params.update(extra)
+        params["metadata"] = {**dict(params.get("metadata") or {}), MARKER_KEY: self.marker}
         return params
 
 

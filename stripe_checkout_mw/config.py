@@ -63,6 +63,10 @@ class Settings:
     status_stripe_budget: float = 5.0
     allow_free_orders: bool = False
     status_shows_email: bool = False
+    #: Seconds a fulfilment or handler job is held by the worker running it.
+    job_lease: float = 300.0
+    #: Days a processed event id is kept to refuse duplicates.
+    event_retention_days: float = 30.0
 
     @property
     def livemode(self) -> bool:

@@ -37,6 +37,7 @@ import stripe
 
 from .checkout import CheckoutService
 from .config import SessionOptions, Timeout, load_settings
+from .fulfilment import FulfilJob
 from .http import (
     FORM_TYPE,
     JSON_TYPE,
@@ -51,12 +52,14 @@ from .http import (
     request_origin,
     status_line,
 )
+from .marker import shop_marker
 from .options import OPTIONS, OptionTypeError, unknown_option
 from .orders import Order
+from .pipeline import DEFAULT_LEASE, DEFAULT_RETENTION_DAYS, Pipeline
 from .status import OrderStatus
 from .store import OrderStore, open_store
 from .stripe_guard import StripeGuard, TokenBucket
-from .webhooks import WebhookHandlers, WebhookReceiver
+from .webhooks import HandlersJob, WebhookHandlers, WebhookReceiver
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -109,7 +112,13 @@ class CheckoutMiddleware:
     :param status_path: the success page's order status path (served with a store).
     :param store: order ledger URL (``sqlite:///orders.db``, ``postgresql://...``);
         default ``STRIPE_CHECKOUT_STORE`` or a SQLite file (see the README).
-    :param fulfill: ``fulfill(order)``, called once per paid order.
+    :param fulfill: ``fulfill(order)``, called for each paid order once its payment is
+        committed, outside any transaction (the README's fulfil contract says exactly when
+        it can be called again; ``order.fulfilment_attempt`` numbers the calls).
+    :param job_lease: seconds a fulfilment (or handler) job is held by the worker running
+        it; longer than ``fulfill`` can take. Default 300.
+    :param event_retention_days: processed event ids are kept this long to refuse
+        duplicates (Stripe retries for 3 days). Default 30.
     :param client: a ready ``stripe.StripeClient``, instead of building one.
     :param max_concurrent_stripe_calls: checkouts that may wait on Stripe at once in this
         process (default 4; keep it below the server's thread count, so a hanging Stripe
@@ -159,6 +168,8 @@ class CheckoutMiddleware:
         status_path: str | None = "/checkout-session",
         store: str | None = None,
         fulfill: Callable[[Order], None] | None = None,
+        job_lease: float = DEFAULT_LEASE,
+        event_retention_days: float = DEFAULT_RETENTION_DAYS,
         client: stripe.StripeClient | None = None,
         max_concurrent_stripe_calls: int = 4,
         circuit_cooldown: float = 10.0,
@@ -199,15 +210,23 @@ class CheckoutMiddleware:
         self.status: OrderStatus | None = None
         self.guard = StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
                                  cooldown=settings.circuit_cooldown)
+        self.pipeline: Pipeline | None = None
+        # Put in every session's metadata (the checkout does), so the webhook and the status
+        # path recognise this shop's sessions without their ledger row.
+        marker = shop_marker(settings.success_url)
         # Plain functions, not bound methods: a route table holding self would make the
         # middleware a reference cycle, freed only by the garbage collector.
         routes = {settings.path: _Route(CheckoutMiddleware._create_session, "POST, OPTIONS")}
         if settings.uses_store:
-            self.store = open_store(settings.store)
+            store_ = self.store = open_store(settings.store)
+            self.pipeline = Pipeline(
+                store_, [HandlersJob(self.handlers, self.client), FulfilJob(store_, fulfill)],
+                lease=settings.job_lease, retention_days=settings.event_retention_days,
+            )
         if self.store is not None and settings.webhook_path is not None:
             self.webhooks = WebhookReceiver(
                 store=self.store, secrets=settings.webhook_secrets, handlers=self.handlers,
-                fulfill=fulfill, client=self.client,
+                fulfill=fulfill, client=self.client, marker=marker, pipeline=self.pipeline,
             )
             routes[settings.webhook_path] = _Route(CheckoutMiddleware._receive_webhook, "POST")
         if self.store is not None and settings.status_path is not None:
@@ -216,12 +235,14 @@ class CheckoutMiddleware:
             self.status = OrderStatus(
                 store=self.store, client=self.client, fulfill=fulfill,
                 may_call_stripe=lambda: not guard.is_open() and budget.take(),
+                marker=marker, pipeline=self.pipeline,
             )
             routes[settings.status_path] = _Route(CheckoutMiddleware._order_status,
                                                   "GET, HEAD, OPTIONS")
         self.checkout = CheckoutService(
             settings, self.client,
-            functools.partial(_record_session, self.store) if self.store is not None else None,
+            functools.partial(_record_session, self.store, self.status)
+            if self.store is not None else None,
             guard=self.guard,
         )
         self._routes = routes
@@ -248,8 +269,8 @@ class CheckoutMiddleware:
             @mw.on("checkout.session.expired")
             def expired(event): ...
 
-        Handlers run inside the event's store transaction: raising rolls it back and
-        Stripe delivers the event again, so keep them quick and idempotent.
+        Handlers run after the event is committed to the ledger, before ``fulfill``;
+        raising answers 500 and the redelivery runs them again, so make them idempotent.
         """
         return self.handlers.on(event_type)
 
@@ -307,18 +328,17 @@ class CheckoutMiddleware:
     def _receive_webhook(self, environ: WSGIEnvironment) -> _Answer:
         assert self.webhooks is not None  # the route exists only with a receiver
         body = read_body(environ, WEBHOOK_MAX_BODY)
-        status, payload = self.webhooks.handle(body, environ.get("HTTP_STRIPE_SIGNATURE"))
-        return _Answer(status, payload)
+        return _Answer(200, self.webhooks.handle(body, environ.get("HTTP_STRIPE_SIGNATURE")))
 
     def _order_status(self, environ: WSGIEnvironment) -> _Answer:
         assert self.status is not None  # the route exists only with a status lookup
         ids = parse_qs(environ.get("QUERY_STRING", "")).get("session_id", [])
         if len(ids) != 1:
             raise HTTPError(400, "Give one session_id.", param="session_id")
-        status, payload = self.status.lookup(ids[0])
+        payload = self.status.lookup(ids[0])
         if self.settings.status_shows_email:
-            return _Answer(status, payload)
-        return _Answer(status, _with_masked_email(payload))
+            return _Answer(200, payload)
+        return _Answer(200, _with_masked_email(payload))
 
     # -- shared helpers ----------------------------------------------------------------
 
@@ -381,11 +401,20 @@ class _Answer(NamedTuple):
 
 
 def _record_session(
-    store: OrderStore, session: stripe.checkout.Session, priced: list[PricedItem],
-    order: dict[str, Any],
+    store: OrderStore, status: OrderStatus | None, session: stripe.checkout.Session,
+    priced: list[PricedItem], order: dict[str, Any],
 ) -> None:
     items = [item.ledger_entry() for item in priced]
-    store.record_open(Order.from_session(session, items=items, status="open"))
+    try:
+        store.record_open(Order.from_session(session, items=items, status="open"))
+    except Exception as exc:
+        # The session carries the marker: the webhook (or this process's status lookup)
+        # records it from Stripe, so the customer still gets to pay.
+        log.error("checkout session %s was not written to the ledger (%s); it will be "
+                  "recorded from Stripe when it is paid or looked up", session.id,
+                  type(exc).__name__)
+        if status is not None:
+            status.note_unrecorded(session.id)
 
 
 def _no_body_on_head(method: str, body: list[bytes]) -> list[bytes]:

@@ -341,6 +341,30 @@ def _webhook_secrets(option: str, value: Any) -> tuple[str, ...]:
     return secrets
 
 
+def job_lease(option: str, value: Any) -> float:
+    """Seconds a job's lease lasts: 1 to 86400, longer than ``fulfill`` can take."""
+    seconds = _seconds(option, value)
+    if not 1 <= seconds <= 86400:
+        raise OptionError(option, f"must be from 1 to 86400 seconds (got {seconds:g}); choose "
+                          "more than your fulfill() can take, e.g. 300")
+    return seconds
+
+
+def retention_days(option: str, value: Any) -> float:
+    """Days processed event ids are kept: more than 0 and at most 3650."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise OptionError(option, f"{value!r} is not a number of days") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OptionTypeError(option, f"give a number of days such as 30, not {value!r}")
+    if not (math.isfinite(value) and 0 < value <= 3650):
+        raise OptionError(option, "give days > 0 and at most 3650, e.g. 30 (Stripe retries a "
+                          "delivery for 3 days)")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Option:
     """One row of :data:`OPTIONS`: what an option is when not given, and its converter."""
@@ -382,6 +406,8 @@ OPTIONS: dict[str, Option] = {
     "status_stripe_budget": Option(5.0, positive_number("retrieves per second")),
     "allow_free_orders": Option(False, to_bool),
     "status_shows_email": Option(False, to_bool),
+    "job_lease": Option(300.0, job_lease),
+    "event_retention_days": Option(30.0, retention_days),
 }
 
 

@@ -5,9 +5,9 @@ amounts as the server priced them when the session was created), who bought it, 
 payment stands. The ledger (:mod:`stripe_checkout_mw.store`) keeps one row per order.
 
 Two paths learn that an order is paid: the webhook (:mod:`stripe_checkout_mw.webhooks`) and the
-success-page status lookup (:mod:`stripe_checkout_mw.status`). Both end in :func:`settle_order`,
-which runs inside one store transaction with the order row locked, so whichever path gets there
-first fulfils the order and the other finds it already done.
+success-page status lookup (:mod:`stripe_checkout_mw.status`). Both hand it to the fulfilment
+step (:mod:`stripe_checkout_mw.fulfilment`), which moves the order with its row locked and
+records the fulfilment as a job that runs once the move is committed.
 
 Statuses only move up this ranking, so deliveries arriving out of order cannot undo one
 another::
@@ -24,10 +24,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable
-
-if TYPE_CHECKING:
-    from .store import StoreTransaction
+from typing import Any, Callable
 
 __all__ = [
     "AWAITING_PAYMENT",
@@ -38,9 +35,9 @@ __all__ = [
     "STATUSES",
     "FulfillFunc",
     "Order",
+    "advance",
     "items_from_session",
     "session_to_dict",
-    "settle_order",
     "status_for_session",
 ]
 
@@ -62,7 +59,8 @@ STATUSES: dict[str, int] = {
     PAID: 3,
 }
 
-#: The ``fulfill`` hook: called once per paid order, inside the store transaction.
+#: The ``fulfill`` hook: called for a paid order once its payment is committed to the ledger,
+#: outside any transaction (see the README's fulfil contract).
 FulfillFunc = Callable[["Order"], None]
 
 
@@ -85,8 +83,8 @@ class Order:
     :param items: what was sold, as the server priced it: dicts with ``name``, ``quantity``,
         ``unit_amount`` (``int`` or ``None``), ``currency`` and ``price`` (a Stripe price id or
         ``None``).
-    :param fulfilled: whether the once-only fulfilment step has completed (the ``fulfill`` hook,
-        if one is configured, returned without raising and that was committed).
+    :param fulfilled: whether the fulfilment step has completed (the ``fulfill`` hook, if one
+        is configured, returned without raising and that was recorded).
     :param payment_status: Stripe's ``payment_status`` the last time the order moved:
         ``unpaid``, ``paid`` or ``no_payment_required``.
     :param session: the Stripe Checkout Session as a plain ``dict``: the one returned at
@@ -96,6 +94,10 @@ class Order:
     :param created_at: Unix time the ledger row was written.
     :param updated_at: Unix time of the last change.
     :param fulfilled_at: Unix time of the fulfilment, or ``None``.
+    :param fulfilment_attempt: in the order ``fulfill`` receives, which call this is: 1 on the
+        first, higher only when an earlier call's outcome could not be recorded (it raised,
+        its process stopped, or the database failed before marking it done). ``0`` elsewhere;
+        not stored in the order's row (the job keeps it).
     """
 
     session_id: str
@@ -114,6 +116,7 @@ class Order:
     created_at: float = 0.0
     updated_at: float = 0.0
     fulfilled_at: float | None = None
+    fulfilment_attempt: int = 0
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -239,55 +242,11 @@ def status_for_session(session: Mapping[str, Any]) -> str | None:
     return None
 
 
-def settle_order(
-    tx: StoreTransaction,
-    session_id: str,
-    new_status: str,
-    session: Mapping[str, Any] | None,
-    fulfill: FulfillFunc | None,
-    *,
-    before_fulfil: Callable[[], None] | None = None,
-) -> Order | None:
-    """Move the order to ``new_status`` and, the first time it becomes paid, fulfil it.
+def advance(order: Order, new_status: str, session: Mapping[str, Any] | None, now: float) -> Order:
+    """The order at ``new_status``, refreshed from the Stripe session that moved it.
 
-    Runs inside ``tx`` with the order row locked (:meth:`StoreTransaction.lock_order`), so two
-    paths settling the same order at once are serialised by the database and only the first
-    to commit fulfils. ``before_fulfil`` runs after the ledger update and before the
-    ``fulfill`` hook: the webhook path runs its event handlers there so that a failing handler
-    rolls back before anything irreversible happens. Any exception propagates and the caller
-    rolls back ``tx``: the order is then neither paid nor fulfilled and the next delivery or
-    lookup tries again.
-
-    Returns the order as saved, or ``None`` when the session is not in the ledger.
+    The caller checks the ranking first (:data:`STATUSES`): statuses only move up.
     """
-    if new_status not in STATUSES:
-        raise ValueError(f"order: unknown status {new_status!r}")
-    order = tx.lock_order(session_id)
-    if order is None:
-        if before_fulfil is not None:
-            before_fulfil()
-        return None
-    now = time.time()
-    changed = False
-    if STATUSES[new_status] > STATUSES[order.status]:
-        order = _advance(order, new_status, session, now)
-        changed = True
-    if before_fulfil is not None:
-        before_fulfil()
-    if order.status == PAID and not order.fulfilled:
-        if fulfill is not None:
-            # The hook gets its own copy so that whatever it mutates cannot leak into the row.
-            fulfill(replace(order, metadata=dict(order.metadata), items=list(order.items)))
-        order = replace(order, fulfilled=True, fulfilled_at=now, updated_at=now)
-        changed = True
-        logger.info("order %s fulfilled", session_id)
-    if changed:
-        tx.save_order(order)
-    return order
-
-
-def _advance(order: Order, new_status: str, session: Mapping[str, Any] | None, now: float) -> Order:
-    """The order at ``new_status``, refreshed from the Stripe session that moved it."""
     if session is None:
         return replace(order, status=new_status, updated_at=now)
     data = dict(session)

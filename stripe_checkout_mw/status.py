@@ -2,18 +2,23 @@
 
 The customer often lands on the success page before Stripe's webhook arrives. Rather than show
 "unpaid" for an order that is paid, :class:`OrderStatus` asks Stripe when the ledger has not
-seen the payment yet and, if Stripe says paid, fulfils the order right there through the same
-once-only path the webhook uses (:func:`~stripe_checkout_mw.orders.settle_order`), so whichever
-of the two comes first fulfils and the other finds it done.
+seen the payment yet and, if Stripe says paid, settles the order right there through the same
+pipeline the webhook uses (:mod:`stripe_checkout_mw.pipeline`): the payment is committed
+first, then the fulfilment job runs, so whichever of the two comes first fulfils and the other
+finds it done. An order that is paid but whose fulfilment is still due (an earlier attempt
+failed) has its jobs driven again by the lookup, without asking Stripe.
 
-It only ever answers about sessions this shop's ledger recorded, and only with
-:meth:`Order.public_view() <stripe_checkout_mw.orders.Order.public_view>`: an id that is
-unknown here is a 404 even if Stripe knows it, and the Stripe session itself is never returned.
+It only ever answers about this shop's sessions, and only with
+:meth:`Order.public_view() <stripe_checkout_mw.orders.Order.public_view>`: a session in the
+ledger, or one whose checkout write failed in this process (:meth:`OrderStatus.note_unrecorded`)
+and that Stripe reports carrying this shop's marker (:mod:`stripe_checkout_mw.marker`): it is
+recorded from Stripe now. Any other id is a 404 without asking Stripe, so made-up ids cost
+Stripe nothing; a session whose row was lost otherwise is recorded by its webhook.
 
 Usage, framework-free::
 
     status = OrderStatus(store=store, client=client, fulfill=ship)
-    code, body = status.lookup(request.args.get("session_id", ""))
+    body = status.lookup(request.args.get("session_id", ""))  # or raises HTTPError
 """
 
 from __future__ import annotations
@@ -22,20 +27,25 @@ import logging
 import re
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 import stripe
 
+from .fulfilment import FULFIL, FulfilJob, fetch_items, order_from_stripe, settle
+from .http import HTTPError
+from .marker import is_marked
 from .orders import (
     AWAITING_PAYMENT,
     OPEN,
     PAID,
     FulfillFunc,
+    Order,
     session_to_dict,
-    settle_order,
     status_for_session,
 )
-from .store import OrderStore
+from .pipeline import JobFailed, JobsPending, Pipeline
+from .store import OrderStore, StoreError
 
 __all__ = ["SESSION_ID_PATTERN", "OrderStatus"]
 
@@ -69,6 +79,8 @@ class OrderStatus:
         fulfill: FulfillFunc | None,
         min_refresh_interval: float = 2.0,
         may_call_stripe: Callable[[], bool] | None = None,
+        marker: str | None = None,
+        pipeline: Pipeline | None = None,
     ) -> None:
         if fulfill is not None and not callable(fulfill):
             raise TypeError("status: fulfill must be callable or None")
@@ -79,75 +91,126 @@ class OrderStatus:
         self.fulfill = fulfill
         self.min_refresh_interval = min_refresh_interval
         self.may_call_stripe = may_call_stripe
+        self.marker = marker
+        self.pipeline = pipeline or Pipeline(store, [FulfilJob(store, fulfill)])
+        # Sessions created here whose ledger write failed: the only unknown ids worth a
+        # question to Stripe. Bounded; losing it (a restart) leaves the work to the webhook.
+        self._unrecorded: dict[str, None] = {}
         # Only throttles calls to Stripe; correctness never depends on it.
         self._last_refresh: dict[str, float] = {}
         self._refresh_lock = threading.Lock()
 
-    def lookup(self, session_id: str) -> tuple[int, dict[str, object]]:
-        """``(http_status, json_body)`` for one session id.
+    def lookup(self, session_id: str) -> dict[str, object]:
+        """The public view of one order (:meth:`Order.public_view()
+        <stripe_checkout_mw.orders.Order.public_view>`), answered with 200.
 
-        - 200 with :meth:`Order.public_view() <stripe_checkout_mw.orders.Order.public_view>`.
-        - 400 ``invalid_request_error`` (param ``session_id``): not a Checkout Session id.
-        - 404 ``invalid_request_error``: not in this shop's ledger.
-        - 502 ``api_error``: the ledger has not seen the payment and Stripe could not be asked.
-        - 503 ``api_error``: Stripe says paid but fulfilment failed; it will be retried (by the
-          next lookup or the webhook).
+        :raises HTTPError: 400 ``invalid_request_error`` (param ``session_id``): not a
+            Checkout Session id; 404: not this shop's session; 502: the ledger has not seen
+            the payment and Stripe could not be asked; 503: the ledger is unavailable, or
+            Stripe says paid and the fulfilment is still being processed (it is retried by
+            the next lookup or the webhook).
         """
         if not isinstance(session_id, str) or not SESSION_ID_PATTERN.fullmatch(session_id):
-            return 400, _error(
-                "invalid_request_error",
-                "session_id must be a Checkout Session id (cs_test_... or cs_live_...)",
-                "session_id",
+            raise HTTPError(
+                400, "session_id must be a Checkout Session id (cs_test_... or cs_live_...)",
+                param="session_id",
             )
         try:
             order = self.store.get(session_id)
-        except Exception as exc:
-            logger.error(
-                "status: could not read order %s from the store: %s", session_id,
-                type(exc).__name__,
-            )
-            return 503, _error("api_error", "the order ledger is unavailable; try again shortly")
+        except StoreError:
+            raise _unavailable() from None
         if order is None:
-            return 404, _error(
-                "invalid_request_error", "no such checkout session in this shop", "session_id"
-            )
-        needs_fulfilment = order.status == PAID and not order.fulfilled
-        if not (order.status in _REFRESHABLE or needs_fulfilment) or not self._due(session_id):
-            return 200, order.public_view()
+            return self._lookup_unrecorded(session_id)
+        if order.status == PAID and not order.fulfilled:
+            # Paid is final: only the jobs are still due, and Stripe need not be asked.
+            return self._settle(order, session_id, None, None, None)
+        if order.status not in _REFRESHABLE or not self._due(session_id):
+            return order.public_view()
         if self.may_call_stripe is not None and not self.may_call_stripe():
-            return 200, order.public_view()  # over this process's budget: the ledger answers
+            return order.public_view()  # over this process's budget: the ledger answers
+        session = self._retrieve(session_id)
+        target = status_for_session(session)
+        if target is None:
+            return order.public_view()
+        return self._settle(order, session_id, target, session, None)
 
+    def note_unrecorded(self, session_id: str) -> None:
+        """Remember a session this process created but could not write to the ledger, so
+        its lookups ask Stripe (and record it) instead of answering 404."""
+        with self._refresh_lock:
+            if len(self._unrecorded) >= 10_000:
+                self._unrecorded.pop(next(iter(self._unrecorded)))
+            self._unrecorded[session_id] = None
+
+    def _lookup_unrecorded(self, session_id: str) -> dict[str, object]:
+        """A session the ledger lacks: ours only if Stripe shows this shop's marker."""
+        if self.marker is None or session_id not in self._unrecorded:
+            raise _not_found()
+        if not self._due(session_id) or (
+            self.may_call_stripe is not None and not self.may_call_stripe()
+        ):
+            raise HTTPError(503, "the order is still being recorded; try again shortly",
+                            type="api_error", headers=[("Retry-After", "2")])
+        session = self._retrieve(session_id, missing_is_404=True)
+        if not is_marked(session, self.marker):
+            raise _not_found()
         try:
-            session = session_to_dict(self.client.v1.checkout.sessions.retrieve(session_id))
+            items = fetch_items(self.client, session_id)
         except stripe.StripeError as exc:
             _log_stripe_error(session_id, exc)
-            return 502, _error(
-                "api_error",
-                "could not check the payment with the payment provider; try again shortly",
-            )
-        if session.get("id") != session_id:
-            logger.error("status: Stripe returned another session for %s", session_id)
-            return 502, _error("api_error", "the payment provider gave an unexpected answer")
-        target = _target(session, needs_fulfilment)
-        if target is None:
-            return 200, order.public_view()
+            raise _unreachable() from None
+        record = order_from_stripe(session, items)
+        view = self._settle(record, session_id, status_for_session(session), session, record)
+        with self._refresh_lock:
+            self._unrecorded.pop(session_id, None)
+        return view
+
+    def _settle(
+        self,
+        order: Order,
+        session_id: str,
+        target: str | None,
+        session: dict[str, Any] | None,
+        record: Order | None,
+    ) -> dict[str, object]:
         try:
-            with self.store.transaction() as tx:
-                settled = settle_order(tx, session_id, target, session, self.fulfill)
-        except Exception as exc:
-            logger.error(
-                "status: settling order %s as %s failed with %s and was rolled back",
-                session_id,
-                target,
-                type(exc).__name__,
+            outcome = self.pipeline.process(
+                lambda tx: settle(tx, session_id, target, session, record=record),
+                subject=session_id,
             )
+        except (StoreError, JobFailed, JobsPending) as exc:
+            cause = exc.cause if isinstance(exc, JobFailed) else exc
+            logger.error("status: settling order %s failed with %s; it will be retried",
+                         session_id, type(cause).__name__)
+            paid = target == PAID or order.status == PAID
             message = (
                 "payment received; the order is still being processed, try again shortly"
-                if target == PAID
+                if paid
                 else "the order could not be updated; try again shortly"
             )
-            return 503, _error("api_error", message)
-        return 200, (settled or order).public_view()
+            raise HTTPError(503, message, type="api_error",
+                            headers=[("Retry-After", "2")]) from None
+        settled = outcome.value if isinstance(outcome.value, Order) else order
+        if outcome.ran_kind(FULFIL):
+            settled = replace(settled, fulfilled=True)
+        return settled.public_view()
+
+    def _retrieve(self, session_id: str, *, missing_is_404: bool = False) -> dict[str, Any]:
+        try:
+            session = session_to_dict(self.client.v1.checkout.sessions.retrieve(session_id))
+        except stripe.InvalidRequestError as exc:
+            if missing_is_404 and exc.http_status == 404:
+                raise _not_found() from None
+            _log_stripe_error(session_id, exc)
+            raise _unreachable() from None
+        except stripe.StripeError as exc:
+            _log_stripe_error(session_id, exc)
+            raise _unreachable() from None
+        if session.get("id") != session_id:
+            logger.error("status: Stripe returned another session for %s", session_id)
+            raise HTTPError(502, "the payment provider gave an unexpected answer",
+                            type="api_error")
+        return session
 
     def _due(self, session_id: str) -> bool:
         """Whether this process may ask Stripe about ``session_id`` now."""
@@ -165,13 +228,6 @@ class OrderStatus:
         return True
 
 
-def _target(session: dict[str, Any], needs_fulfilment: bool) -> str | None:
-    target = status_for_session(session)
-    if target is None and needs_fulfilment:
-        return PAID
-    return target
-
-
 def _log_stripe_error(session_id: str, exc: stripe.StripeError) -> None:
     # The class, status and request id identify the failure; Stripe's message is left out
     # because some (authentication errors) quote part of the API key.
@@ -186,5 +242,15 @@ def _log_stripe_error(session_id: str, exc: stripe.StripeError) -> None:
     )
 
 
-def _error(error_type: str, message: str, param: str | None = None) -> dict[str, object]:
-    return {"error": {"type": error_type, "message": message, "param": param}}
+def _not_found() -> HTTPError:
+    return HTTPError(404, "no such checkout session in this shop", param="session_id")
+
+
+def _unreachable() -> HTTPError:
+    return HTTPError(502, "could not check the payment with the payment provider; try again "
+                     "shortly", type="api_error")
+
+
+def _unavailable() -> HTTPError:
+    return HTTPError(503, "the order ledger is unavailable; try again shortly",
+                     type="api_error", headers=[("Retry-After", "2")])

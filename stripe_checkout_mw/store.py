@@ -1,10 +1,11 @@
-"""The order ledger and the processed-event log.
+"""The ledger: orders, processed events and the jobs that are due.
 
-One store holds both: a row per Checkout Session this shop created (:class:`Order`) and a row
-per webhook event it has handled. Keeping them in one database is what makes fulfilment exactly
-once: the webhook claims the event id, moves the order and runs ``fulfill`` in one transaction,
-so either all of it is committed or none of it is, and a redelivery finds either a processed
-event (and does nothing) or nothing (and does it all).
+One SQL store holds three things: a row per Checkout Session this shop created
+(:class:`~stripe_checkout_mw.orders.Order`), a row per Stripe event it has handled, and a row
+per side effect that is due (a :class:`Job`: fulfil this order, run the handlers of that
+event). The fulfilment pipeline (:mod:`stripe_checkout_mw.pipeline`) claims an event, moves
+the order and records its jobs in one transaction, and only after that commit runs the jobs,
+each under a lease with an attempt number.
 
 Pick a store with a URL::
 
@@ -16,63 +17,72 @@ Pick a store with a URL::
 directory at the time the store is opened (the path is made absolute then, so a later ``chdir``
 does not move it). An in-memory SQLite database is refused: it would lose every order on restart.
 
-SQLite runs in WAL mode with a busy timeout; each write transaction starts with
-``BEGIN IMMEDIATE`` on a connection of its own, so any number of threads and processes on one
-host take turns on the write lock instead of failing. PostgreSQL (psycopg 3, the ``postgres``
-extra) gives the same guarantees across hosts through the database itself: the event id is a
-primary key and the order row is locked with ``SELECT ... FOR UPDATE``; no in-process lock is
-relied on for correctness.
+The SQL is written once, here, from shared column lists; the two dialects
+(:mod:`stripe_checkout_mw.dialects`) differ only in what really differs: placeholders, row
+locking, JSON, DDL types, how a transaction begins and how connections are kept.
+
+Durability: every transaction is a fully durable commit unless it is opened with
+``durable=False``, which only the checkout's first write of a new session and the bookkeeping
+after a job (its "done" mark, a released lease, pruning) use. Losing one of those in a crash
+costs at most a repeated, numbered job attempt or a session that the marker recovers from
+Stripe (see the README's fulfil contract); the commit that acknowledges a paid order is always
+durable.
+
+Healing: a connection that raised a database error is closed and never reused; SQLite
+refuses to commit when the file it has open is no longer the file at its path; PostgreSQL
+connections come from ``psycopg_pool`` with a liveness check that drops connections the server
+has closed. Store failures are logged once, naming the redacted store (host, port, database or
+the SQLite path) and the error class, and raised as :class:`StoreError`.
 
 Tables (created on first use; the schema version is kept in ``stripe_checkout_meta``):
-``stripe_checkout_orders``, ``stripe_checkout_events``, ``stripe_checkout_meta``. On
-PostgreSQL they go in the connection's ``search_path``; choose a schema with the libpq URL
-option ``?options=-csearch_path%3Dshop``.
+``stripe_checkout_orders``, ``stripe_checkout_events``, ``stripe_checkout_jobs``,
+``stripe_checkout_meta``. On PostgreSQL they go in the connection's ``search_path``; choose a
+schema with the libpq URL option ``?options=-csearch_path%3Dshop``.
 """
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import importlib.util
-import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass, field
+from typing import Any
 
+from .dialects import Dialect, PostgresDialect, SQLiteDialect, StoreError, redact_url
 from .orders import Order
-
-if TYPE_CHECKING:
-    import psycopg
-
-_Conn = TypeVar("_Conn")
 
 __all__ = [
     "DEFAULT_STORE_URL",
     "SCHEMA_VERSION",
     "STORE_ENV",
+    "Job",
+    "NewJob",
     "OrderStore",
     "PostgresStore",
     "SQLiteStore",
+    "SqlStore",
     "StoreError",
     "StoreTransaction",
     "open_store",
+    "redact_url",
 ]
 
 logger = logging.getLogger("stripe_checkout_mw")
 
 #: Bumped whenever the tables change; a store refuses a ledger written by a newer version.
-SCHEMA_VERSION = 1
+#: Version 2 added ``stripe_checkout_jobs`` and the events' ``processed_at`` index; a version 1
+#: ledger is upgraded in place on first use (both are only added).
+SCHEMA_VERSION = 2
 #: The environment variable read when no store URL is given.
 STORE_ENV = "STRIPE_CHECKOUT_STORE"
 #: Used when neither an argument nor the environment names a store.
 DEFAULT_STORE_URL = "sqlite:///stripe-checkout-orders.db"
 
-_ORDER_COLUMNS = (
+ORDER_COLUMNS = (
     "session_id",
     "status",
     "payment_status",
@@ -90,98 +100,184 @@ _ORDER_COLUMNS = (
     "updated_at",
     "fulfilled_at",
 )
-# Built once from the constant column names above; values always go in as parameters.
-_COLUMN_LIST = ", ".join(_ORDER_COLUMNS)
-_SELECT_ORDER = f"SELECT {_COLUMN_LIST} FROM stripe_checkout_orders"  # noqa: S608
-_INSERT_ORDER = (
-    f"INSERT INTO stripe_checkout_orders ({_COLUMN_LIST}) VALUES ({{values}}) "  # noqa: S608
-    "ON CONFLICT (session_id) DO NOTHING"
-)
-_UPDATE_ORDER = (
-    "UPDATE stripe_checkout_orders SET "  # noqa: S608
-    + ", ".join(f"{column} = {{p}}" for column in _ORDER_COLUMNS[1:])
-    + " WHERE session_id = {p}"
-)
-_SQLITE_INSERT_ORDER = _INSERT_ORDER.format(values=", ".join("?" for _ in _ORDER_COLUMNS))
-_SQLITE_UPDATE_ORDER = _UPDATE_ORDER.format(p="?")
-_PG_INSERT_ORDER = (
-    _INSERT_ORDER.format(values=", ".join("%s" for _ in _ORDER_COLUMNS)) + " RETURNING session_id"
-)
-_PG_UPDATE_ORDER = _UPDATE_ORDER.format(p="%s")
+_JSON_ORDER_COLUMNS = ("metadata", "items", "session")
+JOB_COLUMNS = ("seq", "kind", "job_key", "subject", "payload", "attempt", "lease_until")
 
 
-class StoreError(RuntimeError):
-    """The store cannot be used as it is (for example its schema is newer than this code)."""
+@dataclass(frozen=True)
+class NewJob:
+    """A side effect that became due in a transaction: recorded, then run after the commit.
 
-
-class StoreTransaction(abc.ABC):
-    """One write transaction on the store, obtained from :meth:`OrderStore.transaction`.
-
-    Everything done through it is committed together when the ``with`` block ends normally and
-    rolled back if it raises.
+    :param kind: which runner runs it (``"fulfil"``, ``"handlers"``, ...).
+    :param key: unique within its kind; a second job with the same kind and key is the same
+        job (so recording it twice changes nothing).
+    :param subject: what it is about (a session id): the jobs of one subject run in the order
+        they were recorded.
+    :param payload: JSON data the runner needs.
     """
 
-    @abc.abstractmethod
-    def claim_event(self, event_id: str, event_type: str, session_id: str | None) -> bool:
-        """Record ``event_id`` as processed; ``False`` if it already was.
-
-        A concurrent transaction holding the same claim makes this wait until that transaction
-        ends: if it committed, this returns ``False``; if it rolled back, this claims it.
-        """
-
-    @abc.abstractmethod
-    def lock_order(self, session_id: str) -> Order | None:
-        """The order, locked against other writers until the transaction ends."""
-
-    @abc.abstractmethod
-    def insert_order(self, order: Order) -> bool:
-        """Add ``order`` unless its session is already in the ledger; ``True`` if added."""
-
-    @abc.abstractmethod
-    def save_order(self, order: Order) -> None:
-        """Write every field of an order that :meth:`lock_order` returned."""
+    kind: str
+    key: str
+    subject: str
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
-class OrderStore(abc.ABC):
-    """The ledger interface shared by :class:`SQLiteStore` and :class:`PostgresStore`.
+@dataclass(frozen=True)
+class Job:
+    """A recorded job as leased to one worker: ``attempt`` is 1 on the first run."""
+
+    seq: int
+    kind: str
+    key: str
+    subject: str
+    payload: dict[str, Any]
+    attempt: int
+
+
+class SqlStore:
+    """The ledger over one SQL database; the dialect supplies what differs between engines.
 
     One store object serves every thread of a process; it opens connections as needed.
     Call :meth:`close` (or use it as a context manager) when done with it.
     """
 
-    #: The store's URL with any password removed; safe to log.
-    url: str
-
-    def __init__(self) -> None:
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        #: The store's URL with any password removed; safe to log.
+        self.url = dialect.url
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        # Written once with "?" placeholders; the dialect's own placeholder replaces them.
+        # Only constant column and table names are ever formatted in, never a value.
+        q = dialect.placeholders
+        columns = ", ".join(ORDER_COLUMNS)
+        marks = ", ".join("?" for _ in ORDER_COLUMNS)
+        assignments = ", ".join(f"{column} = ?" for column in ORDER_COLUMNS[1:])
+        select_order = "SELECT <columns> FROM stripe_checkout_orders WHERE session_id = ?".replace(
+            "<columns>", columns)
+        self._sql_select_order = q(select_order)
+        self._sql_lock_order = q(select_order + dialect.lock_suffix)
+        self._sql_insert_order = q(
+            "INSERT INTO stripe_checkout_orders (<columns>) VALUES (<marks>) "
+            "ON CONFLICT (session_id) DO NOTHING".replace("<columns>", columns).replace(
+                "<marks>", marks)
+        )
+        self._sql_update_order = q(
+            "UPDATE stripe_checkout_orders SET <assignments> WHERE session_id = ?".replace(
+                "<assignments>", assignments)
+        )
+        self._sql_fulfilled = q(
+            "UPDATE stripe_checkout_orders SET fulfilled = ?, fulfilled_at = ?, updated_at = ? "
+            "WHERE session_id = ?"
+        )
+        self._sql_claim = q(
+            "INSERT INTO stripe_checkout_events (event_id, event_type, session_id, processed_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+        )
+        self._sql_event = q("SELECT 1 FROM stripe_checkout_events WHERE event_id = ?")
+        self._sql_enqueue = q(
+            "INSERT INTO stripe_checkout_jobs (kind, job_key, subject, payload, attempt, "
+            "lease_until, done_at, created_at) VALUES (?, ?, ?, ?, 0, 0, NULL, ?) "
+            "ON CONFLICT (kind, job_key) DO NOTHING"
+        )
+        pending = (
+            "SELECT <columns> FROM stripe_checkout_jobs WHERE subject = ? AND done_at IS NULL "
+            "ORDER BY seq".replace("<columns>", ", ".join(JOB_COLUMNS))
+        )
+        self._sql_pending_read = q(pending)
+        self._sql_pending = q(pending + dialect.lock_suffix)
+        self._sql_lease = q(
+            "UPDATE stripe_checkout_jobs SET attempt = attempt + 1, lease_until = ? "
+            "WHERE seq = ? AND done_at IS NULL"
+        )
+        self._sql_finish = q(
+            "UPDATE stripe_checkout_jobs SET done_at = ? WHERE seq = ? AND done_at IS NULL"
+        )
+        self._sql_release = q(
+            "UPDATE stripe_checkout_jobs SET lease_until = 0, attempt = attempt - ? "
+            "WHERE seq = ? AND attempt = ? AND done_at IS NULL"
+        )
+        self._sql_prune_events = q(
+            "DELETE FROM stripe_checkout_events WHERE event_id IN (SELECT event_id FROM "
+            "stripe_checkout_events WHERE processed_at < ? ORDER BY processed_at LIMIT ?)"
+        )
+        self._sql_prune_jobs = q(
+            "DELETE FROM stripe_checkout_jobs WHERE seq IN (SELECT seq FROM stripe_checkout_jobs "
+            "WHERE done_at < ? ORDER BY done_at LIMIT ?)"
+        )
 
-    @abc.abstractmethod
-    def record_open(self, order: Order) -> None:
-        """Write a newly created session to the ledger; a second call for the same session id
-        changes nothing."""
+    # -- reads ------------------------------------------------------------------------
 
-    @abc.abstractmethod
     def get(self, session_id: str) -> Order | None:
         """The order for ``session_id``, or ``None`` if this ledger never recorded it."""
+        self.ensure_schema()
+        with self.dialect.connection() as conn:
+            row = self.dialect.fetchone(conn, self._sql_select_order, (session_id,))
+        return self._row_to_order(row) if row else None
 
-    @abc.abstractmethod
     def event_processed(self, event_id: str) -> bool:
-        """Whether a webhook event with this id has been handled and committed."""
+        """Whether a webhook event with this id has been claimed and committed."""
+        self.ensure_schema()
+        with self.dialect.connection() as conn:
+            return self.dialect.fetchone(conn, self._sql_event, (event_id,)) is not None
 
-    @abc.abstractmethod
-    def transaction(self) -> contextlib.AbstractContextManager[StoreTransaction]:
+    def pending_jobs(self, subject: str) -> list[Job]:
+        """The jobs of ``subject`` not yet done, in the order they were recorded (a read)."""
+        self.ensure_schema()
+        with self.dialect.connection() as conn:
+            rows = self.dialect.fetchall(conn, self._sql_pending_read, (subject,))
+        return [self._row_to_job(row) for row in rows]
+
+    # -- writes -----------------------------------------------------------------------
+
+    def record_open(self, order: Order) -> None:
+        """Write a newly created session to the ledger; a second call for the same session id
+        changes nothing.
+
+        Not waiting for an fsync: a session lost in a crash is recognised by its marker and
+        recovered from Stripe by the webhook or the status lookup.
+        """
+        with self.transaction(durable=False) as tx:
+            tx.insert_order(order)
+
+    @contextlib.contextmanager
+    def transaction(self, *, durable: bool = True) -> Iterator[StoreTransaction]:
         """A write transaction: ``with store.transaction() as tx: ...``.
 
-        Keep it short: on SQLite it holds the database's single write lock until it ends.
-        """
+        Committed when the block ends normally, rolled back if it raises. ``durable=False``
+        commits without waiting for the disk (see the module docstring for who may). Keep it
+        short: on SQLite it holds the database's single write lock until it ends.
 
-    @abc.abstractmethod
+        :raises StoreError: the database failed (logged once with the store and error class).
+        """
+        self.ensure_schema()
+        dialect = self.dialect
+        with dialect.connection() as conn:
+            dialect.begin(conn, durable)
+            try:
+                yield StoreTransaction(self, conn)
+            except BaseException:
+                dialect.rollback(conn)
+                raise
+            dialect.commit(conn, durable)
+
+    def prune(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` processed events (and done jobs) older than ``before``.
+
+        One small, non-durable transaction; returns the rows deleted. The pipeline calls it
+        now and then after a webhook; a batch left undone is picked up by the next one.
+        """
+        with self.transaction(durable=False) as tx:
+            deleted = self.dialect.rowcount(tx.conn, self._sql_prune_events, (before, limit))
+            deleted += self.dialect.rowcount(tx.conn, self._sql_prune_jobs, (before, limit))
+        return deleted
+
     def close(self) -> None:
         """Release every connection the store holds. Safe to call twice."""
+        self.dialect.close()
 
     def ensure_schema(self) -> None:
-        """Create the tables if needed and check the schema version.
+        """Create or upgrade the tables if needed and check the schema version.
 
         Called on first use; call it yourself to fail early (a deploy check, for instance).
         """
@@ -189,13 +285,48 @@ class OrderStore(abc.ABC):
             return
         with self._schema_lock:
             if not self._schema_ready:
-                self._create_schema()
+                self.dialect.create_schema(SCHEMA_VERSION)
                 self._schema_ready = True
 
-    @abc.abstractmethod
-    def _create_schema(self) -> None: ...
+    # -- rows -------------------------------------------------------------------------
 
-    def __enter__(self) -> OrderStore:
+    def order_values(self, order: Order) -> tuple[Any, ...]:
+        """An order as the values of :data:`ORDER_COLUMNS`, JSON wrapped for the driver."""
+        now = time.time()
+        to_json = self.dialect.to_json
+        return (
+            order.session_id,
+            order.status,
+            order.payment_status,
+            order.mode,
+            order.currency,
+            order.amount_subtotal,
+            order.amount_total,
+            order.customer_email,
+            order.client_reference_id,
+            to_json(order.metadata),
+            to_json(order.items),
+            None if order.session is None else to_json(order.session),
+            order.fulfilled,  # sqlite3 stores a bool as 0/1; PostgreSQL has a boolean column
+            order.created_at or now,
+            order.updated_at or now,
+            order.fulfilled_at,
+        )
+
+    def _row_to_order(self, row: Sequence[Any]) -> Order:
+        values = dict(zip(ORDER_COLUMNS, row))
+        for column in _JSON_ORDER_COLUMNS:
+            if values[column] is not None:
+                values[column] = self.dialect.from_json(values[column])
+        values["fulfilled"] = bool(values["fulfilled"])
+        return Order(**values)
+
+    def _row_to_job(self, row: Sequence[Any]) -> Job:
+        seq, kind, key, subject, payload, attempt, _lease = row
+        return Job(int(seq), str(kind), str(key), str(subject),
+                   dict(self.dialect.from_json(payload)), int(attempt))
+
+    def __enter__(self) -> SqlStore:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -205,12 +336,115 @@ class OrderStore(abc.ABC):
         return f"<{type(self).__name__} {self.url}>"
 
 
-def open_store(url: str | None) -> OrderStore:
+#: The name the rest of the package and its users know the ledger by.
+OrderStore = SqlStore
+
+
+class StoreTransaction:
+    """One write transaction on the store, obtained from :meth:`SqlStore.transaction`."""
+
+    def __init__(self, store: SqlStore, conn: Any) -> None:
+        self.store = store
+        self.conn = conn
+        self._dialect = store.dialect
+
+    def claim_event(self, event_id: str, event_type: str, session_id: str | None) -> bool:
+        """Record ``event_id`` as processed; ``False`` if it already was.
+
+        A concurrent transaction holding the same claim makes this wait until that transaction
+        ends: if it committed, this returns ``False``; if it rolled back, this claims it.
+        """
+        return self._dialect.rowcount(
+            self.conn, self.store._sql_claim, (event_id, event_type, session_id, time.time())
+        ) == 1
+
+    def lock_order(self, session_id: str) -> Order | None:
+        """The order, locked against other writers until the transaction ends."""
+        row = self._dialect.fetchone(self.conn, self.store._sql_lock_order, (session_id,))
+        return self.store._row_to_order(row) if row else None
+
+    def insert_order(self, order: Order) -> bool:
+        """Add ``order`` unless its session is already in the ledger; ``True`` if added."""
+        return self._dialect.rowcount(
+            self.conn, self.store._sql_insert_order, self.store.order_values(order)
+        ) == 1
+
+    def save_order(self, order: Order) -> None:
+        """Write every field of an order that :meth:`lock_order` returned."""
+        values = self.store.order_values(order)
+        self._dialect.execute(self.conn, self.store._sql_update_order, (*values[1:], values[0]))
+
+    def mark_fulfilled(self, session_id: str, at: float) -> None:
+        """Record that the order's fulfilment completed."""
+        self._dialect.execute(self.conn, self.store._sql_fulfilled, (True, at, at, session_id))
+
+    def enqueue(self, job: NewJob) -> None:
+        """Record a job as due; a job with the same kind and key already recorded stays as
+        it is."""
+        self._dialect.execute(self.conn, self.store._sql_enqueue, (
+            job.kind, job.key, job.subject, self._dialect.to_json(job.payload), time.time()))
+
+    def lease_due(self, subject: str, lease_seconds: float) -> tuple[list[Job], bool]:
+        """Lease the subject's pending jobs, in order, up to the first one another worker
+        holds: ``(leased jobs with their new attempt numbers, whether one was held)``."""
+        now = time.time()
+        rows = self._dialect.fetchall(self.conn, self.store._sql_pending, (subject,))
+        leased: list[Job] = []
+        held = False
+        for row in rows:
+            if float(row[6]) > now:
+                held = True
+                break
+            job = self.store._row_to_job(row)
+            job = Job(job.seq, job.kind, job.key, job.subject, job.payload, job.attempt + 1)
+            self._dialect.execute(self.conn, self.store._sql_lease, (now + lease_seconds,
+                                                                     job.seq))
+            leased.append(job)
+        return leased, held
+
+    def finish(self, job: Job) -> None:
+        """Mark a job done."""
+        self._dialect.execute(self.conn, self.store._sql_finish, (time.time(), job.seq))
+
+    def release(self, job: Job, *, ran: bool) -> None:
+        """Give up a lease early so the next delivery may retry now: after an attempt that
+        raised (``ran``), or for one never started (its attempt number is then given back)."""
+        self._dialect.execute(self.conn, self.store._sql_release,
+                              (0 if ran else 1, job.seq, job.attempt))
+
+
+class SQLiteStore(SqlStore):
+    """The ledger in one SQLite file, shared safely by the threads and processes of one host.
+
+    :param path: the database file; created with its tables on first use.
+    :param busy_timeout: seconds a writer waits for the write lock before failing.
+    :param max_idle: connections kept open between calls.
+    """
+
+    def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8) -> None:
+        super().__init__(SQLiteDialect(path, busy_timeout=busy_timeout, max_idle=max_idle))
+        self.path = self.dialect.path  # type: ignore[attr-defined]
+
+
+class PostgresStore(SqlStore):
+    """The ledger in PostgreSQL, for several hosts serving one shop.
+
+    :param url: a libpq URL (``postgresql://user:password@host:5432/dbname?options=...``).
+    :param max_size: most connections open at once (a ``psycopg_pool`` pool).
+    :param connect_timeout: seconds to wait for a connection, unless the URL says.
+    """
+
+    def __init__(self, url: str, *, max_size: int = 8, connect_timeout: int = 10) -> None:
+        super().__init__(PostgresDialect(url, max_size=max_size,
+                                         connect_timeout=connect_timeout))
+
+
+def open_store(url: str | None) -> SqlStore:
     """Open the store a URL names (see the module docstring for the forms it takes).
 
     ``None`` means the ``STRIPE_CHECKOUT_STORE`` environment variable, else
     :data:`DEFAULT_STORE_URL`. Cheap: it checks the URL and, for SQLite, that the file can be
-    written, but creates tables only on first use.
+    written, but connects and creates tables only on first use.
 
     :raises ValueError: with a message starting ``"store: "`` that says how to fix the URL.
     """
@@ -229,11 +463,12 @@ def open_store(url: str | None) -> OrderStore:
     if scheme == "sqlite":
         return SQLiteStore(_sqlite_path(url))
     if scheme in ("postgresql", "postgres"):
-        if importlib.util.find_spec("psycopg") is None:
-            raise ValueError(
-                "store: a PostgreSQL store needs psycopg 3; install it with "
-                "pip install 'stripe-checkout-mw[postgres]'"
-            )
+        for module, package in (("psycopg", "psycopg 3"), ("psycopg_pool", "psycopg_pool")):
+            if importlib.util.find_spec(module) is None:
+                raise ValueError(
+                    f"store: a PostgreSQL store needs {package}; install it with "
+                    "pip install 'stripe-checkout-mw[postgres]'"
+                )
         return PostgresStore(url)
     if not sep:
         # Never echo the value: a mistyped URL may still carry a password.
@@ -280,472 +515,3 @@ def _sqlite_path(url: str) -> str:
         )
     return path
 
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
-
-
-def _order_values(order: Order, json_value: Callable[[Any], Any]) -> tuple[Any, ...]:
-    """An order as the column values of ``_ORDER_COLUMNS``, JSON wrapped for the driver."""
-    now = time.time()
-    return (
-        order.session_id,
-        order.status,
-        order.payment_status,
-        order.mode,
-        order.currency,
-        order.amount_subtotal,
-        order.amount_total,
-        order.customer_email,
-        order.client_reference_id,
-        json_value(order.metadata),
-        json_value(order.items),
-        None if order.session is None else json_value(order.session),
-        order.fulfilled,  # sqlite3 stores a bool as 0/1; PostgreSQL has a boolean column
-        order.created_at or now,
-        order.updated_at or now,
-        order.fulfilled_at,
-    )
-
-
-# --- SQLite ---------------------------------------------------------------------------------
-
-_SQLITE_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_meta (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_orders (
-        session_id TEXT PRIMARY KEY,
-        status TEXT NOT NULL,
-        payment_status TEXT,
-        mode TEXT,
-        currency TEXT,
-        amount_subtotal INTEGER,
-        amount_total INTEGER,
-        customer_email TEXT,
-        client_reference_id TEXT,
-        metadata TEXT NOT NULL,
-        items TEXT NOT NULL,
-        session TEXT,
-        fulfilled INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        fulfilled_at REAL
-    )""",
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_events (
-        event_id TEXT PRIMARY KEY,
-        event_type TEXT NOT NULL,
-        session_id TEXT,
-        processed_at REAL NOT NULL
-    )""",
-)
-
-
-class _IdlePool(Generic[_Conn]):
-    """Database connections kept open between calls, each lent to one thread at a time.
-
-    Opening a connection per call costs more than the work it does (on SQLite, closing
-    the last connection also checkpoints and deletes the WAL). A connection goes back to
-    the pool only when ``reusable`` says it is idle and healthy; after a fork the child
-    starts with an empty pool, never touching its parent's connections.
-    """
-
-    def __init__(
-        self,
-        connect: Callable[[], _Conn],
-        reusable: Callable[[_Conn], bool],
-        close: Callable[[_Conn], None],
-        max_idle: int,
-    ) -> None:
-        self._connect = connect
-        self._reusable = reusable
-        self._close = close
-        self.max_idle = max_idle
-        self._lock = threading.Lock()
-        self._idle: list[_Conn] = []
-        self._pid = os.getpid()
-        self._closed = False
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[_Conn]:
-        conn = self._acquire()
-        try:
-            yield conn
-        finally:
-            self._release(conn)
-
-    def _acquire(self) -> _Conn:
-        with self._lock:
-            if self._closed:
-                raise StoreError("store: this store has been closed")
-            if self._pid != os.getpid():
-                self._idle, self._pid = [], os.getpid()
-            while self._idle:
-                conn = self._idle.pop()
-                if self._reusable(conn):
-                    return conn
-                self._close(conn)
-        return self._connect()
-
-    def _release(self, conn: _Conn) -> None:
-        with self._lock:
-            if (
-                not self._closed
-                and self._pid == os.getpid()
-                and len(self._idle) < self.max_idle
-                and self._reusable(conn)
-            ):
-                self._idle.append(conn)
-                return
-        self._close(conn)
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle, self._closed = self._idle, [], True
-        for conn in idle:
-            self._close(conn)
-
-
-class SQLiteStore(OrderStore):
-    """The ledger in one SQLite file, shared safely by the threads and processes of one host.
-
-    :param path: the database file; created with its tables on first use.
-    :param busy_timeout: seconds a writer waits for the write lock before failing. Webhook
-        transactions hold that lock while handlers and ``fulfill`` run, which is one reason
-        they must be quick.
-    """
-
-    def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8) -> None:
-        super().__init__()
-        self.path = os.path.abspath(path)
-        self.url = "sqlite:///" + self.path
-        self.busy_timeout = busy_timeout
-        self._pool = _IdlePool(
-            self._connect, lambda conn: not conn.in_transaction, sqlite3.Connection.close,
-            max_idle,
-        )
-
-    def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: transactions are begun explicitly, as BEGIN IMMEDIATE, so a
-        # writer takes the write lock before it reads anything it will act on. The pool
-        # lends a connection to one thread at a time, so it may move between threads.
-        return sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-        )
-
-    def _create_schema(self) -> None:
-        with self._pool.connection() as conn:
-            self._enable_wal(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SQLITE_SCHEMA:
-                    conn.execute(statement)
-                _check_version(
-                    conn.execute(
-                        "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
-                    ).fetchone()
-                )
-                conn.execute(
-                    "INSERT INTO stripe_checkout_meta (key, value) VALUES ('schema_version', ?) "
-                    "ON CONFLICT (key) DO NOTHING",
-                    (str(SCHEMA_VERSION),),
-                )
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def _enable_wal(self, conn: sqlite3.Connection) -> None:
-        # WAL lets readers (the status page) proceed while a webhook holds the write lock;
-        # the mode is stored in the file, so every later connection gets it too. Switching
-        # modes does not wait on the busy handler, hence the bounded retry while another
-        # process is using the file.
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
-                    return
-                mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-                continue
-            if mode != "wal":
-                raise StoreError(
-                    f"store: SQLite cannot use WAL mode for {self.path} (journal mode {mode!r}); "
-                    "put the file on a local disk, not a network file system"
-                )
-
-    def record_open(self, order: Order) -> None:
-        with self.transaction() as tx:
-            tx.insert_order(order)
-
-    def get(self, session_id: str) -> Order | None:
-        self.ensure_schema()
-        with self._pool.connection() as conn:
-            row = conn.execute(f"{_SELECT_ORDER} WHERE session_id = ?", (session_id,)).fetchone()
-        return _sqlite_row_to_order(row) if row else None
-
-    def event_processed(self, event_id: str) -> bool:
-        self.ensure_schema()
-        with self._pool.connection() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM stripe_checkout_events WHERE event_id = ?", (event_id,)
-            ).fetchone()
-        return row is not None
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[StoreTransaction]:
-        self.ensure_schema()
-        with self._pool.connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield _SQLiteTransaction(conn)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def close(self) -> None:
-        self._pool.close()
-
-
-class _SQLiteTransaction(StoreTransaction):
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def claim_event(self, event_id: str, event_type: str, session_id: str | None) -> bool:
-        cursor = self._conn.execute(
-            "INSERT INTO stripe_checkout_events (event_id, event_type, session_id, processed_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-            (event_id, event_type, session_id, time.time()),
-        )
-        return cursor.rowcount == 1
-
-    def lock_order(self, session_id: str) -> Order | None:
-        # BEGIN IMMEDIATE already holds the database's only write lock: no row lock needed.
-        row = self._conn.execute(f"{_SELECT_ORDER} WHERE session_id = ?", (session_id,)).fetchone()
-        return _sqlite_row_to_order(row) if row else None
-
-    def insert_order(self, order: Order) -> bool:
-        cursor = self._conn.execute(_SQLITE_INSERT_ORDER, _sqlite_values(order))
-        return cursor.rowcount == 1
-
-    def save_order(self, order: Order) -> None:
-        values = _sqlite_values(order)
-        self._conn.execute(_SQLITE_UPDATE_ORDER, (*values[1:], values[0]))
-
-
-def _sqlite_values(order: Order) -> tuple[Any, ...]:
-    return _order_values(order, _dumps)
-
-
-def _sqlite_row_to_order(row: Sequence[Any]) -> Order:
-    values = dict(zip(_ORDER_COLUMNS, row))
-    values["metadata"] = json.loads(values["metadata"])
-    values["items"] = json.loads(values["items"])
-    values["session"] = None if values["session"] is None else json.loads(values["session"])
-    values["fulfilled"] = bool(values["fulfilled"])
-    return Order(**values)
-
-
-def _check_version(row: Sequence[Any] | None) -> None:
-    if row is not None and int(row[0]) > SCHEMA_VERSION:
-        raise StoreError(
-            f"store: the ledger's schema version {int(row[0])} is newer than this version of "
-            f"stripe-checkout-mw understands ({SCHEMA_VERSION}); upgrade stripe-checkout-mw"
-        )
-
-
-# --- PostgreSQL -----------------------------------------------------------------------------
-
-_PG_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_meta (
-        key text PRIMARY KEY,
-        value text NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_orders (
-        session_id text PRIMARY KEY,
-        status text NOT NULL,
-        payment_status text,
-        mode text,
-        currency text,
-        amount_subtotal bigint,
-        amount_total bigint,
-        customer_email text,
-        client_reference_id text,
-        metadata jsonb NOT NULL,
-        items jsonb NOT NULL,
-        session jsonb,
-        fulfilled boolean NOT NULL DEFAULT false,
-        created_at double precision NOT NULL,
-        updated_at double precision NOT NULL,
-        fulfilled_at double precision
-    )""",
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_events (
-        event_id text PRIMARY KEY,
-        event_type text NOT NULL,
-        session_id text,
-        processed_at double precision NOT NULL
-    )""",
-)
-# Serialises CREATE TABLE IF NOT EXISTS across hosts starting at once; any constant will do.
-_PG_SCHEMA_LOCK = 0x5C3C_0001
-
-
-class PostgresStore(OrderStore):
-    """The ledger in PostgreSQL, for several hosts serving one shop.
-
-    Exactly-once holds across hosts because the database enforces it: the event id is a
-    primary key (a second claim waits for the first transaction and then finds the row), and
-    the order row is locked with ``SELECT ... FOR UPDATE`` while it is moved and fulfilled.
-
-    Connections are opened on demand and up to ``max_idle`` are kept for reuse.
-
-    :param url: a libpq URL (``postgresql://user:password@host:5432/dbname?options=...``).
-    :param max_idle: connections kept open between calls.
-    :param connect_timeout: seconds to wait for a new connection, unless the URL says.
-    """
-
-    def __init__(self, url: str, *, max_idle: int = 8, connect_timeout: int = 10) -> None:
-        super().__init__()
-        self._dsn = url
-        self.url = _redact(url)
-        self.max_idle = max_idle
-        self.connect_timeout = connect_timeout
-        self._pool: _IdlePool[psycopg.Connection[Any]] = _IdlePool(
-            self._connect, _pg_reusable, _pg_close, max_idle
-        )
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        import psycopg
-
-        kwargs: dict[str, Any] = {}
-        if "connect_timeout" not in self._dsn:
-            kwargs["connect_timeout"] = self.connect_timeout
-        return psycopg.connect(self._dsn, autocommit=True, **kwargs)
-
-    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
-        return self._pool.connection()
-
-    def _create_schema(self) -> None:
-        with self._connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
-            for statement in _PG_SCHEMA:
-                conn.execute(statement)
-            _check_version(
-                conn.execute(
-                    "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
-                ).fetchone()
-            )
-            conn.execute(
-                "INSERT INTO stripe_checkout_meta (key, value) VALUES ('schema_version', %s) "
-                "ON CONFLICT (key) DO NOTHING",
-                (str(SCHEMA_VERSION),),
-            )
-
-    def record_open(self, order: Order) -> None:
-        with self.transaction() as tx:
-            tx.insert_order(order)
-
-    def get(self, session_id: str) -> Order | None:
-        self.ensure_schema()
-        with self._connection() as conn:
-            row = conn.execute(f"{_SELECT_ORDER} WHERE session_id = %s", (session_id,)).fetchone()
-        return _pg_row_to_order(row) if row else None
-
-    def event_processed(self, event_id: str) -> bool:
-        self.ensure_schema()
-        with self._connection() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM stripe_checkout_events WHERE event_id = %s", (event_id,)
-            ).fetchone()
-        return row is not None
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[StoreTransaction]:
-        self.ensure_schema()
-        with self._connection() as conn, conn.transaction():
-            yield _PostgresTransaction(conn)
-
-    def close(self) -> None:
-        self._pool.close()
-
-
-def _pg_reusable(conn: psycopg.Connection[Any]) -> bool:
-    from psycopg.pq import TransactionStatus
-
-    return (
-        not conn.closed
-        and not conn.broken
-        and conn.info.transaction_status == TransactionStatus.IDLE
-    )
-
-
-def _pg_close(conn: psycopg.Connection[Any]) -> None:
-    conn.close()
-
-
-class _PostgresTransaction(StoreTransaction):
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
-
-    def claim_event(self, event_id: str, event_type: str, session_id: str | None) -> bool:
-        # A concurrent claim of the same id blocks on the primary key until its transaction
-        # ends, then this either inserts (it rolled back) or does nothing (it committed).
-        row = self._conn.execute(
-            "INSERT INTO stripe_checkout_events (event_id, event_type, session_id, processed_at) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-            (event_id, event_type, session_id, time.time()),
-        ).fetchone()
-        return row is not None
-
-    def lock_order(self, session_id: str) -> Order | None:
-        row = self._conn.execute(
-            f"{_SELECT_ORDER} WHERE session_id = %s FOR UPDATE", (session_id,)
-        ).fetchone()
-        return _pg_row_to_order(row) if row else None
-
-    def insert_order(self, order: Order) -> bool:
-        row = self._conn.execute(_PG_INSERT_ORDER, _pg_values(order)).fetchone()
-        return row is not None
-
-    def save_order(self, order: Order) -> None:
-        values = _pg_values(order)
-        self._conn.execute(_PG_UPDATE_ORDER, (*values[1:], values[0]))
-
-
-def _pg_values(order: Order) -> tuple[Any, ...]:
-    from psycopg.types.json import Jsonb
-
-    return _order_values(order, Jsonb)
-
-
-def _pg_row_to_order(row: Sequence[Any]) -> Order:
-    return Order(**dict(zip(_ORDER_COLUMNS, row)))
-
-
-def _redact(url: str) -> str:
-    """The URL without its password (in the user part or a ``password=`` parameter), for logs
-    and reprs."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password is not None:
-            host = parts.hostname or ""
-            netloc = f"[{host}]" if ":" in host else host
-            if parts.username:
-                netloc = f"{parts.username}:***@{netloc}"
-            if parts.port:
-                netloc = f"{netloc}:{parts.port}"
-        query = "&".join(
-            "password=***" if pair.split("=", 1)[0].lower() == "password" else pair
-            for pair in parts.query.split("&")
-        )
-        return urlunsplit(parts._replace(netloc=netloc, query=query))
-    except ValueError:
-        return url.partition("://")[0] + "://***"

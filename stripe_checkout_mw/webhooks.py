@@ -7,16 +7,19 @@ takes effect once":
 1. The ``Stripe-Signature`` header is checked over the raw body against every configured
    secret (so an old and a new secret both work while one is being rotated), with a tolerance
    on the timestamp against replays. Anything that fails is a 400 and leaves no trace.
-2. In one store transaction: the event id is claimed (a duplicate answers
-   ``{"received": true, "duplicate": true}`` and runs nothing), the order moves to its new
-   status, the registered handlers run, and, the first time the order is paid, ``fulfill``
-   runs. If any of them raises, the whole transaction is rolled back and the answer is 500,
-   so Stripe delivers the event again and the retry does the work.
+2. The fulfilment pipeline (:mod:`stripe_checkout_mw.pipeline`) claims the event id, moves the
+   order and records what is now due (the event's handlers as one job, the order's
+   fulfilment as another) in one durable transaction. Only after that commit do the jobs run,
+   in that order: the registered handlers, then ``fulfill``. A failing handler stops the
+   delivery before ``fulfill`` (500; the redelivery runs the handlers again, then
+   ``fulfill``); a database that cannot commit runs nothing (500).
+3. A duplicate delivery applies nothing, but runs any job of its session that is still due
+   (an earlier attempt failed or never finished), and otherwise answers
+   ``{"received": true, "duplicate": true}``.
 
-Handlers run inside that transaction, before ``fulfill``: a failing handler then costs nothing
-irreversible, and ``fulfill``, the one call that must happen once, runs last, right before the
-commit. The transaction holds locks (on SQLite the whole database's write lock), so handlers
-and ``fulfill`` must be quick: record the work and do anything slow elsewhere.
+Handlers and ``fulfill`` run outside any transaction, so they may be slow without holding
+locks, but they can run again after a failure (see the README's fulfil contract): make them
+idempotent.
 
 Usage, framework-free::
 
@@ -28,11 +31,12 @@ Usage, framework-free::
 
     receiver = WebhookReceiver(store=store, secrets=["whsec_..."], handlers=handlers,
                                fulfill=ship, client=client)
-    status, body = receiver.handle(raw_body, environ.get("HTTP_STRIPE_SIGNATURE"))
+    body = receiver.handle(raw_body, environ.get("HTTP_STRIPE_SIGNATURE"))  # or HTTPError
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -40,19 +44,21 @@ from typing import Any, Callable, TypeVar
 
 import stripe
 
+from .fulfilment import FulfilJob, NeedsItems, fetch_items, order_from_stripe, settle
+from .http import HTTPError
+from .marker import is_marked
 from .orders import (
     AWAITING_PAYMENT,
     EXPIRED,
-    OPEN,
     PAID,
     PAYMENT_FAILED,
     FulfillFunc,
     Order,
-    settle_order,
 )
-from .store import OrderStore
+from .pipeline import Applied, EventClaim, JobFailed, JobKind, JobsPending, Pipeline
+from .store import Job, NewJob, OrderStore, StoreError, StoreTransaction
 
-__all__ = ["EventHandler", "WebhookHandlers", "WebhookReceiver"]
+__all__ = ["HANDLERS", "EventHandler", "HandlersJob", "WebhookHandlers", "WebhookReceiver"]
 
 logger = logging.getLogger("stripe_checkout_mw")
 
@@ -66,6 +72,8 @@ _ASYNC_EVENTS = {
     "checkout.session.expired": EXPIRED,
 }
 _COMPLETED = "checkout.session.completed"
+#: The job kind of an event's handlers; its key is the event id.
+HANDLERS = "handlers"
 
 
 class WebhookHandlers:
@@ -104,6 +112,27 @@ class WebhookHandlers:
         return len(self._handlers)
 
 
+class HandlersJob(JobKind):
+    """Runs an event's handlers as a job (key: the event id; payload: the event).
+
+    The event is rebuilt from the payload when the job runs after its delivery (a retry
+    driven by a redelivery or a status lookup).
+    """
+
+    kind = HANDLERS
+
+    def __init__(self, handlers: WebhookHandlers, client: stripe.StripeClient) -> None:
+        self.handlers = handlers
+        self.client = client
+
+    def run(self, job: Job, known: Mapping[str, Any]) -> None:
+        event = known.get(job.key)
+        if not isinstance(event, stripe.Event):
+            event = self.client.construct_event_without_verification(json.dumps(job.payload))
+        for handler in self.handlers.for_event(str(job.payload.get("type", ""))):
+            handler(event)
+
+
 class WebhookReceiver:
     """Verify, deduplicate and apply Stripe webhook deliveries (see the module docstring).
 
@@ -113,8 +142,9 @@ class WebhookReceiver:
     :param secrets: the endpoint's signing secret(s), ``whsec_...``. Several are tried in turn,
         for rotation. There is no way to skip the check.
     :param handlers: the handlers to run for each new event.
-    :param fulfill: called with the :class:`~stripe_checkout_mw.orders.Order` the first time
-        an order is paid, inside the transaction; raising rolls everything back.
+    :param fulfill: called with the :class:`~stripe_checkout_mw.orders.Order` once its
+        payment is committed, outside any transaction; raising answers 500 and the next
+        delivery or lookup calls it again (with a higher ``order.fulfilment_attempt``).
     :param client: the Stripe client the events are bound to.
     :param tolerance: seconds a signature's timestamp may be old; older deliveries are
         rejected as possible replays.
@@ -123,6 +153,11 @@ class WebhookReceiver:
         deployment sharing the Stripe account or ``stripe listen``). By default it is not
         added to the ledger and never fulfilled, only logged; its handlers still run. ``True``
         records it from the event's session object and fulfils it like any other order.
+    :param marker: this shop's session marker (:mod:`stripe_checkout_mw.marker`): a marked
+        session missing from the ledger is recorded from Stripe (its ``line_items``) and
+        settled as usual. ``None`` recognises no session without a row.
+    :param pipeline: the fulfilment pipeline to share with the status lookup; by default one
+        is built on ``store`` that runs ``fulfill`` and the handlers.
     """
 
     def __init__(
@@ -135,6 +170,8 @@ class WebhookReceiver:
         client: stripe.StripeClient,
         tolerance: int = 300,
         adopt_unknown_sessions: bool = False,
+        marker: str | None = None,
+        pipeline: Pipeline | None = None,
     ) -> None:
         if isinstance(secrets, str):
             secrets = [secrets]
@@ -154,101 +191,122 @@ class WebhookReceiver:
         self.client = client
         self.tolerance = tolerance
         self.adopt_unknown_sessions = adopt_unknown_sessions
+        self.marker = marker
+        if pipeline is None:
+            pipeline = Pipeline(store, [HandlersJob(handlers, client), FulfilJob(store, fulfill)])
+        self.pipeline = pipeline
 
     def __repr__(self) -> str:
         # Never the secrets: a repr ends up in logs and tracebacks.
         return f"<WebhookReceiver store={self.store!r} secrets={len(self._secrets)}>"
 
-    def handle(
-        self, raw_body: bytes, signature_header: str | None
-    ) -> tuple[int, dict[str, object]]:
-        """Process one delivery; returns ``(http_status, json_body)``.
+    def handle(self, raw_body: bytes, signature_header: str | None) -> dict[str, object]:
+        """Process one delivery; returns the JSON body of its 200 answer.
 
         ``raw_body`` must be the request body exactly as received: the signature covers those
         bytes, and re-encoded JSON does not verify.
 
-        - 200 ``{"received": True}``: processed and committed.
-        - 200 ``{"received": True, "duplicate": True}``: already processed; nothing ran.
-        - 400 ``invalid_request_error``: missing, malformed, wrong or stale signature, or a
-          body that is not a Stripe event; nothing recorded.
-        - 500 ``api_error``: a handler, ``fulfill`` or the store failed; rolled back and logged
-          with the event id, and Stripe will deliver it again.
+        - ``{"received": True}``: claimed and committed, and its jobs ran (or, for a
+          redelivery, jobs still due from an earlier attempt ran now).
+        - ``{"received": True, "duplicate": True}``: already processed; nothing ran.
+
+        :raises HTTPError: 400 ``invalid_request_error`` for a missing, malformed, wrong or
+            stale signature, or a body that is not a Stripe event (nothing recorded); 500
+            ``api_error`` when the store, a handler, ``fulfill`` or Stripe (the items of a
+            marked session) failed, logged with the event id: Stripe delivers it again and
+            nothing is lost.
         """
         verified = self._verify(raw_body, signature_header)
         if isinstance(verified, str):
             logger.warning("webhook rejected: %s", verified)
-            return 400, _error("invalid_request_error", verified)
+            raise HTTPError(400, verified)
         event, payload = verified
         event_id = str(payload["id"])
         event_type = str(payload["type"])
         session = _session_of(event_type, payload)
         session_id = session["id"] if session is not None else None
         try:
-            duplicate = self._apply(event, event_id, event_type, session)
-        except Exception as exc:
+            duplicate = self._process(event, payload, session)
+        except (StoreError, JobFailed, JobsPending, stripe.StripeError) as exc:
             # The exception's type only: a traceback or message could carry a secret or
-            # a customer's details into the logs. fulfil() should log its own errors.
+            # a customer's details into the logs. fulfill() should log its own errors.
+            cause = exc.cause if isinstance(exc, JobFailed) else exc
             logger.error(
-                "webhook event %s (%s) failed with %s and was rolled back; Stripe will retry it",
+                "webhook event %s (%s) not completed: %s; Stripe will retry it",
                 event_id,
                 event_type,
-                type(exc).__name__,
+                type(cause).__name__,
             )
-            return 500, _error("api_error", "webhook handler failed; Stripe will retry")
+            raise HTTPError(500, "webhook handler failed; Stripe will retry",
+                            type="api_error") from None
         if duplicate:
             logger.info("webhook event %s (%s) is a duplicate; ignored", event_id, event_type)
-            return 200, {"received": True, "duplicate": True}
+            return {"received": True, "duplicate": True}
         logger.info(
             "webhook event %s (%s) processed%s",
             event_id,
             event_type,
             f" for {session_id}" if session_id else "",
         )
-        return 200, {"received": True}
+        return {"received": True}
+
+    def _process(
+        self, event: stripe.Event, payload: dict[str, Any], session: dict[str, Any] | None
+    ) -> bool:
+        """Run the event through the pipeline; ``True`` if it was a duplicate."""
+        event_id = str(payload["id"])
+        event_type = str(payload["type"])
+        session_id = session["id"] if session is not None else None
+        claim = EventClaim(event_id, event_type, session_id)
+        items: list[dict[str, Any]] | None = None
+        while True:
+            try:
+                outcome = self.pipeline.process(
+                    functools.partial(self._apply, payload=payload, session=session,
+                                      items=items),
+                    subject=session_id or event_id, event=claim, known={event_id: event},
+                )
+            except NeedsItems:
+                assert session_id is not None  # raised only for a session's event
+                items = fetch_items(self.client, session_id)
+                continue
+            return outcome.duplicate and not outcome.ran
 
     def _apply(
         self,
-        event: stripe.Event,
-        event_id: str,
-        event_type: str,
+        tx: StoreTransaction,
+        payload: dict[str, Any],
         session: dict[str, Any] | None,
-    ) -> bool:
-        """Claim and apply the event in one transaction; ``True`` if it was a duplicate."""
+        items: list[dict[str, Any]] | None,
+    ) -> Applied:
+        """The ledger changes and jobs of a newly claimed event (the pipeline's apply step)."""
+        event_id = str(payload["id"])
+        event_type = str(payload["type"])
+        jobs: list[NewJob] = []
+        if self.handlers.for_event(event_type):
+            subject = session["id"] if session is not None else event_id
+            jobs.append(NewJob(HANDLERS, event_id, subject, payload))
         target = _target_status(event_type, session)
-        with self.store.transaction() as tx:
-            if not tx.claim_event(event_id, event_type, session["id"] if session else None):
-                return True
-            if session is None or target is None:
-                self._run_handlers(event, event_type)
-                return False
-            if self.adopt_unknown_sessions and tx.insert_order(
-                Order.from_session(session, status=OPEN)
-            ):
-                logger.info(
-                    "session %s was not in the ledger; recorded from event %s",
-                    session["id"],
-                    event_id,
-                )
-            order = settle_order(
-                tx,
+        if session is None or target is None:
+            return Applied(jobs)
+        record: Order | None = None
+        order = tx.lock_order(session["id"])
+        if order is None and is_marked(session, self.marker):
+            if items is None:
+                raise NeedsItems(session["id"])  # fetched outside the transaction
+            record = order_from_stripe(session, items)
+        elif order is None and self.adopt_unknown_sessions:
+            record = Order.from_session(session, status="open")
+        applied = settle(tx, session["id"], target, session, record=record, locked=(order,))
+        if applied.value is None:
+            logger.info(
+                "webhook event %s: session %s is not in this ledger (created elsewhere); "
+                "not fulfilled",
+                event_id,
                 session["id"],
-                target,
-                session,
-                self.fulfill,
-                before_fulfil=lambda: self._run_handlers(event, event_type),
             )
-            if order is None:
-                logger.info(
-                    "webhook event %s: session %s is not in this ledger (created elsewhere); "
-                    "not fulfilled",
-                    event_id,
-                    session["id"],
-                )
-        return False
-
-    def _run_handlers(self, event: stripe.Event, event_type: str) -> None:
-        for handler in self.handlers.for_event(event_type):
-            handler(event)
+        applied.jobs[:0] = jobs
+        return applied
 
     def _verify(
         self, raw_body: bytes, header: str | None
@@ -334,6 +392,3 @@ def _target_status(event_type: str, session: Mapping[str, Any] | None) -> str | 
         return AWAITING_PAYMENT
     return _ASYNC_EVENTS.get(event_type)
 
-
-def _error(error_type: str, message: str) -> dict[str, object]:
-    return {"error": {"type": error_type, "message": message, "param": None}}

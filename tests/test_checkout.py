@@ -13,6 +13,7 @@ import pytest
 import webtest
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware, ClientPrices, StripeLookupKeys
+from stripe_checkout_mw.marker import MARKER_KEY, shop_marker
 from stripe_checkout_mw.testing import RecordedRequest, StripeEmulator
 
 SEED_BODY = {
@@ -375,7 +376,9 @@ def test_shipping_countries_and_session_options(
     app.post_json("/create-checkout-session", ONE_TEE)
     sent = creates(stripe_emulator)[0].params
     assert sent["shipping_address_collection"] == {"allowed_countries": ["GB", "US"]}
-    assert sent["metadata"] == {"items": "1"}
+    # The shop's own metadata, and the marker that lets the webhook recognise the session.
+    marker = shop_marker(f"{DOMAIN}/success?session_id={{CHECKOUT_SESSION_ID}}")
+    assert sent["metadata"] == {"items": "1", MARKER_KEY: marker}
     assert sent["allow_promotion_codes"] == "true"
 
 

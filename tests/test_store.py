@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from stripe_checkout_mw.orders import Order, settle_order
+from stripe_checkout_mw.fulfilment import FulfilJob, settle
+from stripe_checkout_mw.orders import Order
+from stripe_checkout_mw.pipeline import Pipeline
 from stripe_checkout_mw.store import (
     DEFAULT_STORE_URL,
     SCHEMA_VERSION,
@@ -330,6 +332,18 @@ def test_closed_postgres_store_refuses_work(pg_url: str) -> None:
 # --- the state machine ----------------------------------------------------------------------
 
 
+def settle_order(
+    store: OrderStore, session_id: str, status: str, session: Any, fulfill: Any
+) -> Order | None:
+    """Settle through the pipeline, as the webhook and status paths do."""
+    pipeline = Pipeline(store, [FulfilJob(store, fulfill)])
+    value = pipeline.process(
+        lambda tx: settle(tx, session_id, status, session), subject=session_id
+    ).value
+    assert value is None or isinstance(value, Order)
+    return value
+
+
 @pytest.mark.parametrize(
     ("steps", "final"),
     [
@@ -347,13 +361,13 @@ def test_settle_order_moves_forward_only(store: OrderStore, steps: list[str], fi
     store.record_open(make_order())
     fulfilled: list[Order] = []
     for step in steps:
-        with store.transaction() as tx:
-            settle_order(tx, "cs_test_a1order", step, None, fulfilled.append)
+        settle_order(store, "cs_test_a1order", step, None, fulfilled.append)
     got = store.get("cs_test_a1order")
     assert got is not None
     assert got.status == final
     assert got.fulfilled == (final == "paid")
     assert len(fulfilled) == (1 if final == "paid" else 0)
+    assert [order.fulfilment_attempt for order in fulfilled] == ([1] if final == "paid" else [])
 
 
 def test_settle_order_refreshes_from_the_session(store: OrderStore) -> None:
@@ -366,8 +380,7 @@ def test_settle_order_refreshes_from_the_session(store: OrderStore) -> None:
         "customer_details": {"email": "buyer@example.com"},
     }
     seen: list[Order] = []
-    with store.transaction() as tx:
-        settle_order(tx, "cs_test_a1order", "paid", session, seen.append)
+    settle_order(store, "cs_test_a1order", "paid", session, seen.append)
     got = store.get("cs_test_a1order")
     assert got is not None
     assert (got.status, got.payment_status, got.amount_total) == ("paid", "paid", 1350)
@@ -382,32 +395,33 @@ def test_settle_order_refreshes_from_the_session(store: OrderStore) -> None:
 
 
 def test_settle_order_unknown_session(store: OrderStore) -> None:
-    ran: list[int] = []
-    with store.transaction() as tx:
-        assert (
-            settle_order(
-                tx, "cs_test_nope", "paid", None, None, before_fulfil=lambda: ran.append(1)
-            )
-            is None
-        )
-    assert ran == [1]
+    ran: list[Order] = []
+    assert settle_order(store, "cs_test_nope", "paid", None, ran.append) is None
+    assert ran == []
     assert store.get("cs_test_nope") is None
+    assert store.pending_jobs("cs_test_nope") == []
 
 
 def test_connections_are_reused_between_calls(store: OrderStore) -> None:
-    opened = 0
-    connect = store._connect  # type: ignore[attr-defined]
-
-    def counting_connect() -> Any:
-        nonlocal opened
-        opened += 1
-        return connect()
-
-    store._pool._connect = counting_connect  # type: ignore[attr-defined]
     for n in range(20):
         store.record_open(make_order(f"cs_test_reuse{n}"))
         assert store.get(f"cs_test_reuse{n}") is not None
-    assert opened <= 1
+    if isinstance(store, SQLiteStore):
+        opened = 0
+        connect = store.dialect._connect  # type: ignore[attr-defined]
+
+        def counting_connect() -> Any:
+            nonlocal opened
+            opened += 1
+            return connect()
+
+        store.dialect._connect = counting_connect  # type: ignore[attr-defined]
+        for n in range(20):
+            store.record_open(make_order(f"cs_test_again{n}"))
+        assert opened == 0
+    else:
+        stats = store.dialect._pool.get_stats()  # type: ignore[attr-defined]
+        assert stats["connections_num"] <= 2
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.get("cs_test_reuse0")
