@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -279,6 +280,10 @@ class SQLiteDialect(Dialect):
             self._enable_wal(raw)
             raw.execute("PRAGMA synchronous=FULL")
             self._create_tables(raw)
+            # A file that cannot be written (read-only, immutable) opens read-only, and such a
+            # connection would stay read-only after the file is writable again: refuse it.
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("ROLLBACK")
             st = os.stat(self.path)
         except BaseException:
             raw.close()
@@ -464,9 +469,9 @@ _PG_SCHEMA = (
 class PostgresDialect(Dialect):
     """PostgreSQL through psycopg 3 and ``psycopg_pool``: row locks with ``FOR UPDATE``.
 
-    The pool is opened on first use (one per process: a forked child opens its own) and checks
-    each connection before lending it: one the server has closed (a restart, an idle timeout)
-    is dropped and replaced, so the first request after a restart succeeds. Waiting for a
+    The pool is opened on first use (one per process: a forked child opens its own); each
+    connection is checked before it is lent: one the server has closed (a restart, an idle
+    timeout) is dropped and replaced, so the first request after a restart succeeds. Waiting for a
     connection is bounded by ``connect_timeout``. A non-durable commit is
     ``SET LOCAL synchronous_commit = off``: it does not wait for the WAL flush.
     """
@@ -501,7 +506,7 @@ class PostgresDialect(Dialect):
                     kwargs["connect_timeout"] = int(self.connect_timeout)
                 self._pool = psycopg_pool.ConnectionPool(
                     self._dsn, kwargs=kwargs, min_size=1, max_size=self.max_size,
-                    open=False, check=_pg_alive, timeout=self.connect_timeout,
+                    open=False, timeout=self.connect_timeout,
                     name="stripe-checkout-ledger", num_workers=2,
                 )
                 self._pool.open(wait=False)
@@ -513,10 +518,7 @@ class PostgresDialect(Dialect):
         import psycopg
 
         pool = self._get_pool()
-        try:
-            conn = pool.getconn()
-        except psycopg.Error as exc:
-            raise self.failed(exc, "getting a connection") from exc
+        conn = self._checked_connection(pool)
         try:
             yield conn
         except psycopg.Error as exc:
@@ -529,6 +531,29 @@ class PostgresDialect(Dialect):
             pool.putconn(conn)
             raise
         pool.putconn(conn)
+
+    def _checked_connection(
+        self, pool: psycopg_pool.ConnectionPool[Any]
+    ) -> psycopg.Connection[Any]:
+        """A connection from the pool that the server has not closed.
+
+        The check is done here rather than with the pool's ``check`` callback, whose retries
+        back off for a second or more per dead connection: after a restart every idle
+        connection is dead, and the first request would time out going through them.
+        """
+        import psycopg
+
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                conn: psycopg.Connection[Any] = pool.getconn(
+                    timeout=max(0.1, deadline - time.monotonic()))
+            except psycopg.Error as exc:
+                raise self.failed(exc, "getting a connection") from exc
+            if _pg_alive(conn):
+                return conn
+            conn.close()  # the pool drops a closed connection and opens a new one
+            pool.putconn(conn)
 
     def create_schema(self, version: int) -> None:
         with self.connection() as conn, conn.transaction():
@@ -591,21 +616,18 @@ class PostgresDialect(Dialect):
         return list(conn.execute(sql, params).fetchall())
 
 
-def _pg_alive(conn: psycopg.Connection[Any]) -> None:
-    """The pool's check: raise if the server has closed the connection.
+def _pg_alive(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection is still open at the server's end.
 
-    Reads, without blocking, whatever the server sent while the connection sat idle (on a
-    shutdown or restart, an error and the end of the stream), which costs a system call, not
-    a round trip.
+    An idle connection (no LISTEN here) receives nothing from the server unless the server is
+    ending it: a shutdown or restart sends an error and closes the stream. So a connection
+    whose socket is readable while it sits in the pool is dead; the check is a ``select``
+    with no wait, a system call rather than a round trip.
     """
-    import psycopg
-    from psycopg.pq import ConnStatus
-
     if conn.closed or conn.broken:
-        raise psycopg.OperationalError("the connection is closed")
-    conn.pgconn.consume_input()
-    if conn.pgconn.status != ConnStatus.OK:
-        raise psycopg.OperationalError("the server closed the connection")
+        return False
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    return not readable
 
 
 def _pg_log_name(url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sqlite3
 import threading
@@ -425,3 +426,49 @@ def test_connections_are_reused_between_calls(store: OrderStore) -> None:
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.get("cs_test_reuse0")
+
+
+def test_sqlite_refuses_to_commit_into_a_file_no_longer_at_its_path(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "orders.db"
+    with open_store(f"sqlite:///{path}") as opened:
+        opened.record_open(make_order())
+        with pytest.raises(StoreError), opened.transaction() as tx:
+            assert tx.claim_event("evt_unlinked", "x", None)
+            os.replace(path, tmp_path / "moved.db")  # the file this connection has open
+        assert f"the database file {path} is no longer the file" in caplog.text
+        # The next call opens the file now at the path: a new ledger, with its tables.
+        assert not opened.event_processed("evt_unlinked")
+
+
+def test_a_connection_that_raised_is_not_reused(store: OrderStore) -> None:
+    store.record_open(make_order())
+    with pytest.raises(StoreError), store.transaction() as tx:
+        tx.claim_event("evt_x", "x", None)
+        store.dialect.execute(tx.conn, "SELECT * FROM no_such_table", ())
+    if isinstance(store, SQLiteStore):
+        assert store.dialect._idle == []  # type: ignore[attr-defined]
+    assert store.get("cs_test_a1order") is not None
+
+
+def test_store_errors_name_the_store_and_the_error_class(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = "postgresql://shop:s3cret@127.0.0.1:9/ledger?connect_timeout=1"
+    with open_store(url) as down, pytest.raises(StoreError):
+        down.get("cs_test_x")
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("postgresql://127.0.0.1:9/ledger" in m and "PoolTimeout" in m for m in errors)
+    assert "s3cret" not in caplog.text and "shop:" not in caplog.text
+
+
+def test_prune_deletes_at_most_a_batch_of_old_events(store: OrderStore) -> None:
+    with store.transaction() as tx:
+        for n in range(30):
+            tx.claim_event(f"evt_{n}", "x", None)
+    cutoff = time.time() + 1  # everything so far is older than this
+    assert store.prune(cutoff, 20) == 20
+    assert store.prune(cutoff, 20) == 10
+    assert store.prune(cutoff, 20) == 0
+    assert not store.event_processed("evt_0")
