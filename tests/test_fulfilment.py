@@ -15,7 +15,8 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from stripe_checkout_mw import Catalog, CheckoutMiddleware
+from stripe_checkout_mw import Catalog, CheckoutMiddleware, OptionError
+from stripe_checkout_mw.marker import MARKER_KEY, shop_marker
 from stripe_checkout_mw.orders import Order
 from stripe_checkout_mw.testing import StripeEmulator
 
@@ -230,3 +231,64 @@ def test_checkout_only_middleware_passes_the_webhook_path_through(
             assert list(body) == [f"shop saw {path}".encode()]
     finally:
         middleware.close()
+
+
+# --- the marker and the options ------------------------------------------------------------
+
+
+def test_a_marked_session_without_its_row_is_recorded_from_stripe_and_fulfilled(
+    emu: StripeEmulator, shop_server: Shop
+) -> None:
+    session_id = shop_server.buy(quantity=2)
+    metadata = emu.session(session_id)["metadata"]
+    assert metadata == {MARKER_KEY: shop_marker("https://shop.example.com/success?"
+                                                "session_id={CHECKOUT_SESSION_ID}")}
+    store = shop_server.middleware.store
+    assert store is not None
+    with store.transaction() as tx:  # the row lost, as in a restore from an older backup
+        store.dialect.execute(tx.conn, store.dialect.placeholders(
+            "DELETE FROM stripe_checkout_orders WHERE session_id = ?"), (session_id,))
+    emu.pay(session_id)
+    assert shop_server.fulfilled == {session_id: 1}
+    order = shop_server.orders[0]
+    assert order.fulfilment_attempt == 1
+    assert [(i["name"], i["quantity"], i["unit_amount"]) for i in order.items] == [
+        ("T-shirt", 2, 2000)]
+    assert shop_server.status(session_id)["fulfilled"] is True
+
+
+def test_an_unmarked_session_without_a_row_is_never_fulfilled(
+    emu: StripeEmulator, shop_server: Shop
+) -> None:
+    session = emu.client().v1.checkout.sessions.create(params={
+        "mode": "payment", "success_url": "https://elsewhere.example/s",
+        "line_items": [{"price_data": {"currency": "usd", "unit_amount": 100,
+                                       "product_data": {"name": "Other"}}, "quantity": 1}],
+        "metadata": {MARKER_KEY: "0123456789abcdef"},  # another shop's marker
+    })
+    emu.pay(session.id)
+    assert [d.status for d in emu.deliveries] == [200]
+    assert shop_server.fulfilled == {}
+    assert shop_server.middleware.store is not None
+    assert shop_server.middleware.store.get(session.id) is None
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        pytest.param("job_lease", 0, id="lease-zero"),
+        pytest.param("job_lease", "soon", id="lease-text"),
+        pytest.param("job_lease", 86401, id="lease-too-long"),
+        pytest.param("event_retention_days", -1, id="retention-negative"),
+        pytest.param("event_retention_days", "a month", id="retention-text"),
+        pytest.param("event_retention_days", float("nan"), id="retention-nan"),
+    ],
+)
+def test_malformed_lease_and_retention_are_refused_at_construction(
+    emu: StripeEmulator, option: str, value: Any
+) -> None:
+    with pytest.raises(OptionError) as caught:
+        CheckoutMiddleware(shop, secret_key=emu.secret_key, domain_url="https://shop.example.com",
+                           price_lookup=CATALOG, **{option: value})
+    assert caught.value.option == option
+    assert str(caught.value).startswith(f"{option}: ")
