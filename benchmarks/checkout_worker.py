@@ -20,6 +20,7 @@ each with one JSON line, ``{"error": "..."}`` when it failed.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -45,6 +46,11 @@ PARAMS: dict[str, Any] = {
     }],
     "success_url": f"{DOMAIN_URL}/success?session_id={{CHECKOUT_SESSION_ID}}",
     "cancel_url": f"{DOMAIN_URL}/cancel",
+    # The marker the middleware puts on every session; (b) and (c) send it too, so that
+    # every variant makes the same request.
+    "metadata": {"stripe_checkout_mw": hashlib.sha256(
+        f"stripe-checkout-mw\0{DOMAIN_URL}/success?session_id={{CHECKOUT_SESSION_ID}}"
+        .encode()).hexdigest()[:16]},
 }
 
 
@@ -109,6 +115,7 @@ def flask_sample(secret_key: str, api_base: str) -> Any:
                 mode="payment",
                 success_url=DOMAIN_URL + "/success?session_id={CHECKOUT_SESSION_ID}",
                 cancel_url=DOMAIN_URL + "/cancel",
+                metadata=PARAMS["metadata"],
             )
             return jsonify({"sessionId": checkout_session["id"], "url": checkout_session.url})
         except Exception as e:

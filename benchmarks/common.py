@@ -49,6 +49,7 @@ class Sizes:
     connection_checkouts: int
     webhook_rounds: int
     webhook_events: int  # per side per round
+    ledger_rows: int  # events, orders and done jobs already stored (section 8)
 
     @classmethod
     def full(cls) -> Sizes:
@@ -61,6 +62,7 @@ class Sizes:
             checkout_clients=8,
             connection_checkouts=200,
             webhook_rounds=7, webhook_events=200,
+            ledger_rows=1_000_000,
         )
 
     @classmethod
@@ -74,6 +76,7 @@ class Sizes:
             checkout_clients=8,
             connection_checkouts=10,
             webhook_rounds=1, webhook_events=10,
+            ledger_rows=2_000,
         )
 
 

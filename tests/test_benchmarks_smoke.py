@@ -70,6 +70,12 @@ EXPECTED_ROWS = [
     ("7", "Stripe hanging, 8 server threads: pass-through p99 latency"),
     ("7", "Stripe hanging, 8 server threads: webhook p99 latency"),
     ("7", "Stripe hanging, 8 server threads: checkouts answered 503 at once"),
+    ("8", "SQLite: webhook path, empty store, events/s"),
+    ("8", "SQLite: webhook path, 2,000 events + orders + jobs stored, events/s"),
+    ("8", "SQLite: large store time / empty store time"),
+    ("8", "PostgreSQL: webhook path, empty store, events/s"),
+    ("8", "PostgreSQL: webhook path, 2,000 events + orders + jobs stored, events/s"),
+    ("8", "PostgreSQL: large store time / empty store time"),
 ]
 
 
