@@ -491,6 +491,8 @@ class PostgresDialect(Dialect):
             self.connect_timeout = float(connect_timeout)
         self._lock = threading.Lock()
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
+        # Per connection in a transaction: the statements not sent yet.
+        self._batches: dict[int, list[tuple[str, Sequence[Any]]]] = {}
         self._pid = os.getpid()
         self._closed = False
 
@@ -577,18 +579,44 @@ class PostgresDialect(Dialect):
             pool.close()
 
     def begin(self, conn: psycopg.Connection[Any], durable: bool) -> None:
-        conn.execute("BEGIN")
+        # Statements whose results are not read (the BEGIN, updates, inserts) are held back
+        # and sent with the next one that is, or with the COMMIT, as one query: a
+        # transaction costs a round trip per result it needs, not one per statement.
+        batch: list[tuple[str, Sequence[Any]]] = [("BEGIN", ())]
         if not durable:
-            conn.execute("SET LOCAL synchronous_commit = off")
+            batch.append(("SET LOCAL synchronous_commit = off", ()))
+        self._batches[id(conn)] = batch
 
     def commit(self, conn: psycopg.Connection[Any], durable: bool) -> None:
-        conn.execute("COMMIT")
+        self._send(conn, "COMMIT", ())
+        self._batches.pop(id(conn), None)
 
     def rollback(self, conn: psycopg.Connection[Any]) -> None:
         import psycopg
 
-        with contextlib.suppress(psycopg.Error):
-            conn.execute("ROLLBACK")
+        if self._batches.pop(id(conn), None) is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
+
+    def _send(
+        self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]
+    ) -> psycopg.Cursor[Any]:
+        """Run ``sql`` after the statements held back; the cursor holds its result."""
+        import psycopg
+
+        batch = self._batches.get(id(conn))
+        if not batch:
+            return conn.execute(sql, params)
+        batch.append((sql, params))
+        self._batches[id(conn)] = []
+        # Client-side binding: the only way to send several statements, with parameters,
+        # in one query. Every value still goes through psycopg's own quoting.
+        cursor: psycopg.Cursor[Any] = psycopg.ClientCursor(conn)
+        cursor.execute("; ".join(text for text, _ in batch),
+                       [value for _, values in batch for value in values])
+        while cursor.nextset():
+            pass  # to the result of the last statement, ``sql``
+        return cursor
 
     def to_json(self, value: Any) -> Any:
         from psycopg.types.json import Jsonb
@@ -599,21 +627,25 @@ class PostgresDialect(Dialect):
         return value
 
     def execute(self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> None:
-        conn.execute(sql, params)
+        batch = self._batches.get(id(conn))
+        if batch is not None:
+            batch.append((sql, params))  # sent with the next statement that is read
+        else:
+            conn.execute(sql, params)
 
     def rowcount(self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> int:
-        return conn.execute(sql, params).rowcount
+        return self._send(conn, sql, params).rowcount
 
     def fetchone(
         self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]
     ) -> Sequence[Any] | None:
-        row: Sequence[Any] | None = conn.execute(sql, params).fetchone()
+        row: Sequence[Any] | None = self._send(conn, sql, params).fetchone()
         return row
 
     def fetchall(
         self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]
     ) -> list[Sequence[Any]]:
-        return list(conn.execute(sql, params).fetchall())
+        return list(self._send(conn, sql, params).fetchall())
 
 
 def _pg_alive(conn: psycopg.Connection[Any]) -> bool:
