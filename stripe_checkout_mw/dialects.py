@@ -181,13 +181,15 @@ _SQLITE_SCHEMA = (
 
 
 class _SQLiteConnection:
-    """A connection and the identity (device, inode) of the file it opened."""
+    """A connection, the identity (device, inode) of the file it opened, and whether it holds
+    the process's write lock."""
 
-    __slots__ = ("identity", "raw")
+    __slots__ = ("identity", "locked", "raw")
 
     def __init__(self, raw: sqlite3.Connection, identity: tuple[int, int]) -> None:
         self.raw = raw
         self.identity = identity
+        self.locked = False
 
 
 class SQLiteDialect(Dialect):
@@ -217,6 +219,9 @@ class SQLiteDialect(Dialect):
         self._idle: list[_SQLiteConnection] = []
         self._pid = os.getpid()
         self._closed = False
+        # Writers of this process queue here rather than in SQLite's busy handler, which
+        # sleeps a millisecond or more each time it finds the write lock taken.
+        self._write_lock = threading.Lock()
 
     # -- connections ------------------------------------------------------------------
 
@@ -245,6 +250,7 @@ class SQLiteDialect(Dialect):
                 raise StoreError("store: this store has been closed")
             if self._pid != os.getpid():
                 self._idle, self._pid = [], os.getpid()
+                self._write_lock = threading.Lock()  # a parent's thread may have held it
             idle = self._idle.pop() if self._idle else None
         if idle is not None:
             if self._same_file(idle):
@@ -361,24 +367,34 @@ class SQLiteDialect(Dialect):
     # -- transactions -----------------------------------------------------------------
 
     def begin(self, conn: _SQLiteConnection, durable: bool) -> None:
-        if not durable:
-            # In WAL mode NORMAL skips the fsync at commit; a later FULL commit or a
-            # checkpoint makes it durable. Restored at commit or rollback.
-            conn.raw.execute("PRAGMA synchronous=NORMAL")
-        conn.raw.execute("BEGIN IMMEDIATE")
+        if not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise StoreError(f"store {self.log_name}: no write lock after {self.busy_timeout} s")
+        conn.locked = True
+        try:
+            if not durable:
+                # In WAL mode NORMAL skips the fsync at commit; a later FULL commit or a
+                # checkpoint makes it durable. Restored at commit or rollback.
+                conn.raw.execute("PRAGMA synchronous=NORMAL")
+            conn.raw.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._unlock(conn)
+            raise
 
     def commit(self, conn: _SQLiteConnection, durable: bool) -> None:
-        if not self._same_file(conn):
-            logger.error(
-                "store %s: the database file %s is no longer the file this connection has open "
-                "(deleted, replaced or moved); the transaction was not committed",
-                self.log_name, self.path,
-            )
-            self.rollback(conn)
-            raise StoreError(f"store {self.log_name}: the database file was replaced")
-        conn.raw.execute("COMMIT")
-        if not durable:
-            conn.raw.execute("PRAGMA synchronous=FULL")
+        try:
+            if not self._same_file(conn):
+                logger.error(
+                    "store %s: the database file %s is no longer the file this connection has "
+                    "open (deleted, replaced or moved); the transaction was not committed",
+                    self.log_name, self.path,
+                )
+                self.rollback(conn)
+                raise StoreError(f"store {self.log_name}: the database file was replaced")
+            conn.raw.execute("COMMIT")
+            if not durable:
+                conn.raw.execute("PRAGMA synchronous=FULL")
+        finally:
+            self._unlock(conn)
 
     def rollback(self, conn: _SQLiteConnection) -> None:
         try:
@@ -387,6 +403,13 @@ class SQLiteDialect(Dialect):
             conn.raw.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error:
             pass  # the connection is closed by connection(): it raised
+        finally:
+            self._unlock(conn)
+
+    def _unlock(self, conn: _SQLiteConnection) -> None:
+        if conn.locked:
+            conn.locked = False
+            self._write_lock.release()
 
     # -- statements -------------------------------------------------------------------
 
