@@ -16,8 +16,9 @@ The paths it owns:
 
 - ``POST {path}`` creates a Checkout Session from the seed's JSON body (or an HTML
   form) and answers ``{"sessionId", "url"}`` (or ``303`` to the hosted page).
-- ``POST {webhook_path}`` receives Stripe's signed events and fulfils paid orders
-  exactly once (only when a webhook secret is configured).
+- ``POST {webhook_path}`` receives Stripe's signed events and fulfils paid orders once
+  their payment is recorded, as the README's fulfil contract says (only when a webhook
+  secret is configured).
 - ``GET {status_path}?session_id=...`` tells the success page how the order stands.
 
 The secret key, the redirect URLs and the prices come from the server only. It is a
