@@ -514,6 +514,7 @@ class PostgresDialect(Dialect):
             self.connect_timeout = float(connect_timeout)
         self._lock = threading.Lock()
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
+        self._inherited: list[Any] = []
         # Per connection in a transaction: the statements not sent yet.
         self._batches: dict[int, list[tuple[str, Sequence[Any]]]] = {}
         self._pid = os.getpid()
@@ -525,6 +526,12 @@ class PostgresDialect(Dialect):
                 raise StoreError("store: this store has been closed")
             if self._pool is None or self._pid != os.getpid():
                 import psycopg_pool
+
+                if self._pool is not None:
+                    # A forked child: the parent's pool and connections are the parent's.
+                    # Kept referenced, so that collecting them never closes (and so ends
+                    # at the server) a connection the parent is still using.
+                    self._inherited.append(self._pool)
 
                 kwargs: dict[str, Any] = {"autocommit": True}
                 if "connect_timeout" not in self._dsn:
