@@ -16,6 +16,7 @@ from .middleware import CheckoutMiddleware
 from .options import OptionError
 from .orders import Order
 from .prices import Catalog, ClientPrices, PricedItem, PriceLookup, StripeLookupKeys
+from .subscriptions import Subscription, SubscriptionItem
 from .validation import DefaultValidator, ValidationError
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "PriceLookup",
     "PricedItem",
     "StripeLookupKeys",
+    "Subscription",
+    "SubscriptionItem",
     "ValidationError",
 ]
 __version__ = "0.1.0"

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("stripe_checkout_mw")
 
 #: Called with the new session and its priced items before the answer leaves.
+#: The customer parameters of the current user's checkout (``client_reference_id``,
+#: ``customer``), from :class:`~.customers.CustomerDirectory`; may raise ``HTTPError``.
+CustomerParams = Callable[["WSGIEnvironment"], dict[str, str]]
 SessionRecorder = Callable[["stripe.checkout.Session", list[PricedItem], dict[str, Any]], None]
 
 
@@ -77,6 +80,8 @@ class CheckoutService:
         #: Put in every session's metadata so the webhook and status paths recognise this
         #: shop's sessions without their ledger row (see :mod:`stripe_checkout_mw.marker`).
         self.marker = shop_marker(settings.success_url)
+        #: Set by the middleware when ``customer_ref`` is configured (:mod:`.customers`).
+        self.customers: CustomerParams | None = None
 
     def create(
         self, body: dict[str, Any], environ: WSGIEnvironment, idempotency_key: str | None
@@ -86,6 +91,8 @@ class CheckoutService:
         :param idempotency_key: the browser's ``Idempotency-Key`` (checked), or None.
         """
         settings = self.settings
+        # Before anything reaches Stripe: a misconfigured customer_ref must call nothing.
+        customer = self.customers(environ) if self.customers is not None else None
         try:
             order = settings.validator(body, environ)
         except ValidationError as exc:
@@ -98,6 +105,12 @@ class CheckoutService:
                 priced = resolve_prices(settings.price_lookup, order["line_items"], environ,
                                         self.client)
                 params = self.params(order, priced)
+                if customer is not None:
+                    params.update(customer)
+                    if "customer" in params:
+                        params.pop("customer_email", None)
+                    elif params["mode"] == "payment":
+                        params["customer_creation"] = "always"
                 action = "checkout session create"
                 session = self.client.v1.checkout.sessions.create(
                     params=params,  # type: ignore[arg-type]  # built dynamically, checked above

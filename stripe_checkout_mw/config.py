@@ -67,6 +67,15 @@ class Settings:
     job_lease: float = 300.0
     #: Days a processed event id is kept to refuse duplicates.
     event_retention_days: float = 30.0
+    #: The app's ``customer_ref(environ)`` (its user id), or None: no customers, no portal.
+    customer_ref: Callable[[Any], Any] | None = None
+    #: The billing portal path, served when ``customer_ref`` is set and a store is kept.
+    portal_path: str | None = None
+    #: Where the billing portal sends the customer back.
+    portal_return_url: str | None = None
+    subscription_changed: Callable[[Any], None] | None = None
+    #: Whether ``past_due`` (Stripe still retrying a payment) gives access.
+    past_due_is_active: bool = True
 
     @property
     def livemode(self) -> bool:
@@ -119,15 +128,23 @@ def load_settings(given: Mapping[str, Any]) -> Settings:
     store = options["store"]
     uses_store = bool(secrets) or store is not None or bool(os.environ.get("STRIPE_CHECKOUT_STORE"))
     status_path = options["status_path"] if uses_store else None
-    paths = [p for p in (options["path"], webhook_path, status_path) if p is not None]
+    portal_path = options["portal_path"] if uses_store and options["customer_ref"] else None
+    paths = [p for p in (options["path"], webhook_path, status_path, portal_path)
+             if p is not None]
     if len(set(paths)) != len(paths):
-        raise OptionError("path", "path, webhook_path and status_path must all differ")
+        raise OptionError("path", "path, webhook_path, status_path and portal_path must all "
+                          "differ")
+    portal_return_url = options["portal_return_url"]
+    if portal_return_url is None:
+        base = options["domain_url"] or origin_of(success_url) or ""
+        portal_return_url = absolute_url("portal_return_url", f"{base.rstrip('/')}/account")
 
     api_base = options["stripe_api_base"]
     derived = {
         "success_url": success_url, "cancel_url": cancel_url, "validator": validator,
         "webhook_path": webhook_path, "webhook_secrets": secrets, "status_path": status_path,
-        "uses_store": uses_store,
+        "uses_store": uses_store, "portal_path": portal_path,
+        "portal_return_url": portal_return_url,
         "shop_origin": origin_of(options["domain_url"]) if options["domain_url"] else None,
         "stripe_api_base": api_base.rstrip("/") if api_base is not None else None,
     }

@@ -179,6 +179,33 @@ _SQLITE_SCHEMA = (
         ON stripe_checkout_jobs (done_at) WHERE done_at IS NOT NULL""",
 )
 
+#: The billing tables (customers and subscriptions), a block of their own so that another
+#: block of tables can be added beside it; created with the rest.
+_SQLITE_BILLING_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_customers (
+        stripe_customer TEXT PRIMARY KEY,
+        customer_ref TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_customers_ref
+        ON stripe_checkout_customers (customer_ref, created_at)""",
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_subscriptions (
+        subscription_id TEXT PRIMARY KEY,
+        stripe_customer TEXT NOT NULL,
+        customer_ref TEXT,
+        status TEXT NOT NULL,
+        record TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        fetched_at REAL NOT NULL,
+        created REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_ref
+        ON stripe_checkout_subscriptions (customer_ref, created)""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_customer
+        ON stripe_checkout_subscriptions (stripe_customer)""",
+)
+
 
 class _SQLiteConnection:
     """A connection, the identity (device, inode) of the file it opened, and whether it holds
@@ -336,7 +363,7 @@ class SQLiteDialect(Dialect):
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SQLITE_SCHEMA:
+            for statement in (*_SQLITE_SCHEMA, *_SQLITE_BILLING_SCHEMA):
                 conn.execute(statement)
             row = conn.execute(
                 "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
@@ -488,6 +515,33 @@ _PG_SCHEMA = (
         ON stripe_checkout_jobs (done_at) WHERE done_at IS NOT NULL""",
 )
 
+#: The billing tables (customers and subscriptions), a block of their own so that another
+#: block of tables can be added beside it; created with the rest.
+_PG_BILLING_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_customers (
+        stripe_customer text PRIMARY KEY,
+        customer_ref text NOT NULL,
+        created_at double precision NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_customers_ref
+        ON stripe_checkout_customers (customer_ref, created_at)""",
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_subscriptions (
+        subscription_id text PRIMARY KEY,
+        stripe_customer text NOT NULL,
+        customer_ref text,
+        status text NOT NULL,
+        record jsonb NOT NULL,
+        revision integer NOT NULL,
+        fetched_at double precision NOT NULL,
+        created double precision NOT NULL,
+        updated_at double precision NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_ref
+        ON stripe_checkout_subscriptions (customer_ref, created)""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_customer
+        ON stripe_checkout_subscriptions (stripe_customer)""",
+)
+
 
 class PostgresDialect(Dialect):
     """PostgreSQL through psycopg 3 and ``psycopg_pool``: row locks with ``FOR UPDATE``.
@@ -590,7 +644,7 @@ class PostgresDialect(Dialect):
     def create_schema(self, version: int) -> None:
         with self.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
-            for statement in _PG_SCHEMA:
+            for statement in (*_PG_SCHEMA, *_PG_BILLING_SCHEMA):
                 conn.execute(statement)
             row = conn.execute(
                 "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"

@@ -38,6 +38,7 @@ import stripe
 
 from .checkout import CheckoutService
 from .config import SessionOptions, Timeout, load_settings
+from .customers import CustomerDirectory, resolve_ref
 from .fulfilment import FulfilJob
 from .http import (
     FORM_TYPE,
@@ -57,9 +58,11 @@ from .marker import shop_marker
 from .options import OPTIONS, OptionTypeError, unknown_option
 from .orders import Order
 from .pipeline import DEFAULT_LEASE, DEFAULT_RETENTION_DAYS, Pipeline
+from .portal import BillingPortal
 from .status import OrderStatus
 from .store import OrderStore, open_store
 from .stripe_guard import StripeGuard, TokenBucket
+from .subscriptions import Subscription, SubscriptionChangedJob, SubscriptionLedger
 from .webhooks import HandlersJob, WebhookHandlers, WebhookReceiver
 
 if TYPE_CHECKING:
@@ -120,6 +123,17 @@ class CheckoutMiddleware:
         it; longer than ``fulfill`` can take. Default 300.
     :param event_retention_days: processed event ids are kept this long to refuse
         duplicates (Stripe retries for 3 days). Default 30.
+    :param customer_ref: ``customer_ref(environ)`` -> the signed-in user's id (a string) or
+        None, from the app's own session: checkouts then reuse the user's Stripe Customer,
+        and ``mw.subscriptions``/``mw.customers`` answer per user (see the README).
+    :param portal_path: where a signed-in user posts to open Stripe's billing portal
+        (served when ``customer_ref`` is set and a store is kept).
+    :param portal_return_url: where the portal sends them back; default
+        ``{domain_url}/account``.
+    :param subscription_changed: ``hook(subscription)``, called once per stored change of
+        a user's subscription status or items, after the commit (retried when it raises).
+    :param past_due_is_active: whether a ``past_due`` subscription (Stripe still retrying
+        the payment) gives access in ``mw.subscriptions.is_active``. Default True.
     :param client: a ready ``stripe.StripeClient``, instead of building one.
     :param max_concurrent_stripe_calls: checkouts that may wait on Stripe at once in this
         process (default 4; keep it below the server's thread count, so a hanging Stripe
@@ -171,6 +185,11 @@ class CheckoutMiddleware:
         fulfill: Callable[[Order], None] | None = None,
         job_lease: float = DEFAULT_LEASE,
         event_retention_days: float = DEFAULT_RETENTION_DAYS,
+        customer_ref: Callable[[WSGIEnvironment], str | None] | None = None,
+        portal_path: str = "/billing-portal",
+        portal_return_url: str | None = None,
+        subscription_changed: Callable[[Subscription], None] | None = None,
+        past_due_is_active: bool = True,
         client: stripe.StripeClient | None = None,
         max_concurrent_stripe_calls: int = 4,
         circuit_cooldown: float = 10.0,
@@ -212,6 +231,9 @@ class CheckoutMiddleware:
         self.guard = StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
                                  cooldown=settings.circuit_cooldown)
         self.pipeline: Pipeline | None = None
+        self.customers: CustomerDirectory | None = None
+        self.subscriptions: SubscriptionLedger | None = None
+        self.portal: BillingPortal | None = None
         # Put in every session's metadata (the checkout does), so the webhook and the status
         # path recognise this shop's sessions without their ledger row.
         marker = shop_marker(settings.success_url)
@@ -221,13 +243,18 @@ class CheckoutMiddleware:
         if settings.uses_store:
             store_ = self.store = open_store(settings.store)
             self.pipeline = Pipeline(
-                store_, [HandlersJob(self.handlers, self.client), FulfilJob(store_, fulfill)],
+                store_, [HandlersJob(self.handlers, self.client), FulfilJob(store_, fulfill),
+                         SubscriptionChangedJob(settings.subscription_changed)],
                 lease=settings.job_lease, retention_days=settings.event_retention_days,
             )
+            self.customers = CustomerDirectory(store_)
+            self.subscriptions = SubscriptionLedger(
+                store_, self.customers, past_due_is_active=settings.past_due_is_active)
         if self.store is not None and settings.webhook_path is not None:
             self.webhooks = WebhookReceiver(
                 store=self.store, secrets=settings.webhook_secrets, handlers=self.handlers,
                 fulfill=fulfill, client=self.client, marker=marker, pipeline=self.pipeline,
+                subscriptions=self.subscriptions,
             )
             routes[settings.webhook_path] = _Route(CheckoutMiddleware._receive_webhook, "POST")
         if self.store is not None and settings.status_path is not None:
@@ -246,6 +273,15 @@ class CheckoutMiddleware:
             if self.store is not None else None,
             guard=self.guard,
         )
+        if self.customers is not None and settings.customer_ref is not None:
+            directory, ref = self.customers, settings.customer_ref
+            self.checkout.customers = lambda environ: directory.checkout_params(
+                resolve_ref(ref, environ))
+            self.portal = BillingPortal(self.client, directory, ref,
+                                        settings.portal_return_url or "")
+            if settings.portal_path is not None:
+                routes[settings.portal_path] = _Route(CheckoutMiddleware._open_portal,
+                                                      "POST, OPTIONS")
         self._routes = routes
 
     def close(self) -> None:
@@ -325,6 +361,16 @@ class CheckoutMiddleware:
         if kind == FORM_TYPE:
             return _Answer(303, {}, created.url)
         return _Answer(200, {"sessionId": created.session_id, "url": created.url})
+
+    def _open_portal(self, environ: WSGIEnvironment) -> _Answer:
+        self._check_origin(environ)
+        kind = media_type(environ)
+        read_body(environ, self.settings.max_body)  # never read for the customer: drained
+        assert self.portal is not None  # the route exists only with a portal
+        url = self.portal.url_for(environ)
+        if kind == FORM_TYPE:
+            return _Answer(303, {}, url)
+        return _Answer(200, {"url": url})
 
     def _receive_webhook(self, environ: WSGIEnvironment) -> _Answer:
         assert self.webhooks is not None  # the route exists only with a receiver

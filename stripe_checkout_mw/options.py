@@ -408,6 +408,13 @@ OPTIONS: dict[str, Option] = {
     "status_shows_email": Option(False, to_bool),
     "job_lease": Option(300.0, job_lease),
     "event_retention_days": Option(30.0, retention_days),
+    "customer_ref": Option(None, callable_or_reference(
+        "a callable customer_ref(environ) -> the user's id or None")),
+    "portal_path": Option("/billing-portal", optional_path),
+    "portal_return_url": Option(None, optional_url),
+    "subscription_changed": Option(None, callable_or_reference(
+        "a callable subscription_changed(subscription)")),
+    "past_due_is_active": Option(True, to_bool),
 }
 
 

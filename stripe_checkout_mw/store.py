@@ -75,8 +75,10 @@ logger = logging.getLogger("stripe_checkout_mw")
 
 #: Bumped whenever the tables change; a store refuses a ledger written by a newer version.
 #: Version 2 added ``stripe_checkout_jobs`` and the events' ``processed_at`` index; a version 1
-#: ledger is upgraded in place on first use (both are only added).
-SCHEMA_VERSION = 2
+#: ledger is upgraded in place on first use (both are only added). Version 3 added the
+#: billing tables ``stripe_checkout_customers`` and ``stripe_checkout_subscriptions`` (only
+#: added, so upgrading is creating them).
+SCHEMA_VERSION = 3
 #: The environment variable read when no store URL is given.
 STORE_ENV = "STRIPE_CHECKOUT_STORE"
 #: Used when neither an argument nor the environment names a store.

@@ -57,6 +57,13 @@ from .orders import (
 )
 from .pipeline import Applied, EventClaim, JobFailed, JobKind, JobsPending, Pipeline
 from .store import Job, NewJob, OrderStore, StoreError, StoreTransaction
+from .subscriptions import (
+    SUBSCRIPTION_EVENTS,
+    Fetched,
+    NeedsSubscription,
+    SubscriptionLedger,
+    subscription_id_of,
+)
 
 __all__ = ["HANDLERS", "EventHandler", "HandlersJob", "WebhookHandlers", "WebhookReceiver"]
 
@@ -158,6 +165,9 @@ class WebhookReceiver:
         settled as usual. ``None`` recognises no session without a row.
     :param pipeline: the fulfilment pipeline to share with the status lookup; by default one
         is built on ``store`` that runs ``fulfill`` and the handlers.
+    :param subscriptions: the subscriptions ledger: subscription events (and completed
+        subscription-mode sessions) re-fetch their subscription into it, and completed
+        sessions record their customer. ``None`` keeps no subscriptions.
     """
 
     def __init__(
@@ -172,6 +182,7 @@ class WebhookReceiver:
         adopt_unknown_sessions: bool = False,
         marker: str | None = None,
         pipeline: Pipeline | None = None,
+        subscriptions: SubscriptionLedger | None = None,
     ) -> None:
         if isinstance(secrets, str):
             secrets = [secrets]
@@ -195,6 +206,7 @@ class WebhookReceiver:
         if pipeline is None:
             pipeline = Pipeline(store, [HandlersJob(handlers, client), FulfilJob(store, fulfill)])
         self.pipeline = pipeline
+        self.subscriptions = subscriptions
 
     def __repr__(self) -> str:
         # Never the secrets: a repr ends up in logs and tracebacks.
@@ -259,16 +271,22 @@ class WebhookReceiver:
         session_id = session["id"] if session is not None else None
         claim = EventClaim(event_id, event_type, session_id)
         items: list[dict[str, Any]] | None = None
+        fetched: dict[str, Fetched] = {}
         while True:
             try:
                 outcome = self.pipeline.process(
                     functools.partial(self._apply, payload=payload, session=session,
-                                      items=items),
+                                      items=items, fetched=fetched),
                     subject=session_id or event_id, event=claim, known={event_id: event},
                 )
             except NeedsItems:
                 assert session_id is not None  # raised only for a session's event
                 items = fetch_items(self.client, session_id)
+                continue
+            except NeedsSubscription as need:
+                assert self.subscriptions is not None  # raised only by the ledger
+                fetched[need.subscription_id] = self.subscriptions.fetch(
+                    self.client, need.subscription_id)
                 continue
             return outcome.duplicate and not outcome.ran
 
@@ -278,6 +296,7 @@ class WebhookReceiver:
         payload: dict[str, Any],
         session: dict[str, Any] | None,
         items: list[dict[str, Any]] | None,
+        fetched: dict[str, Fetched] | None = None,
     ) -> Applied:
         """The ledger changes and jobs of a newly claimed event (the pipeline's apply step)."""
         event_id = str(payload["id"])
@@ -288,7 +307,7 @@ class WebhookReceiver:
             jobs.append(NewJob(HANDLERS, event_id, subject, payload))
         target = _target_status(event_type, session)
         if session is None or target is None:
-            return Applied(jobs)
+            return Applied(jobs + self._subscription_jobs(tx, payload, event_id, fetched))
         record: Order | None = None
         order = tx.lock_order(session["id"])
         if order is None and is_marked(session, self.marker):
@@ -306,7 +325,22 @@ class WebhookReceiver:
                 session["id"],
             )
         applied.jobs[:0] = jobs
+        if self.subscriptions is not None and applied.value is not None and target == PAID:
+            # The ref is the one this shop sent, read from its own order row.
+            self.subscriptions.customers.record_session(
+                tx, session, applied.value.client_reference_id)
+        applied.jobs += self._subscription_jobs(tx, payload, session["id"], fetched)
         return applied
+
+    def _subscription_jobs(self, tx: StoreTransaction, payload: dict[str, Any], subject: str,
+                           fetched: dict[str, Fetched] | None) -> list[NewJob]:
+        event_type = str(payload["type"])
+        subscription_id = subscription_id_of(event_type, payload)
+        if self.subscriptions is None or subscription_id is None:
+            return []
+        if event_type != _COMPLETED and event_type not in SUBSCRIPTION_EVENTS:
+            return []
+        return self.subscriptions.apply(tx, subscription_id, fetched or {}, subject)
 
     def _verify(
         self, raw_body: bytes, header: str | None
