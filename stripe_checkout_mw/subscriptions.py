@@ -107,6 +107,12 @@ class Subscription:
         """Whether an item is of ``price`` (a price id or a lookup key)."""
         return any(price in (item.price, item.lookup_key) for item in self.items)
 
+    def price_names(self) -> list[str]:
+        """The items' price ids and lookup keys: what ``is_active(price=...)`` matches."""
+        names = [item.price for item in self.items]
+        names += [item.lookup_key for item in self.items if item.lookup_key]
+        return names
+
     def change_key(self) -> tuple[Any, ...]:
         """What a ``subscription_changed`` call is for: the status, the items' prices and
         quantities (not their periods: a renewal is no change), and the owner."""
@@ -204,18 +210,25 @@ class SubscriptionLedger:
         self._sql_for_ref = q(
             "SELECT record FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
             "ORDER BY created DESC, subscription_id DESC")
+        # The statuses are bound as values too: the SQL is the same text on every call.
+        self._status_params = tuple(sorted(self.statuses))
+        marks = ", ".join("?" for _ in self._status_params)
         self._sql_active = q(
-            "SELECT status, record FROM stripe_checkout_subscriptions WHERE customer_ref = ?")
+            "SELECT prices FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
+            "AND status IN (<marks>)".replace("<marks>", marks))
+        self._sql_any_active = q(
+            "SELECT 1 FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
+            "AND status IN (<marks>) LIMIT 1".replace("<marks>", marks))
         lock = ("SELECT record, revision, fetched_at FROM stripe_checkout_subscriptions "
                 "WHERE subscription_id = ?")
         self._sql_lock = q(lock + store.dialect.lock_suffix)
         self._sql_insert = q(
             "INSERT INTO stripe_checkout_subscriptions (subscription_id, stripe_customer, "
-            "customer_ref, status, record, revision, fetched_at, created, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription_id) DO NOTHING")
+            "customer_ref, status, record, prices, revision, fetched_at, created, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription_id) DO NOTHING")
         self._sql_update = q(
             "UPDATE stripe_checkout_subscriptions SET stripe_customer = ?, customer_ref = ?, "
-            "status = ?, record = ?, revision = ?, fetched_at = ?, updated_at = ? "
+            "status = ?, record = ?, prices = ?, revision = ?, fetched_at = ?, updated_at = ? "
             "WHERE subscription_id = ?")
         self._sql_unowned = q(
             "SELECT record FROM stripe_checkout_subscriptions WHERE customer_ref IS NULL "
@@ -235,11 +248,11 @@ class SubscriptionLedger:
         lookup key, when given). One indexed read of the ledger; no Stripe call."""
         if not isinstance(ref, str):
             return False
-        for status, record in self._read(self._sql_active, (ref,)):
-            if status in self.statuses and (price is None or self._record(record).has_price(
-                    price)):
-                return True
-        return False
+        if price is None:
+            return bool(self._read(self._sql_any_active, (ref, *self._status_params)))
+        from_json = self.store.dialect.from_json
+        rows = self._read(self._sql_active, (ref, *self._status_params))
+        return any(price in from_json(prices) for (prices,) in rows)
 
     def unowned(self) -> list[Subscription]:
         """Subscriptions of Stripe Customers this shop never sold to (for the operator)."""
@@ -296,8 +309,8 @@ class SubscriptionLedger:
         if row is None:
             created = float(_int(sub.get("created")) or now)
             inserted = dialect.rowcount(tx.conn, self._sql_insert, (
-                subscription_id, customer, ref, new.status, dialect.to_json(new.to_dict()), 1,
-                fetched_at, created, now))
+                subscription_id, customer, ref, new.status, dialect.to_json(new.to_dict()),
+                dialect.to_json(new.price_names()), 1, fetched_at, created, now))
             if inserted == 1:
                 return self._changed(new, None, 1, subject)
             row = dialect.fetchone(tx.conn, self._sql_lock, (subscription_id,))
@@ -313,8 +326,8 @@ class SubscriptionLedger:
         changed = ref is not None and old.change_key() != new.change_key()
         revision = int(row[1]) + (1 if changed else 0)
         dialect.execute(tx.conn, self._sql_update, (
-            customer, ref, new.status, dialect.to_json(new.to_dict()), revision, fetched_at,
-            now, subscription_id))
+            customer, ref, new.status, dialect.to_json(new.to_dict()),
+            dialect.to_json(new.price_names()), revision, fetched_at, now, subscription_id))
         return self._changed(new, old, revision, subject) if changed else []
 
     @staticmethod

@@ -230,6 +230,17 @@ INI_CASES = [
     pytest.param("price_lookup = client_prices\nclient_currencies = dollars\n"
                  "client_max_unit_amount = 5000", "price_lookup", id="client-currency"),
     pytest.param("catalog = catalog.json\nrequre_email = true", "requre_email", id="typo"),
+    pytest.param("catalog = catalog.json\nstore = sqlite:///orders.db\n"
+                 "customer_ref = builtins:repr\nportal_path = /portal\n"
+                 "portal_return_url = https://shop.example.com/me\n"
+                 "subscription_changed = builtins:print\npast_due_is_active = no", None,
+                 id="subscriptions"),
+    pytest.param("catalog = catalog.json\ncustomer_ref = nosuchmod:user", "customer_ref",
+                 id="customer-ref"),
+    pytest.param("catalog = catalog.json\nportal_return_url = account", "portal_return_url",
+                 id="portal-return"),
+    pytest.param("catalog = catalog.json\npast_due_is_active = sometimes",
+                 "past_due_is_active", id="past-due"),
 ]
 
 
