@@ -46,7 +46,7 @@ __all__ = ["DEMO_FRAMEWORKS", "build_parser", "main", "run_demo", "stop_on_signa
 
 #: ``demo --framework`` choices: the example shops (``demo.FRAMEWORKS``), named here so
 #: that building the parser imports no command's module.
-DEMO_FRAMEWORKS = ("bottle", "pyramid", "flask", "wsgi")
+DEMO_FRAMEWORKS = ("bottle", "pyramid", "flask", "wsgi", "members")
 
 
 @contextmanager

@@ -48,7 +48,7 @@ __all__ = ["EXAMPLES_ENV", "FRAMEWORKS", "HOME_PAGE", "DemoError", "DemoShop", "
 
 #: ``--framework`` choices -> the example folder that holds that shop.
 FRAMEWORKS = {"bottle": "bottle_shop", "pyramid": "pyramid_shop", "flask": "flask_shop",
-              "wsgi": "plain_wsgi"}
+              "wsgi": "plain_wsgi", "members": "members_area"}
 #: The environment variable naming another ``examples/`` folder.
 EXAMPLES_ENV = "STRIPE_CHECKOUT_EXAMPLES"
 #: Where the source, with its ``examples/``, is published.

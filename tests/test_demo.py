@@ -272,5 +272,5 @@ def test_the_command_line_offers_every_example_shop() -> None:
 
 
 def test_an_unknown_framework_is_refused() -> None:
-    with pytest.raises(DemoError, match="choose one of bottle, pyramid, flask, wsgi"):
+    with pytest.raises(DemoError, match="choose one of bottle, pyramid, flask, wsgi, members"):
         DemoShop("django")

@@ -422,3 +422,49 @@ def test_a_broken_customer_ref_is_a_500_without_any_stripe_call(
         assert "42" not in logged
     finally:
         served.close()
+
+
+def stripe_subscription(status: str, price: str = "price_pro", **fields: Any) -> dict[str, Any]:
+    return {"id": "sub_race", "object": "subscription", "customer": "cus_race",
+            "status": status, "created": 1_700_000_000, "cancel_at_period_end": False,
+            "items": {"data": [{"price": {"id": price, "lookup_key": None}, "quantity": 1,
+                                "current_period_end": 1_800_000_000}]},
+            "latest_invoice": {"id": "in_1", "status": "paid"}, **fields}
+
+
+def test_an_answer_fetched_earlier_never_replaces_one_fetched_later(store_url: str) -> None:
+    from stripe_checkout_mw.customers import CustomerDirectory
+    from stripe_checkout_mw.store import open_store
+    from stripe_checkout_mw.subscriptions import Fetched
+
+    with open_store(store_url) as store:
+        customers = CustomerDirectory(store)
+        ledger = SubscriptionLedger(store, customers)
+        with store.transaction() as tx:
+            customers.record(tx, "ann", "cus_race")
+        # Two deliveries fetch at t=10 (still active) and t=20 (canceled); the later
+        # fetch commits first, and the slow, older answer must not undo it.
+        newer = {"sub_race": Fetched(stripe_subscription("canceled"), 20.0)}
+        older = {"sub_race": Fetched(stripe_subscription("active"), 10.0)}
+        with store.transaction() as tx:
+            first = ledger.apply(tx, "sub_race", newer, "evt_2")
+        with store.transaction() as tx:
+            second = ledger.apply(tx, "sub_race", older, "evt_1")
+        assert [job.key for job in first] == ["sub_race#1"] and second == []
+        assert only(ledger.for_customer("ann")).status == "canceled"
+        # A later fetch that finds a new price is one more change.
+        with store.transaction() as tx:
+            third = ledger.apply(tx, "sub_race", {"sub_race": Fetched(
+                stripe_subscription("canceled", "price_basic"), 30.0)}, "evt_3")
+        assert [job.key for job in third] == ["sub_race#2"]
+        assert ledger.is_active("ann") is False
+        assert ledger.for_customer("ann")[0].items[0].price == "price_basic"
+
+
+def test_the_portal_path_must_differ_from_the_others(emu: StripeEmulator, store_url: str) -> None:
+    from stripe_checkout_mw import OptionError
+
+    with pytest.raises(OptionError, match="portal_path"):
+        CheckoutMiddleware(shop, secret_key=emu.secret_key, domain_url="https://s.example",
+                           price_lookup=StripeLookupKeys(), store=store_url,
+                           customer_ref=signed_in, portal_path="/checkout-session")
