@@ -189,7 +189,7 @@ def subscription_id_of(event_type: str, payload: Mapping[str, Any]) -> str | Non
         parent = obj.get("parent")
         details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
         found = details.get("subscription") if isinstance(details, Mapping) else None
-    elif event_type == "checkout.session.completed" and obj.get("mode") == "subscription":
+    elif event_type.startswith("checkout.session.") and obj.get("mode") == "subscription":
         found = obj.get("subscription")
     found = _id(found)
     return found if found and found.startswith("sub_") else None
@@ -208,7 +208,7 @@ class SubscriptionLedger:
         self.statuses = ACTIVE_STATUSES | ({"past_due"} if past_due_is_active else set())
         q = store.dialect.placeholders
         self._sql_for_ref = q(
-            "SELECT record FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
+            "SELECT record, customer_ref FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
             "ORDER BY created DESC, subscription_id DESC")
         # The statuses are bound as values too: the SQL is the same text on every call.
         self._status_params = tuple(sorted(self.statuses))
@@ -241,7 +241,7 @@ class SubscriptionLedger:
         if not isinstance(ref, str):
             return []
         rows = self._read(self._sql_for_ref, (ref,))
-        return [self._record(row[0]) for row in rows]
+        return [replace(self._record(record), customer_ref=owner) for record, owner in rows]
 
     def is_active(self, ref: str, price: str | None = None) -> bool:
         """Whether ``ref`` has a subscription giving access (of ``price``: a price id or a

@@ -325,7 +325,8 @@ class WebhookReceiver:
                 session["id"],
             )
         applied.jobs[:0] = jobs
-        if self.subscriptions is not None and applied.value is not None and target == PAID:
+        if (self.subscriptions is not None and applied.value is not None
+                and target in (PAID, AWAITING_PAYMENT)):
             # The ref is the one this shop sent, read from its own order row.
             self.subscriptions.customers.record_session(
                 tx, session, applied.value.client_reference_id)
@@ -338,7 +339,8 @@ class WebhookReceiver:
         subscription_id = subscription_id_of(event_type, payload)
         if self.subscriptions is None or subscription_id is None:
             return []
-        if event_type != _COMPLETED and event_type not in SUBSCRIPTION_EVENTS:
+        if not event_type.startswith("checkout.session.") and (
+                event_type not in SUBSCRIPTION_EVENTS):
             return []
         return self.subscriptions.apply(tx, subscription_id, fetched or {}, subject)
 

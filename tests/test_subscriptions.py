@@ -468,3 +468,56 @@ def test_the_portal_path_must_differ_from_the_others(emu: StripeEmulator, store_
         CheckoutMiddleware(shop, secret_key=emu.secret_key, domain_url="https://s.example",
                            price_lookup=StripeLookupKeys(), store=store_url,
                            customer_ref=signed_in, portal_path="/checkout-session")
+
+
+def test_a_delayed_first_payment_is_incomplete_until_it_arrives(
+    emu: StripeEmulator, served: Shop
+) -> None:
+    response = served.checkout("ann")
+    session_id = response.json()["sessionId"]
+    emu.pay(session_id, delayed=True)
+    all_delivered(emu)
+    waiting = only(served.subscriptions.for_customer("ann"))
+    assert waiting.status == "incomplete" and waiting.customer_ref == "ann"
+    assert not served.subscriptions.is_active("ann") and served.fulfilled == {}
+    emu.pay(session_id, async_payment="succeeded")
+    all_delivered(emu)
+    assert only(served.subscriptions.for_customer("ann")).status == "active"
+    assert served.subscriptions.is_active("ann")
+    assert served.statuses("ann") == ["incomplete", "active"]
+    assert served.fulfilled == {session_id: 1}
+
+
+def test_failed_retries_can_end_unpaid(emu: StripeEmulator, served: Shop) -> None:
+    session = served.subscribe(emu, "ann")
+    emu.fail_next_renewal(session["subscription"], ending="unpaid")
+    emu.advance_clock(32 * DAY)
+    emu.advance_clock(8 * DAY)
+    all_delivered(emu)
+    assert only(served.subscriptions.for_customer("ann")).status == "unpaid"
+    assert not served.subscriptions.is_active("ann")
+    assert served.statuses("ann") == ["active", "past_due", "unpaid"]
+
+
+@pytest.mark.parametrize(("status", "active"), [
+    ("incomplete", False), ("incomplete_expired", False), ("trialing", True),
+    ("active", True), ("past_due", True), ("canceled", False), ("unpaid", False),
+    ("paused", False),
+])
+def test_which_statuses_give_access(store_url: str, status: str, active: bool) -> None:
+    from stripe_checkout_mw.customers import CustomerDirectory
+    from stripe_checkout_mw.store import open_store
+    from stripe_checkout_mw.subscriptions import Fetched
+
+    with open_store(store_url) as store:
+        customers = CustomerDirectory(store)
+        ledger = SubscriptionLedger(store, customers)
+        with store.transaction() as tx:
+            customers.record(tx, "ann", "cus_race")
+            ledger.apply(tx, "sub_race", {"sub_race": Fetched(stripe_subscription(status), 1.0)},
+                         "evt_1")
+        assert ledger.is_active("ann") is active
+        assert ledger.is_active("ann", price="price_pro") is active
+        assert ledger.is_active("ann", price="price_other") is False
+        strict = SubscriptionLedger(store, customers, past_due_is_active=False)
+        assert strict.is_active("ann") is (active and status != "past_due")
