@@ -521,3 +521,21 @@ def test_which_statuses_give_access(store_url: str, status: str, active: bool) -
         assert ledger.is_active("ann", price="price_other") is False
         strict = SubscriptionLedger(store, customers, past_due_is_active=False)
         assert strict.is_active("ann") is (active and status != "past_due")
+
+
+def test_the_browser_cannot_name_the_customer_or_the_ref(
+    emu: StripeEmulator, served: Shop
+) -> None:
+    ann = served.subscribe(emu, "ann")
+    for field, value in (("customer", ann["customer"]), ("client_reference_id", "ann")):
+        answer = served.http.post(f"{served.url}/create-checkout-session", json={
+            "line_items": [{"price": "pro", "quantity": 1}], field: value},
+            headers={"X-Test-User": "eve"}, timeout=10)
+        if answer.status_code == 200:
+            create = [r for r in emu.requests if r.path == "/v1/checkout/sessions"][-1]
+            assert create.params.get("customer") != ann["customer"]
+            assert create.params["client_reference_id"] == "eve"
+        else:
+            assert answer.status_code == 400
+    assert served.middleware.customers is not None
+    assert served.middleware.customers.stripe_id("eve") is None

@@ -39,8 +39,10 @@ log = logging.getLogger("members_area")
 StartResponse = Callable[..., Any]
 
 #: The one plan, priced on the server (the browser names it by its key only).
-PLANS = {"club": {"name": "Members' club", "unit_amount": 500, "currency": "usd",
-                  "recurring": {"interval": "month"}}}
+PLANS: dict[str, dict[str, Any]] = {
+    "club": {"name": "Members' club", "unit_amount": 500, "currency": "usd",
+             "recurring": {"interval": "month"}},
+}
 COOKIE = "member"
 #: Signs the stand-in login cookie; a new one each start (everyone signs in again).
 _KEY = secrets.token_bytes(32)
