@@ -9,7 +9,7 @@ an ``sk_test_`` key it uses Stripe's test mode instead and explains how to forwa
 webhooks with the Stripe CLI; a live key is refused.
 
 The shop is the one shipped in the package (:mod:`stripe_checkout_mw.demo_shop`), or
-with ``framework`` (``--framework bottle|pyramid|flask|wsgi``) one of the example shops
+with ``framework`` (``--framework bottle|pyramid|flask|wsgi|members``) one of the example shops
 of a source checkout's ``examples/``, loaded exactly as their READMEs say. Either reads
 its configuration from the environment variables the demo sets. In tests and scripts
 use :class:`DemoShop`::

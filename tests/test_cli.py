@@ -50,7 +50,7 @@ def test_python_dash_m_runs_the_same_command_line() -> None:
     answer = subprocess.run([sys.executable, "-m", "stripe_checkout_mw", "demo", "--help"],
                             capture_output=True, text=True, timeout=60)
     assert answer.returncode == 0, answer.stderr
-    assert "--framework {bottle,pyramid,flask,wsgi}" in answer.stdout
+    assert "--framework {bottle,pyramid,flask,wsgi,members}" in answer.stdout
     answer = subprocess.run([sys.executable, "-m", "stripe_checkout_mw", "demo", "--port", "x"],
                             capture_output=True, text=True, timeout=60)
     assert answer.returncode == 2
