@@ -363,7 +363,7 @@ class CheckoutMiddleware:
         return _Answer(200, {"sessionId": created.session_id, "url": created.url})
 
     def _open_portal(self, environ: WSGIEnvironment) -> _Answer:
-        self._check_origin(environ)
+        self._check_origin(environ, "open the billing portal")
         kind = media_type(environ)
         read_body(environ, self.settings.max_body)  # never read for the customer: drained
         assert self.portal is not None  # the route exists only with a portal
@@ -410,7 +410,8 @@ class CheckoutMiddleware:
         start_response(status_line(204), headers)
         return []
 
-    def _check_origin(self, environ: WSGIEnvironment) -> None:
+    def _check_origin(self, environ: WSGIEnvironment,
+                      action: str = "create checkout sessions") -> None:
         """Refuse cross-site posts (CSRF): only the app's own origin and allowed ones.
 
         A request naming neither ``Origin`` nor ``Referer`` is not from a current
@@ -424,7 +425,7 @@ class CheckoutMiddleware:
         if origin is None or (origin != "null" and origin == own):
             return
         if origin not in self.settings.allowed_origins:
-            raise HTTPError(403, "This origin may not create checkout sessions.",
+            raise HTTPError(403, f"This origin may not {action}.",
                             type="permission_error")
 
 

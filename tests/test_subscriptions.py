@@ -306,6 +306,7 @@ def test_portal_refuses_without_a_user_a_customer_or_the_right_origin(
     assert unknown.status_code == 404 and "error" in unknown.json()
     foreign = served.portal("ann", Origin="https://evil.example")
     assert foreign.status_code == 403
+    assert foreign.json()["error"]["message"] == "This origin may not open the billing portal."
     # The customer never comes from the request, whatever it sends.
     served.subscribe(emu, "ann")
     sneaky = served.http.post(f"{served.url}/billing-portal?customer=cus_other",
