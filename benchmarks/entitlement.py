@@ -33,7 +33,7 @@ from stripe_checkout_mw.subscriptions import Subscription, SubscriptionItem, Sub
 from .common import Row, judge, median, rotations, spread
 
 GOAL_US = 20.0
-SECTION = "8"
+SECTION = "9"
 
 
 def fill(ledger: SubscriptionLedger, users: int) -> None:
