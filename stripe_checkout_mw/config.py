@@ -76,6 +76,9 @@ class Settings:
     subscription_changed: Callable[[Any], None] | None = None
     #: Whether ``past_due`` (Stripe still retrying a payment) gives access.
     past_due_is_active: bool = True
+    #: ``refunded(order)`` and ``disputed(order)``, run after a refund or dispute is recorded.
+    refunded: Callable[[Order], object] | None = None
+    disputed: Callable[[Order], object] | None = None
 
     @property
     def livemode(self) -> bool:

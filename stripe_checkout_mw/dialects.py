@@ -130,7 +130,7 @@ def _check_version(row: Sequence[Any] | None, version: int) -> bool:
 
 # --- SQLite ---------------------------------------------------------------------------------
 
-_SQLITE_SCHEMA = (
+_SQLITE_SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS stripe_checkout_meta (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
@@ -205,6 +205,23 @@ _SQLITE_BILLING_SCHEMA = (
         ON stripe_checkout_subscriptions (customer_ref, created)""",
     """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_customer
         ON stripe_checkout_subscriptions (stripe_customer)""",
+)
+
+#: Refunds and disputes (schema version 4): one row per paid order, found by payment intent
+#: (:mod:`stripe_checkout_mw.payments`); a block of its own, created with the rest.
+_SQLITE_PAYMENTS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_payments (
+        session_id TEXT PRIMARY KEY,
+        payment_intent TEXT UNIQUE,
+        charge TEXT,
+        amount_refunded INTEGER NOT NULL DEFAULT 0,
+        refunds TEXT NOT NULL,
+        disputes TEXT NOT NULL,
+        dispute_status TEXT,
+        updated_at REAL NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_payments_charge
+        ON stripe_checkout_payments (charge)""",
 )
 
 
@@ -364,7 +381,8 @@ class SQLiteDialect(Dialect):
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in (*_SQLITE_SCHEMA, *_SQLITE_BILLING_SCHEMA):
+            for statement in (*_SQLITE_SCHEMA, *_SQLITE_BILLING_SCHEMA,
+                              *_SQLITE_PAYMENTS_SCHEMA):
                 conn.execute(statement)
             row = conn.execute(
                 "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
@@ -467,7 +485,7 @@ class SQLiteDialect(Dialect):
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
-_PG_SCHEMA = (
+_PG_SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS stripe_checkout_meta (
         key text PRIMARY KEY,
         value text NOT NULL
@@ -542,6 +560,23 @@ _PG_BILLING_SCHEMA = (
         ON stripe_checkout_subscriptions (customer_ref, created)""",
     """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_customer
         ON stripe_checkout_subscriptions (stripe_customer)""",
+)
+
+#: Refunds and disputes (schema version 4): one row per paid order, found by payment intent
+#: (:mod:`stripe_checkout_mw.payments`); a block of its own, created with the rest.
+_PG_PAYMENTS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_payments (
+        session_id text PRIMARY KEY,
+        payment_intent text UNIQUE,
+        charge text,
+        amount_refunded bigint NOT NULL DEFAULT 0,
+        refunds jsonb NOT NULL,
+        disputes jsonb NOT NULL,
+        dispute_status text,
+        updated_at double precision NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_payments_charge
+        ON stripe_checkout_payments (charge)""",
 )
 
 
@@ -646,7 +681,7 @@ class PostgresDialect(Dialect):
     def create_schema(self, version: int) -> None:
         with self.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
-            for statement in (*_PG_SCHEMA, *_PG_BILLING_SCHEMA):
+            for statement in (*_PG_SCHEMA, *_PG_BILLING_SCHEMA, *_PG_PAYMENTS_SCHEMA):
                 conn.execute(statement)
             row = conn.execute(
                 "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"

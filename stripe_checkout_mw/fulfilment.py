@@ -31,6 +31,7 @@ from .orders import (
     items_from_session,
     session_to_dict,
 )
+from .payments import record_payment_intent
 from .pipeline import Applied, JobKind
 from .store import Job, NewJob, SqlStore, StoreTransaction
 
@@ -78,6 +79,8 @@ def settle(
     if new_status is not None and STATUSES[new_status] > STATUSES[order.status]:
         order = advance(order, new_status, session, time.time())
         tx.save_order(order)
+        if order.status == PAID and session is not None:
+            record_payment_intent(tx, session_id, session.get("payment_intent"))
     jobs = []
     if order.status == PAID and not order.fulfilled:
         jobs.append(NewJob(FULFIL, session_id, session_id))

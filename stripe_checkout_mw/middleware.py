@@ -59,6 +59,7 @@ from .options import OPTIONS, OptionTypeError, unknown_option
 from .orders import Order
 from .pipeline import DEFAULT_LEASE, DEFAULT_RETENTION_DAYS, Pipeline
 from .portal import BillingPortal
+from .refunds import PaymentEvents
 from .status import OrderStatus
 from .store import OrderStore, open_store
 from .stripe_guard import StripeGuard, TokenBucket
@@ -134,6 +135,11 @@ class CheckoutMiddleware:
         a user's subscription status or items, after the commit (retried when it raises).
     :param past_due_is_active: whether a ``past_due`` subscription (Stripe still retrying
         the payment) gives access in ``mw.subscriptions.is_active``. Default True.
+    :param refunded: ``refunded(order)``, called after a refund of a paid order is recorded
+        (``order.status`` ``partially_refunded`` or ``refunded``, ``order.amount_refunded``),
+        once per new refunded amount, with the attempt semantics of ``fulfill``.
+    :param disputed: ``disputed(order)``, called after a dispute of the payment is recorded
+        or changes (``order.dispute_status``: ``disputed``, ``won``, ``lost``).
     :param client: a ready ``stripe.StripeClient``, instead of building one.
     :param max_concurrent_stripe_calls: checkouts that may wait on Stripe at once in this
         process (default 4; keep it below the server's thread count, so a hanging Stripe
@@ -190,6 +196,8 @@ class CheckoutMiddleware:
         portal_return_url: str | None = None,
         subscription_changed: Callable[[Subscription], None] | None = None,
         past_due_is_active: bool = True,
+        refunded: Callable[[Order], object] | None = None,
+        disputed: Callable[[Order], object] | None = None,
         client: stripe.StripeClient | None = None,
         max_concurrent_stripe_calls: int = 4,
         circuit_cooldown: float = 10.0,
@@ -234,6 +242,7 @@ class CheckoutMiddleware:
         self.customers: CustomerDirectory | None = None
         self.subscriptions: SubscriptionLedger | None = None
         self.portal: BillingPortal | None = None
+        self.payment_events: PaymentEvents | None = None
         # Put in every session's metadata (the checkout does), so the webhook and the status
         # path recognise this shop's sessions without their ledger row.
         marker = shop_marker(settings.success_url)
@@ -250,11 +259,17 @@ class CheckoutMiddleware:
             self.customers = CustomerDirectory(store_)
             self.subscriptions = SubscriptionLedger(
                 store_, self.customers, past_due_is_active=settings.past_due_is_active)
+            self.payment_events = PaymentEvents(
+                store_, self.client, marker=marker, refunded=settings.refunded,
+                disputed=settings.disputed)
+            for kind in self.payment_events.kinds():
+                self.pipeline.add_kind(kind)
         if self.store is not None and settings.webhook_path is not None:
             self.webhooks = WebhookReceiver(
                 store=self.store, secrets=settings.webhook_secrets, handlers=self.handlers,
                 fulfill=fulfill, client=self.client, marker=marker, pipeline=self.pipeline,
                 subscriptions=self.subscriptions,
+                payment_events=self.payment_events,
             )
             routes[settings.webhook_path] = _Route(CheckoutMiddleware._receive_webhook, "POST")
         if self.store is not None and settings.status_path is not None:

@@ -415,6 +415,8 @@ OPTIONS: dict[str, Option] = {
     "subscription_changed": Option(None, callable_or_reference(
         "a callable subscription_changed(subscription)")),
     "past_due_is_active": Option(True, to_bool),
+    "refunded": Option(None, callable_or_reference("a callable refunded(order)")),
+    "disputed": Option(None, callable_or_reference("a callable disputed(order)")),
 }
 
 

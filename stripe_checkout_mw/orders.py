@@ -12,10 +12,10 @@ records the fulfilment as a job that runs once the move is committed.
 Statuses only move up this ranking, so deliveries arriving out of order cannot undo one
 another::
 
-    open < awaiting_payment < payment_failed = expired < paid
+    open < awaiting_payment < payment_failed = expired < paid < partially_refunded < refunded
 
-``paid`` is final: a late ``checkout.session.expired`` or a replayed ``completed`` event never
-downgrades an order that Stripe has already reported paid.
+Once ``paid``, a late ``checkout.session.expired`` or a replayed ``completed`` event never
+downgrades an order, and nothing undoes a refund (:mod:`stripe_checkout_mw.refunds`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ __all__ = [
     "EXPIRED",
     "OPEN",
     "PAID",
+    "PARTIALLY_REFUNDED",
     "PAYMENT_FAILED",
+    "REFUNDED",
     "STATUSES",
     "FulfillFunc",
     "Order",
@@ -48,6 +50,8 @@ AWAITING_PAYMENT = "awaiting_payment"
 PAID = "paid"
 PAYMENT_FAILED = "payment_failed"
 EXPIRED = "expired"
+PARTIALLY_REFUNDED = "partially_refunded"
+REFUNDED = "refunded"
 
 #: Every status an order can have, mapped to its rank: an order only moves to a higher rank.
 #: ``payment_failed`` and ``expired`` share a rank so neither overwrites the other.
@@ -57,6 +61,8 @@ STATUSES: dict[str, int] = {
     PAYMENT_FAILED: 2,
     EXPIRED: 2,
     PAID: 3,
+    PARTIALLY_REFUNDED: 4,
+    REFUNDED: 5,
 }
 
 #: The ``fulfill`` hook: called for a paid order once its payment is committed to the ledger,
@@ -70,7 +76,7 @@ class Order:
 
     :param session_id: the Checkout Session id (``cs_test_...`` / ``cs_live_...``).
     :param status: one of ``open``, ``awaiting_payment``, ``paid``, ``payment_failed``,
-        ``expired``.
+        ``expired``, ``partially_refunded``, ``refunded``.
     :param mode: the session mode (``payment``, ``subscription``, ``setup``).
     :param currency: three-letter ISO code in lower case, as Stripe writes it.
     :param amount_subtotal: minor units, before discounts and tax.
@@ -117,6 +123,15 @@ class Order:
     updated_at: float = 0.0
     fulfilled_at: float | None = None
     fulfilment_attempt: int = 0
+    #: Minor units refunded so far (:mod:`~stripe_checkout_mw.refunds`; not an orders column).
+    amount_refunded: int = 0
+    #: ``None``, ``"disputed"``, ``"won"`` or ``"lost"``: the order's chargeback, if any.
+    dispute_status: str | None = None
+    #: The PaymentIntent that paid the order, once it is paid.
+    payment_intent: str | None = None
+    #: In the order a ``refunded`` or ``disputed`` hook receives: which call this is (1 on
+    #: the first; higher only when an earlier call's outcome was not recorded). ``0`` elsewhere.
+    hook_attempt: int = 0
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -168,9 +183,10 @@ class Order:
         Only these keys, never the Stripe session, metadata or the shop's references:
         ``session_id``, ``status``, ``payment_status``, ``amount_total``, ``currency``,
         ``customer_email``, ``items`` (each ``name``, ``quantity``, ``unit_amount``) and
-        ``fulfilled``.
+        ``fulfilled``; ``amount_refunded`` too once something was refunded, and ``dispute``
+        (``disputed``, ``won`` or ``lost``) once the payment was disputed.
         """
-        return {
+        view: dict[str, object] = {
             "session_id": self.session_id,
             "status": self.status,
             "payment_status": self.payment_status,
@@ -187,6 +203,11 @@ class Order:
             ],
             "fulfilled": self.fulfilled,
         }
+        if self.amount_refunded:
+            view["amount_refunded"] = self.amount_refunded
+        if self.dispute_status:
+            view["dispute"] = self.dispute_status
+        return view
 
 
 def session_to_dict(session: Any) -> dict[str, Any]:

@@ -39,11 +39,13 @@ from .orders import (
     AWAITING_PAYMENT,
     OPEN,
     PAID,
+    STATUSES,
     FulfillFunc,
     Order,
     session_to_dict,
     status_for_session,
 )
+from .payments import PaymentLedger
 from .pipeline import JobFailed, JobsPending, Pipeline
 from .store import OrderStore, StoreError
 
@@ -93,6 +95,7 @@ class OrderStatus:
         self.may_call_stripe = may_call_stripe
         self.marker = marker
         self.pipeline = pipeline or Pipeline(store, [FulfilJob(store, fulfill)])
+        self.payments = PaymentLedger(store)
         # Sessions created here whose ledger write failed: the only unknown ids worth a
         # question to Stripe. Bounded; losing it (a restart) leaves the work to the webhook.
         self._unrecorded: dict[str, None] = {}
@@ -124,6 +127,8 @@ class OrderStatus:
         if order.status == PAID and not order.fulfilled:
             # Paid is final: only the jobs are still due, and Stripe need not be asked.
             return self._settle(order, session_id, None, None, None)
+        if STATUSES[order.status] >= STATUSES[PAID]:
+            return self._paid_view(order)
         if order.status not in _REFRESHABLE or not self._due(session_id):
             return order.public_view()
         if self.may_call_stripe is not None and not self.may_call_stripe():
@@ -133,6 +138,13 @@ class OrderStatus:
         if target is None:
             return order.public_view()
         return self._settle(order, session_id, target, session, None)
+
+    def _paid_view(self, order: Order) -> dict[str, object]:
+        """A paid order's view, with what was refunded or disputed since."""
+        try:
+            return self.payments.attach(order).public_view()
+        except StoreError:
+            raise _unavailable() from None
 
     def note_unrecorded(self, session_id: str) -> None:
         """Remember a session this process created but could not write to the ledger, so

@@ -36,6 +36,7 @@ the SQLite path) and the error class, and raised as :class:`StoreError`.
 
 Tables (created on first use; the schema version is kept in ``stripe_checkout_meta``):
 ``stripe_checkout_orders``, ``stripe_checkout_events``, ``stripe_checkout_jobs``,
+``stripe_checkout_payments`` (:mod:`~stripe_checkout_mw.payments`),
 ``stripe_checkout_meta``. On PostgreSQL they go in the connection's ``search_path``; choose a
 schema with the libpq URL option ``?options=-csearch_path%3Dshop``.
 """
@@ -78,7 +79,8 @@ logger = logging.getLogger("stripe_checkout_mw")
 #: ledger is upgraded in place on first use (both are only added). Version 3 added the
 #: billing tables ``stripe_checkout_customers`` and ``stripe_checkout_subscriptions`` (only
 #: added, so upgrading is creating them).
-SCHEMA_VERSION = 3
+#: Version 4 added ``stripe_checkout_payments`` (refunds and disputes; only added).
+SCHEMA_VERSION = 4
 #: The environment variable read when no store URL is given.
 STORE_ENV = "STRIPE_CHECKOUT_STORE"
 #: Used when neither an argument nor the environment names a store.

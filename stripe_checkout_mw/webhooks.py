@@ -56,6 +56,7 @@ from .orders import (
     Order,
 )
 from .pipeline import Applied, EventClaim, JobFailed, JobKind, JobsPending, Pipeline
+from .refunds import PaymentEvents
 from .store import Job, NewJob, OrderStore, StoreError, StoreTransaction
 from .subscriptions import (
     SUBSCRIPTION_EVENTS,
@@ -168,6 +169,8 @@ class WebhookReceiver:
     :param subscriptions: the subscriptions ledger: subscription events (and completed
         subscription-mode sessions) re-fetch their subscription into it, and completed
         sessions record their customer. ``None`` keeps no subscriptions.
+    :param payment_events: applies refund and dispute events
+        (:class:`~stripe_checkout_mw.refunds.PaymentEvents`); ``None`` only runs their handlers.
     """
 
     def __init__(
@@ -183,6 +186,7 @@ class WebhookReceiver:
         marker: str | None = None,
         pipeline: Pipeline | None = None,
         subscriptions: SubscriptionLedger | None = None,
+        payment_events: PaymentEvents | None = None,
     ) -> None:
         if isinstance(secrets, str):
             secrets = [secrets]
@@ -207,6 +211,7 @@ class WebhookReceiver:
             pipeline = Pipeline(store, [HandlersJob(handlers, client), FulfilJob(store, fulfill)])
         self.pipeline = pipeline
         self.subscriptions = subscriptions
+        self.payment_events = payment_events
 
     def __repr__(self) -> str:
         # Never the secrets: a repr ends up in logs and tracebacks.
@@ -262,12 +267,25 @@ class WebhookReceiver:
         )
         return {"received": True}
 
+    def process_event(self, payload: dict[str, Any]) -> bool:
+        """Apply an event read from Stripe's Events API (authenticated by the API call, so
+        not signed), as a delivery would; ``True`` if it was new (or ran jobs still due).
+
+        :raises StoreError, JobFailed, JobsPending, stripe.StripeError: as for a delivery.
+        """
+        event = self.client.construct_event_without_verification(json.dumps(payload))
+        return not self._process(event, payload, _session_of(str(payload["type"]), payload))
+
     def _process(
         self, event: stripe.Event, payload: dict[str, Any], session: dict[str, Any] | None
     ) -> bool:
         """Run the event through the pipeline; ``True`` if it was a duplicate."""
         event_id = str(payload["id"])
         event_type = str(payload["type"])
+        if self.payment_events is not None and self.payment_events.handles(event_type):
+            return self.payment_events.process(self.pipeline, event, payload, lambda subject: [
+                NewJob(HANDLERS, event_id, subject, payload)
+            ] if self.handlers.for_event(event_type) else [])
         session_id = session["id"] if session is not None else None
         claim = EventClaim(event_id, event_type, session_id)
         items: list[dict[str, Any]] | None = None
