@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn, TypeVar
 from urllib.parse import parse_qs
 
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .prices import CustomPriceLookup, PricedItem, PriceLookup
+    from .sync import SyncReport
     from .validation import Validator
 
 log = logging.getLogger("stripe_checkout_mw")
@@ -314,6 +316,16 @@ class CheckoutMiddleware:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def sync(self, since: timedelta = timedelta(days=3)) -> SyncReport:
+        """Recover what webhooks missed: replay Stripe's events back to ``since`` (at most 30
+        days), run the jobs still due and settle open orders past their session's expiry.
+
+        See :mod:`stripe_checkout_mw.sync`; safe to run on every host at once.
+        """
+        from .sync import Reconciler
+
+        return Reconciler.for_middleware(self).run(since)
 
     def on(self, event_type: str) -> Callable[[_Handler], _Handler]:
         """Register a handler for a webhook event type (``"*"`` for all)::

@@ -44,7 +44,7 @@ from .orders import (
     status_for_session,
 )
 from .payments import Payment, PaymentLedger
-from .pipeline import Applied, EventClaim, JobKind, Pipeline
+from .pipeline import Applied, EventClaim, JobKind, Outcome, Pipeline
 from .store import Job, NewJob, SqlStore, StoreTransaction
 
 __all__ = ["DISPUTED", "PAYMENT_EVENTS", "REFUNDED_HOOK", "HookJob", "PaymentEvents"]
@@ -140,8 +140,8 @@ class PaymentEvents:
         return event_type in PAYMENT_EVENTS
 
     def process(self, pipeline: Pipeline, event: stripe.Event, payload: dict[str, Any],
-                handler_jobs: Callable[[str], list[NewJob]]) -> bool:
-        """Run one event through ``pipeline``; ``True`` if it was a duplicate and nothing ran.
+                handler_jobs: Callable[[str], list[NewJob]]) -> Outcome:
+        """Run one event through ``pipeline``.
 
         :param handler_jobs: the event's handler jobs for a subject (recorded with it).
         :raises stripe.StripeError: Stripe could not be asked which session it is about.
@@ -175,7 +175,7 @@ class PaymentEvents:
                 assert target is not None
                 items = fetch_items(self.client, target.session_id)
                 continue
-            return outcome.duplicate and not outcome.ran
+            return outcome
 
     # -- which order ------------------------------------------------------------------
 

@@ -55,7 +55,15 @@ from .orders import (
     FulfillFunc,
     Order,
 )
-from .pipeline import Applied, EventClaim, JobFailed, JobKind, JobsPending, Pipeline
+from .pipeline import (
+    Applied,
+    EventClaim,
+    JobFailed,
+    JobKind,
+    JobsPending,
+    Outcome,
+    Pipeline,
+)
 from .refunds import PaymentEvents
 from .store import Job, NewJob, OrderStore, StoreError, StoreTransaction
 from .subscriptions import (
@@ -243,7 +251,8 @@ class WebhookReceiver:
         session = _session_of(event_type, payload)
         session_id = session["id"] if session is not None else None
         try:
-            duplicate = self._process(event, payload, session)
+            outcome = self._process(event, payload, session)
+            duplicate = outcome.duplicate and not outcome.ran
         except (StoreError, JobFailed, JobsPending, stripe.StripeError) as exc:
             # The exception's type only: a traceback or message could carry a secret or
             # a customer's details into the logs. fulfill() should log its own errors.
@@ -267,19 +276,19 @@ class WebhookReceiver:
         )
         return {"received": True}
 
-    def process_event(self, payload: dict[str, Any]) -> bool:
+    def process_event(self, payload: dict[str, Any]) -> Outcome:
         """Apply an event read from Stripe's Events API (authenticated by the API call, so
-        not signed), as a delivery would; ``True`` if it was new (or ran jobs still due).
+        not signed), as a delivery would: a duplicate applies nothing but runs jobs still due.
 
         :raises StoreError, JobFailed, JobsPending, stripe.StripeError: as for a delivery.
         """
         event = self.client.construct_event_without_verification(json.dumps(payload))
-        return not self._process(event, payload, _session_of(str(payload["type"]), payload))
+        return self._process(event, payload, _session_of(str(payload["type"]), payload))
 
     def _process(
         self, event: stripe.Event, payload: dict[str, Any], session: dict[str, Any] | None
-    ) -> bool:
-        """Run the event through the pipeline; ``True`` if it was a duplicate."""
+    ) -> Outcome:
+        """Run the event through the pipeline."""
         event_id = str(payload["id"])
         event_type = str(payload["type"])
         if self.payment_events is not None and self.payment_events.handles(event_type):
@@ -306,7 +315,7 @@ class WebhookReceiver:
                 fetched[need.subscription_id] = self.subscriptions.fetch(
                     self.client, need.subscription_id)
                 continue
-            return outcome.duplicate and not outcome.ran
+            return outcome
 
     def _apply(
         self,

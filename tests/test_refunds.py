@@ -34,7 +34,7 @@ class RefundShop:
             app, secret_key=emu.secret_key, stripe_api_base=emu.api_base,
             domain_url="https://shop.example.com", price_lookup=CATALOG,
             webhook_secret=emu.webhook_secret, store=store,
-            fulfill=lambda order: self._record("fulfill", order),
+            fulfill=options.pop("fulfill", lambda order: self._record("fulfill", order)),
             refunded=self._refunded, disputed=lambda order: self._record("disputed", order),
             **options)
         self.server = make_server("127.0.0.1", 0, self.middleware, threaded=True)
