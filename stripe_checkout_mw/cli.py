@@ -22,6 +22,12 @@ others: the emulator, the demo's shops, the deployment check):
 
       python -m stripe_checkout_mw check --catalog catalog.json
 
+- ``orders``, ``events``, ``fulfil-pending``, ``sync``: the operator's commands over the
+  ledger (:mod:`stripe_checkout_mw.operations`)::
+
+      python -m stripe_checkout_mw orders list --status refunded --since 7d
+      python -m stripe_checkout_mw sync --since 3d --ini production.ini
+
 The foreground commands (``demo``, ``emulator``) stop cleanly on Ctrl-C and on SIGTERM
 (:func:`stop_on_signals`). Exit status: 0 done, 1 failed (one line on stderr says why),
 2 bad usage.
@@ -255,6 +261,90 @@ def _run_check(args: argparse.Namespace) -> int:
     return run(args)
 
 
+# -- the ledger: orders, events, fulfil-pending, sync --------------------------------
+
+def _ledger_options(parser: argparse.ArgumentParser, *, hooks: bool = False) -> None:
+    """Where the ledger is (and, for commands that run jobs, the shop's fulfil hook)."""
+    parser.add_argument("--store", metavar="URL", help="the order store URL (default: "
+                        "STRIPE_CHECKOUT_STORE, or the --ini file's store)")
+    parser.add_argument("--ini", metavar="FILE",
+                        help="read the checkout filter's options from this PasteDeploy file")
+    parser.add_argument("--section", default="filter:checkout",
+                        help="the .ini section of the filter (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="JSON for scripts, not a table")
+    if hooks:
+        parser.add_argument("--fulfill", metavar="MODULE:FUNC",
+                            help="the shop's fulfill hook (default: the --ini file's)")
+        parser.add_argument("--no-fulfill", action="store_true",
+                            help="record fulfilments without calling any hook")
+
+
+def _add_orders(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("orders", help="list orders or show one (read-only)",
+                                   description="The orders in the ledger (read-only).")
+    commands = parser.add_subparsers(dest="orders_command", metavar="list|show",
+                                     required=True)
+    listing = commands.add_parser("list", help="orders, newest first")
+    listing.add_argument("--status", help="only orders with this status")
+    listing.add_argument("--since", metavar="AGE", help="only orders created in the last AGE "
+                         "(30m, 12h, 7d, 2w)")
+    listing.add_argument("--email", help="only orders of this customer email")
+    listing.add_argument("--limit", type=int, default=100,
+                         help="at most this many (default: %(default)s)")
+    show = commands.add_parser("show", help="one order: items, amounts, status history, "
+                               "refunds, disputes, fulfilment attempts")
+    show.add_argument("session_id", metavar="cs_...")
+    for sub in (listing, show):
+        _ledger_options(sub)
+    parser.set_defaults(run=_lazy("run_orders"))
+
+
+def _add_events(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("events", help="list processed Stripe events (read-only)",
+                                   description="The Stripe events the ledger processed.")
+    commands = parser.add_subparsers(dest="events_command", metavar="list", required=True)
+    listing = commands.add_parser("list", help="events, newest first")
+    listing.add_argument("--failed", action="store_true",
+                         help="only events with a job that ran and has not succeeded")
+    listing.add_argument("--type", help="only events of this type")
+    listing.add_argument("--limit", type=int, default=100,
+                         help="at most this many (default: %(default)s)")
+    _ledger_options(listing)
+    parser.set_defaults(run=_lazy("run_events"))
+
+
+def _add_fulfil_pending(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "fulfil-pending", help="run the fulfilments and hooks still due",
+        description="Run the jobs still due (fulfilments whose last attempt failed, refund "
+        "and dispute hooks), each once, under its lease. Exit 1 if one failed.")
+    _ledger_options(parser, hooks=True)
+    parser.set_defaults(run=_lazy("run_fulfil_pending"))
+
+
+def _add_sync(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "sync", help="recover what webhooks missed from Stripe's Events API",
+        description="Replay Stripe's events since --since (at most 30 days) through the "
+        "webhook path, run the jobs still due, and settle orders still open past their "
+        "session's expiry. Safe to run from cron on every host. Needs STRIPE_SECRET_KEY (or "
+        "the --ini file's secret_key). Exit 1 if anything failed.")
+    parser.add_argument("--since", default="3d", metavar="AGE",
+                        help="how far back (30m, 12h, 3d, 2w; default: %(default)s)")
+    _ledger_options(parser, hooks=True)
+    parser.set_defaults(run=_lazy("run_sync"))
+
+
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    """A command of :mod:`.operations`, imported only when it runs."""
+    def run(args: argparse.Namespace) -> int:
+        from . import operations
+
+        command: Callable[[argparse.Namespace], int] = getattr(operations, name)
+        return command(args)
+    return run
+
+
 # -- the parser ----------------------------------------------------------------------
 
 #: One entry per subcommand, in the order ``--help`` lists them: a function adding its
@@ -263,6 +353,10 @@ _COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParse
     "demo": _add_demo,
     "emulator": _add_emulator,
     "check": _add_check,
+    "orders": _add_orders,
+    "events": _add_events,
+    "fulfil-pending": _add_fulfil_pending,
+    "sync": _add_sync,
 }
 
 
@@ -271,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stripe-checkout-mw",
         description="Stripe hosted Checkout for WSGI apps: a demo shop, an offline Stripe "
-        "emulator and a deployment check.",
+        "emulator, a deployment check and the operator's commands over the order ledger.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in _COMMANDS.values():

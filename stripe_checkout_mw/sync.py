@@ -42,7 +42,8 @@ from .webhooks import WebhookReceiver
 if TYPE_CHECKING:
     from .middleware import CheckoutMiddleware
 
-__all__ = ["HANDLED_EVENTS", "MAX_SINCE", "Reconciler", "SyncReport", "parse_since"]
+__all__ = ["HANDLED_EVENTS", "MAX_SINCE", "Reconciler", "SyncReport", "parse_duration",
+           "parse_since"]
 
 logger = logging.getLogger("stripe_checkout_mw")
 
@@ -61,19 +62,24 @@ _MIN_SESSION_LIFE = 1800.0
 _T = TypeVar("_T")
 
 
-def parse_since(text: str) -> tuple[timedelta, bool]:
-    """``"3d"``, ``"12h"``, ``"90m"`` or ``"2w"`` as a duration, clamped to :data:`MAX_SINCE`;
-    returns ``(duration, clamped)``.
+def parse_duration(text: str, flag: str = "--since") -> timedelta:
+    """``"3d"``, ``"12h"``, ``"90m"`` or ``"2w"`` as a duration.
 
-    :raises ValueError: a one-line message for anything else.
+    :raises ValueError: a one-line message, naming ``flag``, for anything else.
     """
     units = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
     value = text.strip().lower()
     number, unit = value[:-1], value[-1:]
-    if unit not in units or not number.isdigit() or int(number) == 0:
-        raise ValueError(f"--since {text!r}: expected a positive number and a unit, m, h, d "
+    if unit not in units or not number.isdigit() or int(number) == 0 or len(number) > 6:
+        raise ValueError(f"{flag} {text!r}: expected a positive number and a unit, m, h, d "
                          "or w (for example 3d or 12h)")
-    return _clamp(timedelta(seconds=int(number) * units[unit]))
+    return timedelta(seconds=int(number) * units[unit])
+
+
+def parse_since(text: str) -> tuple[timedelta, bool]:
+    """A ``--since`` of :func:`parse_duration`, clamped to :data:`MAX_SINCE`; returns
+    ``(duration, clamped)``."""
+    return _clamp(parse_duration(text))
 
 
 def _clamp(since: timedelta) -> tuple[timedelta, bool]:

@@ -12,7 +12,8 @@ import pytest
 from stripe_checkout_mw.cli import main, stop_on_signals
 
 COMMAND_MODULES = ("stripe_checkout_mw.demo", "stripe_checkout_mw.demo_shop",
-                   "stripe_checkout_mw.testing", "stripe_checkout_mw.deploycheck")
+                   "stripe_checkout_mw.testing", "stripe_checkout_mw.deploycheck",
+                   "stripe_checkout_mw.operations", "stripe_checkout_mw.sync")
 
 
 def test_the_parser_and_help_import_no_command() -> None:
@@ -31,7 +32,7 @@ def test_every_command_is_listed(capsys: pytest.CaptureFixture[str]) -> None:
     listing = capsys.readouterr().out
     listed = [line.split()[0] for line in listing.splitlines() if line.startswith("    ")
               and not line.startswith("     ")]
-    assert listed == ["demo", "emulator", "check"]
+    assert listed == ["demo", "emulator", "check", "orders", "events", "fulfil-pending", "sync"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
