@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+import stripe
 from werkzeug.serving import make_server
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
@@ -216,3 +219,27 @@ def test_a_refund_whose_payment_event_was_lost_settles_the_order_from_stripe(
     lookups = [r for r in emu.requests if r.path == "/v1/checkout/sessions"
                and r.method == "GET"]
     assert len(lookups) == 1  # asked once; the next events were found in the ledger
+
+
+@pytest.mark.parametrize("obj", ["not an object", {"id": 7, "payment_intent": ["pi_x"]},
+                                 {"id": "ch_x", "payment_intent": "pi_nosuchintent"}],
+                         ids=["string", "wrong-types", "unknown-intent"])
+def test_a_signed_refund_event_with_a_strange_object_is_acknowledged_and_changes_nothing(
+    emu: StripeEmulator, shop: RefundShop, obj: object
+) -> None:
+    session_id = shop.buy()
+    emu.pay(session_id)
+    store = shop.middleware.store
+    assert store is not None
+    before = store.get(session_id)
+    body = json.dumps({"id": "evt_strange", "object": "event", "type": "charge.refunded",
+                       "created": int(time.time()), "livemode": False, "api_version": None,
+                       "data": {"object": obj}}).encode()
+    header = stripe.WebhookSignature.generate_signature_header(body.decode(),
+                                                               emu.webhook_secret)
+    response = shop.http.post(f"{shop.url}/stripe-webhook", data=body, timeout=10,
+                              headers={"Stripe-Signature": header,
+                                       "Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert store.get(session_id) == before
+    assert shop.hooks("refunded") == [] and len(shop.hooks("fulfill")) == 1
