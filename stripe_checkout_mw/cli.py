@@ -279,6 +279,12 @@ def _ledger_options(parser: argparse.ArgumentParser, *, hooks: bool = False) -> 
                             help="record fulfilments without calling any hook")
 
 
+def _count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count from 1 to 100000")
+    return int(text)
+
+
 def _add_orders(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("orders", help="list orders or show one (read-only)",
                                    description="The orders in the ledger (read-only).")
@@ -289,7 +295,7 @@ def _add_orders(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     listing.add_argument("--since", metavar="AGE", help="only orders created in the last AGE "
                          "(30m, 12h, 7d, 2w)")
     listing.add_argument("--email", help="only orders of this customer email")
-    listing.add_argument("--limit", type=int, default=100,
+    listing.add_argument("--limit", type=_count, default=100,
                          help="at most this many (default: %(default)s)")
     show = commands.add_parser("show", help="one order: items, amounts, status history, "
                                "refunds, disputes, fulfilment attempts")
@@ -307,7 +313,7 @@ def _add_events(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     listing.add_argument("--failed", action="store_true",
                          help="only events with a job that ran and has not succeeded")
     listing.add_argument("--type", help="only events of this type")
-    listing.add_argument("--limit", type=int, default=100,
+    listing.add_argument("--limit", type=_count, default=100,
                          help="at most this many (default: %(default)s)")
     _ledger_options(listing)
     parser.set_defaults(run=_lazy("run_events"))

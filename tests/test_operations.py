@@ -138,6 +138,8 @@ def test_orders_list_filters_and_formats_a_ledger_of_a_few_hundred_orders(
     bad = cli("orders", "list", "--since", "7 days")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "--since" in bad.stderr
+    negative = cli("orders", "list", "--limit", "-1")
+    assert negative.returncode == 2 and "is not a count" in negative.stderr
     wrong = cli("orders", "list", "--status", "shipped")
     assert wrong.returncode == 2 and "--status" in wrong.stderr
 
