@@ -329,10 +329,12 @@ def run_sync(args: argparse.Namespace) -> int:
 def _reconciler(args: argparse.Namespace, *, needs_stripe: bool) -> Any:
     import stripe
 
+    from .customers import CustomerDirectory
     from .fulfilment import FulfilJob
     from .marker import shop_marker
     from .pipeline import Pipeline
     from .refunds import PaymentEvents
+    from .subscriptions import SubscriptionChangedJob, SubscriptionLedger
     from .sync import Reconciler
     from .webhooks import WebhookHandlers, WebhookReceiver
 
@@ -358,13 +360,16 @@ def _reconciler(args: argparse.Namespace, *, needs_stripe: bool) -> Any:
                            disputed=config.option("disputed"))
     # No "handlers" runner: handlers registered in code with mw.on run only in the app (or
     # mw.sync()); their jobs wait for it instead of being marked done here.
-    pipeline = Pipeline(store, [FulfilJob(store, fulfill), *events.kinds()],
+    subscriptions = SubscriptionLedger(store, CustomerDirectory(store),
+                                       past_due_is_active=config.option("past_due_is_active"))
+    pipeline = Pipeline(store, [FulfilJob(store, fulfill), *events.kinds(),
+                                SubscriptionChangedJob(config.option("subscription_changed"))],
                         lease=config.option("job_lease"),
                         retention_days=config.option("event_retention_days"))
     receiver = WebhookReceiver(
         store=store, secrets=["unused: events come from the API"], handlers=WebhookHandlers(),
         fulfill=fulfill, client=client, marker=marker, pipeline=pipeline,
-        payment_events=events)
+        payment_events=events, subscriptions=subscriptions)
     return Reconciler(store=store, client=client, receiver=receiver, pipeline=pipeline,
                       marker=marker)
 

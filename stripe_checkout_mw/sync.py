@@ -37,6 +37,7 @@ from .orders import OPEN, Order, session_to_dict, status_for_session
 from .pipeline import JobFailed, JobsPending, Pipeline
 from .refunds import PAYMENT_EVENTS
 from .store import SqlStore, StoreError
+from .subscriptions import SUBSCRIPTION_EVENTS
 from .webhooks import WebhookReceiver
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ HANDLED_EVENTS = (
     "checkout.session.async_payment_failed",
     "checkout.session.expired",
     *sorted(PAYMENT_EVENTS),
-)
+    *sorted(SUBSCRIPTION_EVENTS),
+)  # 19 types: Stripe takes at most 20 in one list
 #: Stripe lists events of the last 30 days only.
 MAX_SINCE = timedelta(days=30)
 #: Sessions live at least 30 minutes: a younger open order cannot be past its expiry.
@@ -162,7 +164,8 @@ class Reconciler:
         receiver = mw.webhooks or WebhookReceiver(
             store=mw.store, secrets=["unused: events come from the API"],
             handlers=mw.handlers, fulfill=mw.settings.fulfill, client=mw.client,
-            marker=mw.checkout.marker, pipeline=mw.pipeline, payment_events=mw.payment_events)
+            marker=mw.checkout.marker, pipeline=mw.pipeline, payment_events=mw.payment_events,
+            subscriptions=mw.subscriptions)
         return cls(store=mw.store, client=mw.client, receiver=receiver, pipeline=mw.pipeline,
                    marker=mw.checkout.marker)
 

@@ -150,3 +150,13 @@ def test_since_is_parsed_and_clamped_to_stripes_thirty_days(shop: RefundShop) ->
     assert report.since == pytest.approx(time.time() - 30 * 86400, abs=60)
     with pytest.raises(ValueError, match="since"):
         shop.middleware.sync(since=timedelta(0))
+
+
+def test_sync_replays_every_event_type_the_middleware_handles() -> None:
+    from stripe_checkout_mw.refunds import PAYMENT_EVENTS
+    from stripe_checkout_mw.subscriptions import SUBSCRIPTION_EVENTS
+    from stripe_checkout_mw.sync import HANDLED_EVENTS
+
+    assert set(HANDLED_EVENTS) >= PAYMENT_EVENTS | SUBSCRIPTION_EVENTS
+    assert "checkout.session.completed" in HANDLED_EVENTS
+    assert len(HANDLED_EVENTS) <= 20  # Stripe's limit for types[]
