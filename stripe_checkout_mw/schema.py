@@ -67,7 +67,7 @@ ENDPOINTS: dict[str, str] = {
     "checkout.sessions.list": "checkout.SessionListParams",
     "checkout.sessions.retrieve": "checkout.SessionRetrieveParams",
     "checkout.sessions.expire": "checkout.SessionExpireParams",
-    "checkout.sessions.line_items.list": "checkout.SessionLineItemListParams",
+    "checkout.sessions.list_line_items": "checkout.SessionLineItemListParams",
     "prices.create": "PriceCreateParams",
     "prices.list": "PriceListParams",
     "prices.retrieve": "PriceRetrieveParams",
