@@ -55,7 +55,6 @@ __all__ = [
     "ScalarNode",
     "SchemaError",
     "UnionNode",
-    "check_rules",
     "node_at",
     "params_class",
     "schema_for",
@@ -197,7 +196,7 @@ class EnumNode(Node):
             return wire[value]
         if value == "":
             raise _empty(param)
-        choices = [w for w in wire if w]
+        choices = [w for w in wire if w] or ["an empty string"]
         listed = ", ".join(choices[:-1]) + (", or " if len(choices) > 1 else "") + choices[-1]
         raise SchemaError(f"Invalid {param}: must be one of {listed}", param)
 
@@ -517,6 +516,7 @@ class Context:
     params: Mapping[str, Any]
     mode: str | None
     recurring_price: Callable[[str], bool | None]
+    now: int | None = None
 
 
 @dataclass(frozen=True)
@@ -665,6 +665,18 @@ def _currency_in_setup(ctx: Context) -> Iterator[SchemaError]:
         )
 
 
+def _expires_at(ctx: Context) -> Iterator[SchemaError]:
+    expires_at = ctx.params.get("expires_at")
+    if ctx.now is not None and isinstance(expires_at, int) and not (
+        ctx.now + 1800 <= expires_at <= ctx.now + 86400
+    ):
+        yield SchemaError(
+            "The `expires_at` timestamp must be between 30 minutes and 24 hours after "
+            "Checkout Session creation.",
+            "expires_at",
+        )
+
+
 _YEARS3 = {"day": 1095, "week": 156, "month": 36, "year": 3}
 
 
@@ -763,6 +775,25 @@ def _metadata_in(value: Any, param: str) -> Iterator[SchemaError]:
                 yield from _metadata_in(item, name)
 
 
+def _currencies(ctx: Context) -> Iterator[SchemaError]:
+    for name, value in _keyed(ctx.params, "", "currency"):
+        if isinstance(value, str) and not re.fullmatch(r"[a-z]{3}", value):
+            yield SchemaError(f"Invalid currency: {_show(value)}", name, "parameter_invalid")
+
+
+def _keyed(value: Any, param: str, wanted: str) -> Iterator[tuple[str, Any]]:
+    """(param, value) of every key ``wanted`` at any depth."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _keyed(item, _sub(param, i), wanted)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key == wanted:
+                yield _sub(param, key), item
+            else:
+                yield from _keyed(item, _sub(param, key), wanted)
+
+
 def _one_metadata(data: Mapping[str, Any], param: str) -> Iterator[SchemaError]:
     if len(data) > 50:
         yield SchemaError("You can specify up to 50 keys for metadata.", param)
@@ -778,6 +809,10 @@ def _one_metadata(data: Mapping[str, Any], param: str) -> Iterator[SchemaError]:
 
 _CS = "checkout.sessions.create"
 _CSP = "checkout.SessionCreateParams"
+_CURRENCY = (
+    "Three-letter [ISO currency code](https://www.iso.org/iso-4217-currency-codes.html), "
+    "in lowercase."
+)
 _ELEMENTS_ONLY_NOT = "You can't set this parameter if `ui_mode` is `elements`."
 
 RULES: tuple[Rule, ...] = (
@@ -822,6 +857,9 @@ RULES: tuple[Rule, ...] = (
     Rule(_CS, ("currency",), _CSP,
          "Required in `setup` mode when `allowed_payment_method_types` is not set.",
          _currency_in_setup),
+    Rule(_CS, ("expires_at",), _CSP,
+         "It can be anywhere from 30 minutes to 24 hours after Checkout Session creation.",
+         _expires_at),
     Rule(_CS, ("success_url",), _CSP,
          "This parameter is not allowed if ui_mode is `embedded_page` or `elements`.",
          _not_with_ui_modes("success_url", ("embedded_page", "elements"))),
@@ -895,6 +933,8 @@ RULES: tuple[Rule, ...] = (
          "https://docs.stripe.com/api/metadata: up to 50 keys, key names up to 40 "
          "characters long (no square brackets), values up to 500 characters long.",
          _metadata_limits),
+    Rule(_CS, ("currency",), _CSP, _CURRENCY, _currencies),
+    Rule("prices.create", ("currency",), "PriceCreateParams", _CURRENCY, _currencies),
     Rule("prices.create", ("recurring",), "PriceCreateParams",
          "Maximum of three years interval allowed (3 years, 36 months, or 156 weeks).",
          _interval_count("recurring")),
@@ -905,6 +945,8 @@ RULES: tuple[Rule, ...] = (
          _metadata_limits),
     Rule("prices.list", ("lookup_keys",), "PriceListParams",
          "You can specify up to 10 lookup_keys.", _max_items("lookup_keys", 10)),
+    Rule("products.create", ("default_price_data",), "ProductCreateParams", _CURRENCY,
+         _currencies),
     Rule("products.create", ("images",), "ProductCreateParams",
          "A list of up to 8 URLs of images for this product", _max_items("images", 8)),
     Rule("products.create", ("metadata",), "API limit",
@@ -943,22 +985,6 @@ def _mode_of(params: Mapping[str, Any], ctx_price: Callable[[str], bool | None])
     return "payment"
 
 
-def check_rules(
-    endpoint: str,
-    params: Mapping[str, Any],
-    *,
-    mode: str | None = None,
-    recurring_price: Callable[[str], bool | None] = _no_price_knowledge,
-) -> None:
-    """Apply :data:`RULES` of ``endpoint`` to already coerced params; raise the first
-    violation. ``mode`` defaults to ``params["mode"]`` (or the inferred mode)."""
-    ctx = Context(params, mode or _mode_of(params, recurring_price), recurring_price)
-    for rule in RULES:
-        if rule.endpoint == endpoint:
-            for error in rule.check(ctx):
-                raise error
-
-
 def validate(
     endpoint: str | type,
     params: Any,
@@ -966,6 +992,7 @@ def validate(
     partial: bool = False,
     mode: str | None = None,
     recurring_price: Callable[[str], bool | None] = _no_price_knowledge,
+    now: int | None = None,
 ) -> dict[str, Any]:
     """Check ``params`` (Python values or decoded form strings) against the endpoint's
     schema and rules; return them coerced to their declared types.
@@ -977,6 +1004,8 @@ def validate(
         or the mode Stripe infers without one).
     :param recurring_price: tells the item limits whether a price id is recurring;
         return ``None`` when unknown.
+    :param now: the request's time, for rules relative to it (``expires_at``); they
+        are skipped without it.
     :raises SchemaError: the first problem, naming the parameter.
     """
     try:
@@ -993,7 +1022,8 @@ def validate(
         coerced = typing.cast("dict[str, Any]", node.check(wire, "", 0))
         name = endpoint if isinstance(endpoint, str) else ""
         name = next((k for k, v in ENDPOINTS.items() if v == name), name)
-        ctx = Context(coerced, mode or _mode_of(coerced, recurring_price), recurring_price)
+        ctx = Context(coerced, mode or _mode_of(coerced, recurring_price), recurring_price,
+                      now)
         for rule in RULES:
             if rule.endpoint != name:
                 continue

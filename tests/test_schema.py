@@ -290,6 +290,8 @@ _SUB = _session(mode="subscription", line_items=[_SUB_ITEM])
                      "shipping_options", id="5 shipping options"),
         pytest.param(_session(discounts=[{"coupon": "a"}, {"coupon": "b"}]), "discounts",
                      id="one discount"),
+        pytest.param(_session(line_items=[_item(currency="US dollars")]),
+                     "line_items[0][price_data][currency]", id="currency code"),
         pytest.param(_session(metadata={f"k{i}": "v" for i in range(51)}), "metadata",
                      id="50 metadata keys"),
         pytest.param(_session(metadata={"k" * 41: "v"}), f"metadata[{'k' * 41}]",

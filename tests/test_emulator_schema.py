@@ -1,0 +1,302 @@
+"""The emulator against Stripe's schema as the installed SDK declares it.
+
+- A probe generated from the schema (a valid request per parameter and per nested
+  key, then each mutated at every depth: wrong type, bad enum value, unknown key,
+  missing required key) is sent over HTTP; the emulator's accept/reject must agree
+  with :func:`stripe_checkout_mw.schema.validate` on at least 99% of the decidable
+  cases, never answer 5xx, and name the parameter in every refusal.
+- Every field the SDK's resource classes declare is on the emulator's objects, with
+  the declared type; a field or parameter an SDK upgrade adds fails here first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import stripe
+from stripe._encode import _api_encode
+
+from stripe_checkout_mw import schema
+from stripe_checkout_mw.schema import (
+    ArrayNode,
+    EnumNode,
+    MapNode,
+    Node,
+    ObjectNode,
+    ScalarNode,
+    SchemaError,
+    UnionNode,
+)
+from stripe_checkout_mw.testing import StripeEmulator
+from stripe_checkout_mw.testing.objects import problems
+
+CREATE = "checkout.sessions.create"
+_ONE_TIME = {"currency": "usd", "unit_amount": 500, "product_data": {"name": "Tee"}}
+_RECURRING = {**_ONE_TIME, "recurring": {"interval": "month"}}
+BASES: dict[str, dict[str, Any]] = {
+    "payment": {"mode": "payment", "success_url": "https://shop.example/ok",
+                "line_items": [{"price_data": _ONE_TIME, "quantity": 1}]},
+    "subscription": {"mode": "subscription", "success_url": "https://shop.example/ok",
+                     "line_items": [{"price_data": _RECURRING, "quantity": 1}]},
+    "setup": {"mode": "setup", "success_url": "https://shop.example/ok", "currency": "usd"},
+}
+_PREFERRED = {"ui_mode": "hosted_page", "mode": "payment", "interval": "month",
+              "type": "custom"}
+
+
+# --- generating requests from the schema -------------------------------------------------
+
+
+def _option(node: Node, value: Any) -> Node:
+    """The branch of a union that ``value`` was sampled from."""
+    if not isinstance(node, UnionNode):
+        return node
+    wanted: tuple[type, ...] = (ScalarNode, EnumNode)
+    if isinstance(value, dict):
+        wanted = (ObjectNode, MapNode)
+    elif isinstance(value, list):
+        wanted = (ArrayNode,)
+    return next((o for o in node.options if isinstance(o, wanted)), node.options[0])
+
+
+def _scalar(node: ScalarNode, key: str, now: int) -> Any:
+    if node.type is bool:
+        return True
+    if node.type is int:
+        if key == "expires_at":
+            return now + 3600
+        return 7 if key.endswith("_days") else 1
+    if node.type is float:
+        return 1.5
+    if node.type is Decimal:
+        return "1.5"
+    if key.endswith("url") or key.endswith("_urls"):
+        return "https://shop.example/x"
+    if key == "currency":
+        return "usd"
+    if "email" in key:
+        return "buyer@example.com"
+    return "sample"
+
+
+def _sample(node: Node, key: str, now: int, depth: int = 0) -> Any:
+    if isinstance(node, UnionNode):
+        shaped = [o for o in node.options if not (isinstance(o, EnumNode) and
+                                                  o.values == ("",))]
+        return _sample((shaped or list(node.options))[0], key, now, depth)
+    if isinstance(node, EnumNode):
+        values = [v for v in node.values if v != ""]
+        return _PREFERRED.get(key) if _PREFERRED.get(key) in values else values[0]
+    if isinstance(node, ScalarNode):
+        return _scalar(node, key, now)
+    if isinstance(node, ArrayNode):
+        return [_sample(node.item, key, now, depth + 1)]
+    if isinstance(node, MapNode):
+        return {"k": _sample(node.value, key, now, depth + 1)}
+    if isinstance(node, ObjectNode):
+        return {name: _sample(f.node, name, now, depth + 1)
+                for name, f in node.fields.items() if f.required}
+    return "sample"
+
+
+def _variants(node: Node, key: str, now: int, depth: int) -> Iterator[Any]:
+    """A minimal valid value, then one per optional key (recursively, to ``depth``)."""
+    base = _sample(node, key, now)
+    yield base
+    target = _option(node, base)
+    if isinstance(target, ArrayNode) and depth:
+        for inner in _variants(target.item, key, now, depth):
+            yield [inner]
+    if isinstance(target, ObjectNode) and depth and isinstance(base, dict):
+        for name, f in target.fields.items():
+            if f.required:
+                continue
+            for inner in _variants(f.node, name, now, depth - 1):
+                yield {**base, name: inner}
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    yield path, value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, (*path, i))
+
+
+def _replace(tree: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = dict(tree) if isinstance(tree, dict) else list(tree)
+    copy[path[0]] = _replace(tree[path[0]], path[1:], new)  # type: ignore[index]
+    return copy
+
+
+def _delete(tree: Any, path: tuple[Any, ...]) -> Any:
+    if len(path) == 1:
+        copy = dict(tree)
+        del copy[path[0]]
+        return copy
+    copy = dict(tree) if isinstance(tree, dict) else list(tree)
+    copy[path[0]] = _delete(tree[path[0]], path[1:])  # type: ignore[index]
+    return copy
+
+
+def _mutations(params: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for path, value in _paths(params):
+        if not path:
+            continue
+        if isinstance(value, dict):
+            yield "unknown key", _replace(params, path, {**value, "zz_not_a_param": "x"})
+            yield "wrong type", _replace(params, path, "not-a-hash")
+            if value:
+                yield "missing key", _delete(params, (*path, next(iter(value))))
+        elif isinstance(value, list):
+            yield "wrong type", _replace(params, path, "not-an-array")
+        elif isinstance(value, bool):
+            yield "wrong type", _replace(params, path, "maybe")
+        elif isinstance(value, int):
+            yield "wrong type", _replace(params, path, "twelve")
+        elif isinstance(value, str):
+            yield "bad value", _replace(params, path, value + "_not_a_value")
+            yield "wrong type", _replace(params, path, {"x": value})
+    yield "unknown key", {**params, "zz_not_a_param": "x"}
+
+
+def _probe_cases(now: int) -> list[tuple[str, dict[str, Any]]]:
+    root = schema.schema_for(CREATE)
+    cases: list[tuple[str, dict[str, Any]]] = []
+    for name, f in root.fields.items():
+        for value in _variants(f.node, name, now, depth=2):
+            chosen = None
+            for base in BASES.values():
+                candidate = {**base, name: value}
+                try:
+                    schema.validate(CREATE, candidate, now=now)
+                except SchemaError:
+                    continue
+                chosen = candidate
+                break
+            candidate = chosen or {**BASES["payment"], name: value}
+            cases.append(("valid", candidate))
+            cases.extend(_mutations(candidate))
+    unique: dict[str, tuple[str, dict[str, Any]]] = {}
+    for kind, params in cases:
+        unique.setdefault(json.dumps(params, sort_keys=True, default=str), (kind, params))
+    return list(unique.values())
+
+
+@dataclass
+class Verdict:
+    kind: str
+    params: dict[str, Any]
+    schema_ok: bool
+    schema_param: str | None
+    status: int
+    error: dict[str, Any]
+
+
+def _post(emu: StripeEmulator, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    body = urlencode(list(_api_encode(params))).encode()
+    request = urllib.request.Request(
+        emu.api_base + path, data=body, method="POST",
+        headers={"Authorization": f"Bearer {emu.secret_key}",
+                 "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_the_emulator_agrees_with_the_schema_on_a_generated_probe(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    verdicts: list[Verdict] = []
+    with StripeEmulator() as emu:
+        now = int(time.time())
+        for kind, params in _probe_cases(now):
+            try:
+                schema.validate(CREATE, params, now=now)
+                ok, param = True, None
+            except SchemaError as exc:
+                ok, param = False, exc.param
+            status, body = _post(emu, "/v1/checkout/sessions", params)
+            verdicts.append(Verdict(kind, params, ok, param, status, body.get("error", {})))
+    server_errors = [v for v in verdicts if v.status >= 500]
+    assert not server_errors, server_errors[:3]
+    refusals = [v for v in verdicts if v.status != 200]
+    assert all(v.error.get("param") for v in refusals), [
+        v for v in refusals if not v.error.get("param")][:3]
+    # Undecidable from the schema alone: an id of an object the emulator does not have.
+    decidable = [v for v in verdicts if v.error.get("code") != "resource_missing"]
+    agree = [v for v in decidable if v.schema_ok == (v.status == 200)]
+    share = len(agree) / len(decidable)
+    disagree = [v for v in decidable if v.schema_ok != (v.status == 200)]
+    with capsys.disabled():
+        print(f"\nschema probe: {len(agree)}/{len(decidable)} decidable cases agree "
+              f"({share:.2%}); {len(verdicts) - len(decidable)} undecidable; "
+              f"{sum(v.schema_ok for v in decidable)} valid")
+    assert len(decidable) > 1000
+    assert share >= 0.99, [(v.kind, v.schema_ok, v.schema_param, v.error, v.params)
+                           for v in disagree[:5]]
+    # Where both refuse, they blame the same parameter.
+    both = [v for v in decidable if not v.schema_ok and v.status != 200]
+    same = [v for v in both if v.error.get("param") == v.schema_param]
+    assert len(same) / len(both) >= 0.95
+
+
+# --- the objects have every field the SDK declares -------------------------------------
+
+
+def _json(obj: Any) -> Any:
+    return json.loads(json.dumps(obj.to_dict(recursive=True, for_json=True), default=str))
+
+
+def test_every_object_has_every_field_the_sdk_declares_with_its_type() -> None:
+    with StripeEmulator() as emu:
+        client = emu.client()
+        price = client.v1.prices.create(params={
+            "currency": "usd", "unit_amount": 900, "product_data": {"name": "Club"},
+            "recurring": {"interval": "month"}, "lookup_key": "club"})
+        session = client.v1.checkout.sessions.create(params={
+            **BASES["subscription"],
+            "line_items": [{"price": price.id, "quantity": 1},
+                           {"price_data": _ONE_TIME, "quantity": 2}],
+            "custom_fields": [{"key": "gift", "type": "text",
+                               "label": {"type": "custom", "custom": "Gift note"}}],
+            "consent_collection": {"terms_of_service": "required"},
+            "tax_id_collection": {"enabled": True},
+            "metadata": {"order": "42"},
+        })
+        emu.pay(session.id)
+        session = client.v1.checkout.sessions.retrieve(session.id)
+        items = client.v1.checkout.sessions.line_items.list(session.id)
+        product = client.v1.products.retrieve(price.product)  # type: ignore[arg-type]
+        events = client.v1.events.list()
+        try:
+            client.v1.checkout.sessions.retrieve("cs_test_missing")
+        except stripe.InvalidRequestError as exc:
+            error = exc.json_body["error"] if exc.json_body else {}
+    objects = [
+        (stripe.checkout.Session, _json(session)),
+        (stripe.Price, _json(price)),
+        (stripe.Product, _json(product)),
+        *[(stripe.LineItem, _json(item)) for item in items.data],
+        *[(stripe.Event, _json(event)) for event in events.data],
+    ]
+    assert len(objects) >= 6
+    for cls, data in objects:
+        assert problems(cls, data, cls.__name__) == [], cls
+    assert set(error) >= {"type", "code", "param", "message", "doc_url", "request_log_url"}
