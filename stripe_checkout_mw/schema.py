@@ -58,6 +58,7 @@ __all__ = [
     "node_at",
     "params_class",
     "schema_for",
+    "session_mode",
     "validate",
 ]
 
@@ -75,10 +76,28 @@ ENDPOINTS: dict[str, str] = {
     "products.retrieve": "ProductRetrieveParams",
     "events.list": "EventListParams",
     "events.retrieve": "EventRetrieveParams",
+    "customers.create": "CustomerCreateParams",
+    "customers.list": "CustomerListParams",
+    "customers.retrieve": "CustomerRetrieveParams",
+    "subscriptions.list": "SubscriptionListParams",
+    "subscriptions.retrieve": "SubscriptionRetrieveParams",
+    "subscriptions.update": "SubscriptionUpdateParams",
+    "subscriptions.cancel": "SubscriptionCancelParams",
+    "invoices.list": "InvoiceListParams",
+    "invoices.retrieve": "InvoiceRetrieveParams",
+    "billing_portal.sessions.create": "billing_portal.SessionCreateParams",
+    "payment_intents.list": "PaymentIntentListParams",
+    "payment_intents.retrieve": "PaymentIntentRetrieveParams",
+    "charges.list": "ChargeListParams",
+    "charges.retrieve": "ChargeRetrieveParams",
+    "refunds.list": "RefundListParams",
+    "refunds.retrieve": "RefundRetrieveParams",
+    "disputes.list": "DisputeListParams",
+    "disputes.retrieve": "DisputeRetrieveParams",
 }
 """Endpoint name -> params class under ``stripe.params``, for every endpoint the project
-calls or emulates. Another endpoint is one more row (``"customers.create":
-"CustomerCreateParams"``); :func:`schema_for` also takes a dotted name or the class."""
+calls or emulates. Another endpoint is one more row (``"refunds.create":
+"RefundCreateParams"``); :func:`schema_for` also takes a dotted name or the class."""
 
 _MAX_DEPTH = 40
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
@@ -497,10 +516,11 @@ def _to_wire(value: Any, param: str, depth: int = 0) -> Any:
     if isinstance(value, (list, tuple)):
         items = []
         for i, item in enumerate(value):
+            if item is None:
+                raise SchemaError(f"Invalid value: {_sub(param, i)} is null", _sub(param, i))
             wire = _to_wire(item, _sub(param, i), depth + 1)
-            if wire is _ABSENT:
-                raise SchemaError(f"Invalid value: {_sub(param, i)} is empty", _sub(param, i))
-            items.append(wire)
+            if wire is not _ABSENT:  # an empty hash or list in a list sends nothing
+                items.append(wire)
         return items if items else _ABSENT
     raise SchemaError(f"Invalid value: {param} cannot be a {type(value).__name__}", param)
 
@@ -622,7 +642,7 @@ def _max_items(param: str, limit: int) -> _Check:
     def check(ctx: Context) -> Iterator[SchemaError]:
         for name, value in _each(ctx.params, _dotted(param)):
             if isinstance(value, (list, dict)) and len(value) > limit:
-                yield SchemaError(f"{name} can have at most {limit} entries.", name)
+                yield SchemaError(f"You may pass up to {limit} entries in {name}.", name)
     return check
 
 
@@ -973,7 +993,8 @@ def _no_price_knowledge(price: str) -> bool | None:
     return None
 
 
-def _mode_of(params: Mapping[str, Any], ctx_price: Callable[[str], bool | None]) -> str:
+def session_mode(params: Mapping[str, Any],
+                 ctx_price: Callable[[str], bool | None] = _no_price_knowledge) -> str:
     """The session's mode: ``params["mode"]``, else (``mode`` is optional) ``subscription``
     when an item is known to be recurring and ``payment`` otherwise."""
     mode = params.get("mode")
@@ -1022,7 +1043,7 @@ def validate(
         coerced = typing.cast("dict[str, Any]", node.check(wire, "", 0))
         name = endpoint if isinstance(endpoint, str) else ""
         name = next((k for k, v in ENDPOINTS.items() if v == name), name)
-        ctx = Context(coerced, mode or _mode_of(coerced, recurring_price), recurring_price,
+        ctx = Context(coerced, mode or session_mode(coerced, recurring_price), recurring_price,
                       now)
         for rule in RULES:
             if rule.endpoint != name:

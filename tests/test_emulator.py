@@ -303,7 +303,7 @@ def test_prices_create_get_and_lookup(emu: StripeEmulator,
     assert sorted(p.lookup_key for p in found.data) == ["basic", "pro"]
     assert emu.requests[-1].params["lookup_keys"] == ["basic", "pro", "old"]
 
-    with pytest.raises(stripe.InvalidRequestError, match="10 lookup keys"):
+    with pytest.raises(stripe.InvalidRequestError, match="up to 10"):
         client.v1.prices.list(params={"lookup_keys": [f"k{i}" for i in range(11)]})
     with pytest.raises(stripe.InvalidRequestError) as info:
         client.v1.prices.create(params={"currency": "usd", "unit_amount": 1,
@@ -377,22 +377,21 @@ def _many(n: int) -> list[dict[str, Any]]:
                                                      "amount": 1}, "quantity": 1}]},
                      "line_items[0][price_data][amount]", "unknown parameter",
                      id="unknown-in-price-data"),
-        pytest.param({"mode": None, "line_items": _many(1)}, "mode", "Missing required",
-                     id="missing-mode"),
         pytest.param({"mode": "donation", "line_items": _many(1)}, "mode", "Invalid mode",
                      id="bad-mode"),
-        pytest.param({}, "line_items", "required in `payment` mode", id="no-items-payment"),
-        pytest.param({"mode": "subscription"}, "line_items", "required in `subscription`",
+        pytest.param({}, "line_items", "required in payment mode", id="no-items-payment"),
+        pytest.param({"mode": "subscription"}, "line_items", "required in subscription",
                      id="no-items-subscription"),
         pytest.param({"line_items": [{**inline_item(), "price": "price_x"}]},
-                     "line_items[0]", "only specify one", id="price-and-price-data"),
-        pytest.param({"line_items": [{"quantity": 1}]}, "line_items[0]",
-                     "either `price` or `price_data`", id="neither-price"),
+                     "line_items[0][price_data]", "only specify one",
+                     id="price-and-price-data"),
+        pytest.param({"line_items": [{"quantity": 1}]}, "line_items[0][price]",
+                     "One of price or price_data", id="neither-price"),
         pytest.param({"line_items": [inline_item(quantity=0)]}, "line_items[0][quantity]",
                      "greater than or equal to 1", id="quantity-zero"),
         pytest.param({"line_items": [{**inline_item(), "quantity": None}]},
                      "line_items[0][quantity]", "Missing required", id="quantity-missing"),
-        pytest.param({"line_items": _many(101)}, "line_items", "up to 100",
+        pytest.param({"line_items": _many(101)}, "line_items[100]", "at most 100",
                      id="too-many-items"),
         pytest.param({"line_items": [{"price": "price_nope", "quantity": 1}]},
                      "line_items[0][price]", "No such price", id="unknown-price"),
@@ -403,7 +402,8 @@ def _many(n: int) -> list[dict[str, Any]]:
                                                      "product_data": {"name": "x"},
                                                      "recurring": {"interval": "month"}},
                                       "quantity": 1}]},
-                     "line_items[0][price_data]", "recurring price", id="recurring-in-payment"),
+                     "line_items[0][price_data][recurring]", "recurring price",
+                     id="recurring-in-payment"),
         pytest.param({"mode": "subscription", "line_items": _many(1)}, "line_items",
                      "at least one recurring price", id="one-time-only-subscription"),
         pytest.param({"success_url": "/thanks", "line_items": _many(1)}, "success_url",
@@ -446,9 +446,15 @@ def test_subscription_mode_accepts_twenty_plus_twenty(emu: StripeEmulator,
                                                       client: Any) -> None:
     monthly = emu.add_price(100, recurring={"interval": "month"})
     items = [{"price": monthly["id"], "quantity": 1}] * 21
-    with pytest.raises(stripe.InvalidRequestError, match="20 recurring"):
+    with pytest.raises(stripe.InvalidRequestError, match="at most 20 line items with recurring"):
         create(client, mode="subscription", line_items=items)
-    assert create(client, mode="subscription", line_items=items[:20]).amount_total == 2000
+    once = emu.add_price(50)
+    one_time = [{"price": once["id"], "quantity": 1}] * 20
+    session = create(client, mode="subscription", line_items=items[:20] + one_time)
+    assert session.amount_total == 3000
+    with pytest.raises(stripe.InvalidRequestError, match="with one-time prices") as info:
+        create(client, mode="subscription", line_items=items[:1] + one_time * 2)
+    assert error_of(info.value).param == "line_items[21]"
 
 
 def test_authentication(emu: StripeEmulator) -> None:

@@ -37,7 +37,9 @@ from stripe_checkout_mw.schema import (
     UnionNode,
 )
 from stripe_checkout_mw.testing import StripeEmulator
-from stripe_checkout_mw.testing.objects import problems
+from stripe_checkout_mw.testing.api.checkout_sessions import NOT_ON_THE_SESSION
+from stripe_checkout_mw.testing.api.shapes import declared, problems
+from stripe_checkout_mw.testing.api.state import ROUTES
 
 CREATE = "checkout.sessions.create"
 _ONE_TIME = {"currency": "usd", "unit_amount": 500, "product_data": {"name": "Tee"}}
@@ -300,3 +302,66 @@ def test_every_object_has_every_field_the_sdk_declares_with_its_type() -> None:
     for cls, data in objects:
         assert problems(cls, data, cls.__name__) == [], cls
     assert set(error) >= {"type", "code", "param", "message", "doc_url", "request_log_url"}
+
+
+def test_the_emulator_serves_every_endpoint_of_the_schema_and_knows_every_parameter() -> None:
+    assert {route.endpoint for route in ROUTES} == set(schema.ENDPOINTS)
+    # A create parameter an SDK upgrade adds is either a session field (echoed in
+    # the session's shape) or has to be placed in NOT_ON_THE_SESSION.
+    params = set(schema.schema_for(CREATE).fields)
+    assert params - set(declared(stripe.checkout.Session)) == set(NOT_ON_THE_SESSION)
+
+
+def test_accepted_options_come_back_in_stripes_shapes() -> None:
+    options: dict[str, Any] = {
+        "invoice_creation": {"enabled": True, "invoice_data": {"description": "Thanks"}},
+        "after_expiration": {"recovery": {"enabled": True}},
+        "custom_fields": [{"key": "gift", "type": "dropdown",
+                           "label": {"type": "custom", "custom": "Gift?"},
+                           "dropdown": {"options": [{"label": "Yes", "value": "yes"}]}}],
+        "shipping_options": [{"shipping_rate": "shr_123"}],
+        "payment_method_options": {"card": {"request_three_d_secure": "any"}},
+        "tax_id_collection": {"enabled": True, "required": "if_supported"},
+        "custom_text": {"submit": {"message": "Ships tomorrow"}},
+        "consent_collection": {"terms_of_service": "required"},
+        "customer_creation": "always",
+        "locale": "fr",
+    }
+    with StripeEmulator() as emu:
+        session = _json(emu.client().v1.checkout.sessions.create(
+            params={**BASES["payment"], **options}))
+    assert session["customer_creation"] == "always"
+    assert session["locale"] == "fr"
+    assert session["invoice_creation"]["enabled"] is True
+    assert session["invoice_creation"]["invoice_data"]["description"] == "Thanks"
+    assert "footer" in session["invoice_creation"]["invoice_data"]
+    assert session["after_expiration"]["recovery"] == {
+        "allow_promotion_codes": False, "enabled": True, "expires_at": None, "url": None}
+    field = session["custom_fields"][0]
+    assert field["dropdown"]["options"] == [{"label": "Yes", "value": "yes"}]
+    assert field["optional"] is False and field["text"] is None
+    assert session["shipping_options"] == [{"shipping_amount": 0,
+                                            "shipping_rate": "shr_123"}]
+    assert session["payment_method_options"]["card"]["request_three_d_secure"] == "any"
+    assert set(session["payment_method_options"]) == {"card"}
+    assert session["tax_id_collection"] == {"enabled": True, "required": "if_supported"}
+    assert session["custom_text"]["submit"] == {"message": "Ships tomorrow"}
+    assert session["custom_text"]["after_submit"] is None
+    assert session["consent_collection"]["terms_of_service"] == "required"
+    assert problems(stripe.checkout.Session, session, "session") == []
+
+
+def test_a_missing_session_is_the_same_param_on_every_endpoint() -> None:
+    with StripeEmulator() as emu:
+        client = emu.client()
+        calls = [
+            lambda: client.v1.checkout.sessions.retrieve("cs_test_nope"),
+            lambda: client.v1.checkout.sessions.line_items.list("cs_test_nope"),
+            lambda: client.v1.checkout.sessions.expire("cs_test_nope"),
+        ]
+        for call in calls:
+            with pytest.raises(stripe.InvalidRequestError) as info:
+                call()
+            assert info.value.http_status == 404
+            assert info.value.code == "resource_missing"
+            assert info.value.param == "session"

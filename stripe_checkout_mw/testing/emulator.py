@@ -621,7 +621,7 @@ class StripeEmulator(BillingControls):
                 request.method, path, params, idempotency_key=key, request_id=request_id
             )
         except ApiError as exc:
-            return self._finish(record, _json(exc.status, exc.body(), headers))
+            return self._finish(record, _json(exc.status, exc.body(request_id), headers))
         return self._finish(record, _json(result.status, result.body,
                                           [*headers, *result.headers]))
 

@@ -1,16 +1,25 @@
 """Stripe's error shape: :class:`ApiError` and constructors for its common codes.
 
 Every refusal of the emulator is an :class:`ApiError`; the HTTP layer renders it as
-``{"error": {"type", "message", "param", "code"}}`` with its status, the body the
+``{"error": {"type", "code", "param", "message", "doc_url", "request_log_url", ...}}``
+with its status, the body the
 ``stripe`` SDK turns into ``stripe.InvalidRequestError`` and friends. The small
 constructors keep the wording and ``code`` of one kind of mistake in one place.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from stripe._error_object import ErrorObject
+
+from .shapes import blank
+
 __all__ = ["ApiError", "invalid", "missing", "no_such", "unknown"]
+
+_DOCS = "https://stripe.com/docs/error-codes/"
+_LOGS = "https://dashboard.stripe.com/test/logs/"
 
 
 class ApiError(Exception):
@@ -32,12 +41,17 @@ class ApiError(Exception):
         self.param = param
         self.code = code
 
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"type": self.type, "message": self.message}
-        if self.param is not None:
-            error["param"] = self.param
+    def body(self, request_id: str | None = None) -> dict[str, Any]:
+        """``{"error": {...}}`` with every field the SDK's ``ErrorObject`` declares
+        (``null`` where it does not apply), ``doc_url`` for the code and, given the
+        request's id, the ``request_log_url`` of its dashboard log."""
+        error = blank(ErrorObject)
+        error.update(type=self.type, message=self.message, param=self.param,
+                     code=self.code)
         if self.code is not None:
-            error["code"] = self.code
+            error["doc_url"] = _DOCS + self.code.replace("_", "-")
+        if request_id is not None:
+            error["request_log_url"] = f"{_LOGS}{request_id}?t={int(time.time())}"
         return {"error": error}
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+from stripe import Event
+
 from .errors import invalid, no_such
 from .ids import new_id
 from .lists import filter_created, list_object
 from .params import LIST_PARAMS, as_bool, as_list, as_str, sub
 from .rules import ParamRule, RuleContext, plain
+from .shapes import blank
 from .version import API_VERSION
 
 if TYPE_CHECKING:
@@ -49,17 +52,18 @@ def emit(
 
     ``previous`` becomes ``data.previous_attributes`` (``*.updated`` events).
     """
-    event: dict[str, Any] = {
+    event = blank(Event)
+    event.update({
         "id": new_id("evt_"),
         "object": "event",
         "api_version": API_VERSION,
         "created": state.now(),
-        "data": {"object": copy.deepcopy(obj)},
+        "data": {"object": copy.deepcopy(obj), "previous_attributes": None},
         "livemode": False,
         "pending_webhooks": 0,
         "request": request or {"id": None, "idempotency_key": None},
         "type": kind,
-    }
+    })
     if previous is not None:
         event["data"]["previous_attributes"] = copy.deepcopy(previous)
     state.events.append(event)

@@ -10,29 +10,23 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+from stripe import Product
+
 from .errors import ApiError, missing, no_such
 from .ids import new_id
 from .lists import list_object
-from .params import LIST_PARAMS, as_bool, as_list, as_metadata, as_str
+from .params import as_bool, as_list, as_metadata, as_str
+from .shapes import blank
 
 if TYPE_CHECKING:
     from .state import ApiCall, StripeState
 
 __all__ = [
-    "CREATE_PARAMS",
-    "LIST_FILTERS",
     "create_product",
     "list_products",
     "new_product",
     "retrieve_product",
 ]
-
-CREATE_PARAMS = frozenset(
-    {"active", "default_price_data", "description", "expand", "id", "images", "metadata",
-     "name", "shippable", "statement_descriptor", "tax_code", "type", "unit_label", "url"}
-)
-LIST_FILTERS = LIST_PARAMS | {"active", "ids", "shippable", "url"}
-
 
 def new_product(
     state: StripeState,
@@ -47,7 +41,8 @@ def new_product(
     """Store a new product (not a copy) from already validated values."""
     now = state.now()
     ident = product_id or new_id("prod_", 14)
-    product: dict[str, Any] = {
+    product = blank(Product)
+    product.update({
         "id": ident,
         "object": "product",
         "active": active,
@@ -67,7 +62,7 @@ def new_product(
         "unit_label": None,
         "updated": now,
         "url": None,
-    }
+    })
     state.products[ident] = product
     return product
 

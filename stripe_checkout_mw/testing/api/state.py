@@ -205,7 +205,8 @@ class StripeState:
     def _serve(self, route: Route, match: re.Match[str], params: dict[str, Any],
                request: dict[str, Any]) -> dict[str, Any]:
         now = self.now()
-        valid = validate_params(route.endpoint, params, now=now)
+        valid = validate_params(route.endpoint, params, now=now,
+                                recurring_price=self.recurring_price)
         return route.handler(self, ApiCall(params, match.groups(), request, now, valid))
 
     def _idempotent(
@@ -274,7 +275,12 @@ class StripeState:
                                 recurring=recurring, nickname=nickname, active=active,
                                 metadata=metadata, unit_amount_decimal=unit_amount_decimal)
 
-    def session(self, session_id: str, param: str = "id") -> dict[str, Any]:
+    def recurring_price(self, price_id: str) -> bool | None:
+        """Whether a stored price is recurring (``None``: no such price)."""
+        price = self.prices.get(price_id)
+        return None if price is None else price["type"] == "recurring"
+
+    def session(self, session_id: str, param: str = "session") -> dict[str, Any]:
         """The stored session (not a copy), expired lazily once past ``expires_at``."""
         return checkout_sessions.stored_session(self, session_id, param)
 

@@ -1,35 +1,24 @@
 """The one place a request's decoded params are checked: :func:`validate_params`.
 
-:data:`ENDPOINTS` says, per endpoint (named like the SDK's methods,
-``"checkout.sessions.create"``), which parameters it takes, which it no longer
-takes and the per-parameter rules of its table. The state calls
-:func:`validate_params` once per served request, before the endpoint's handler,
-which receives the coerced values; checks that need the stored objects (a price
-id, a product to create) stay with the handler.
+Every request is first judged by Stripe's own schema as the installed SDK declares
+it (:mod:`stripe_checkout_mw.schema`): unknown keys at every depth, types, enums,
+required keys, the documented cross-field rules and limits. :data:`ENDPOINTS` then
+adds, per endpoint (named like the SDK's methods, ``"checkout.sessions.create"``),
+what the schema cannot say: the hint a removed parameter's error carries and the
+rows of the endpoint's table that coerce values and check what only a running
+Stripe knows (a well-formed URL, a ``cus_`` id). Checks that need the stored objects
+(a price id, a product to create) stay with the handler.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from . import (
-    billing_portal,
-    charges,
-    checkout_sessions,
-    customers,
-    disputes,
-    events,
-    invoices,
-    payment_intents,
-    prices,
-    products,
-    refunds,
-    subscriptions,
-)
-from .errors import unknown
-from .params import LIST_PARAMS, RETRIEVE_PARAMS, check_keys
+from ... import schema
+from . import billing_portal, checkout_sessions, customers, events, subscriptions
+from .errors import ApiError, unknown
 from .rules import ParamRule, RuleContext, apply_rules
 
 __all__ = ["ENDPOINTS", "EndpointParams", "validate_params"]
@@ -37,68 +26,81 @@ __all__ = ["ENDPOINTS", "EndpointParams", "validate_params"]
 
 @dataclass(frozen=True)
 class EndpointParams:
-    """What one endpoint accepts at the top level of its params."""
+    """What the emulator checks of one endpoint beyond Stripe's schema."""
 
-    allowed: frozenset[str]
-    """Every parameter it takes; any other is ``parameter_unknown``."""
     rules: tuple[ParamRule, ...] = ()
     """Per-parameter checks and coercions, in the order Stripe applies them."""
     removed: Mapping[str, str] = field(default_factory=dict)
     """Parameters older API versions took, with the hint their error carries."""
+    first: tuple[ParamRule, ...] = ()
+    """Rows run before the schema, for a more helpful error than its own."""
 
 
 ENDPOINTS: dict[str, EndpointParams] = {
     "checkout.sessions.create": EndpointParams(
-        checkout_sessions.CREATE_PARAMS,
         checkout_sessions.CREATE_RULES,
         checkout_sessions.REMOVED_CREATE_PARAMS,
+        checkout_sessions.HINT_RULES,
     ),
-    "checkout.sessions.list": EndpointParams(checkout_sessions.LIST_FILTERS),
-    "checkout.sessions.retrieve": EndpointParams(RETRIEVE_PARAMS),
-    "checkout.sessions.list_line_items": EndpointParams(LIST_PARAMS),
-    "checkout.sessions.expire": EndpointParams(RETRIEVE_PARAMS),
-    "prices.create": EndpointParams(prices.CREATE_PARAMS),
-    "prices.list": EndpointParams(prices.LIST_FILTERS),
-    "prices.retrieve": EndpointParams(RETRIEVE_PARAMS),
-    "products.create": EndpointParams(products.CREATE_PARAMS),
-    "products.list": EndpointParams(products.LIST_FILTERS),
-    "products.retrieve": EndpointParams(RETRIEVE_PARAMS),
-    "events.list": EndpointParams(events.LIST_FILTERS, events.LIST_RULES),
-    "events.retrieve": EndpointParams(RETRIEVE_PARAMS),
-    "customers.create": EndpointParams(customers.CREATE_PARAMS, customers.CREATE_RULES),
-    "customers.list": EndpointParams(customers.LIST_FILTERS),
-    "customers.retrieve": EndpointParams(RETRIEVE_PARAMS),
-    "subscriptions.list": EndpointParams(subscriptions.LIST_FILTERS),
-    "subscriptions.retrieve": EndpointParams(RETRIEVE_PARAMS),
-    "subscriptions.update": EndpointParams(subscriptions.UPDATE_PARAMS,
-                                           subscriptions.UPDATE_RULES),
-    "subscriptions.cancel": EndpointParams(subscriptions.CANCEL_PARAMS,
-                                           subscriptions.CANCEL_RULES),
-    "invoices.list": EndpointParams(invoices.LIST_FILTERS),
-    "invoices.retrieve": EndpointParams(RETRIEVE_PARAMS),
-    "billing_portal.sessions.create": EndpointParams(billing_portal.CREATE_PARAMS,
-                                                     billing_portal.CREATE_RULES),
-    "payment_intents.list": EndpointParams(payment_intents.LIST_FILTERS),
-    "payment_intents.retrieve": EndpointParams(RETRIEVE_PARAMS),
-    "charges.list": EndpointParams(charges.LIST_FILTERS),
-    "charges.retrieve": EndpointParams(RETRIEVE_PARAMS),
-    "refunds.list": EndpointParams(refunds.LIST_FILTERS),
-    "refunds.retrieve": EndpointParams(RETRIEVE_PARAMS),
-    "disputes.list": EndpointParams(disputes.LIST_FILTERS),
-    "disputes.retrieve": EndpointParams(RETRIEVE_PARAMS),
+    "checkout.sessions.list": EndpointParams(),
+    "checkout.sessions.retrieve": EndpointParams(),
+    "checkout.sessions.list_line_items": EndpointParams(),
+    "checkout.sessions.expire": EndpointParams(),
+    "prices.create": EndpointParams(),
+    "prices.list": EndpointParams(),
+    "prices.retrieve": EndpointParams(),
+    "products.create": EndpointParams(),
+    "products.list": EndpointParams(),
+    "products.retrieve": EndpointParams(),
+    "events.list": EndpointParams(events.LIST_RULES),
+    "events.retrieve": EndpointParams(),
+    "customers.create": EndpointParams(customers.CREATE_RULES),
+    "customers.list": EndpointParams(),
+    "customers.retrieve": EndpointParams(),
+    "subscriptions.list": EndpointParams(),
+    "subscriptions.retrieve": EndpointParams(),
+    "subscriptions.update": EndpointParams(subscriptions.UPDATE_RULES),
+    "subscriptions.cancel": EndpointParams(subscriptions.CANCEL_RULES),
+    "invoices.list": EndpointParams(),
+    "invoices.retrieve": EndpointParams(),
+    "billing_portal.sessions.create": EndpointParams(billing_portal.CREATE_RULES),
+    "payment_intents.list": EndpointParams(),
+    "payment_intents.retrieve": EndpointParams(),
+    "charges.list": EndpointParams(),
+    "charges.retrieve": EndpointParams(),
+    "refunds.list": EndpointParams(),
+    "refunds.retrieve": EndpointParams(),
+    "disputes.list": EndpointParams(),
+    "disputes.retrieve": EndpointParams(),
 }
 
 
-def validate_params(endpoint: str, params: dict[str, Any], *, now: int) -> dict[str, Any]:
+def _unknown_price(price_id: str) -> bool | None:
+    return None
+
+
+def validate_params(
+    endpoint: str,
+    params: dict[str, Any],
+    *,
+    now: int,
+    recurring_price: Callable[[str], bool | None] = _unknown_price,
+) -> dict[str, Any]:
     """Check ``params`` (a decoded form body or query) of a request to ``endpoint``.
 
     Raises the :class:`~.errors.ApiError` Stripe answers with for the first
-    problem; returns the coerced values of the parameters the endpoint's rules
-    cover, by name (empty for endpoints without rules).
+    problem; returns the params coerced to their declared types, overlaid with
+    the values the endpoint's rows coerce. ``recurring_price`` tells the item
+    limits which stored prices are recurring.
     """
     spec = ENDPOINTS[endpoint]
     for name, hint in spec.removed.items():
         if name in params:
             raise unknown(name, hint)
-    check_keys(params, spec.allowed, None)
-    return apply_rules(spec.rules, params, RuleContext(now=now))
+    apply_rules(spec.first, params, RuleContext(now=now))
+    try:
+        coerced = schema.validate(endpoint, params, now=now, recurring_price=recurring_price)
+    except schema.SchemaError as exc:
+        raise ApiError(exc.message, param=exc.param or None, code=exc.code) from None
+    valid = apply_rules(spec.rules, params, RuleContext(now=now))
+    return {**coerced, **valid}

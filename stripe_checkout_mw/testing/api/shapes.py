@@ -33,6 +33,7 @@ __all__ = ["blank", "declared", "problems", "shaped"]
 _UNION_TYPE = getattr(__import__("types"), "UnionType", None)
 _INCLUDABLE = {"line_items"}
 """Fields Stripe leaves out unless the request expands them (``expand[]=line_items``)."""
+_SPARSE = {"PaymentMethodOptions"}
 
 
 def declared(cls: type) -> dict[str, Any]:
@@ -77,12 +78,10 @@ def blank(cls: type, *, includable: bool = False) -> dict[str, Any]:
 
 
 def _is_container(cls: type) -> bool:
-    """A class like ``PaymentMethodOptions``: one optional sub-object per kind, of which
-    Stripe sends only the kinds in use."""
-    fields = declared(cls)
-    return bool(fields) and all(
-        _optional(h) and all(_is_object_class(a) for a in _arms(h)) for h in fields.values()
-    )
+    """A class like ``PaymentMethodOptions``: one optional sub-object per payment
+    method, of which Stripe sends only the methods in use (elsewhere an unset
+    optional field is sent as ``null``)."""
+    return cls.__name__ in _SPARSE
 
 
 def _blank(hint: Any) -> Any:
