@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Union
 
+from . import schema
 from .http import origin_of
 from .options import RESERVED_SESSION_PARAMS, OptionError, absolute_url, convert_options
 from .prices import CustomPriceLookup, PriceLookup
@@ -113,6 +114,7 @@ def load_settings(given: Mapping[str, Any]) -> Settings:
                     "customers will be sent back over an unencrypted connection")
 
     mode = options["mode"]
+    _check_session_options(options["session_options"], mode)
     validator = options["validator"]
     if validator is None:
         validator = DefaultValidator(
@@ -158,3 +160,20 @@ def load_settings(given: Mapping[str, Any]) -> Settings:
 
 
 _FIELDS = frozenset(f.name for f in fields(Settings))
+
+
+def _check_session_options(session_options: SessionOptions, mode: str | None) -> None:
+    """Refuse a ``session_options`` dict Stripe would refuse in a mode the middleware can
+    produce: ``mode=None`` chooses per cart, so the options must suit both modes (a
+    callable's result is checked per request instead)."""
+    if not isinstance(session_options, Mapping):
+        return
+    for each in (mode,) if mode else ("payment", "subscription"):
+        try:
+            schema.validate("checkout.sessions.create", session_options, partial=True,
+                            mode=each)
+        except schema.SchemaError as exc:
+            hint = (" (mode=None lets each cart choose payment or subscription; set mode or "
+                    "drop the parameter)" if mode is None else "")
+            raise OptionError("session_options", f"{exc.param or 'the dict'} is refused by "
+                              f"Stripe in {each} mode: {exc.message}{hint}") from None

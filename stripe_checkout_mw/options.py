@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from . import schema
 from .http import origin_of
 
-__all__ = ["OPTIONS", "Option", "OptionError", "OptionTypeError", "convert_options"]
+__all__ = ["OPTIONS", "Option", "OptionError", "OptionTypeError", "convert_options",
+           "reserved_in"]
 
 
 class OptionError(ValueError):
@@ -64,6 +66,15 @@ RESERVED_SESSION_PARAMS = frozenset(
 )
 
 Converter = Callable[[str, Any], Any]
+
+
+def reserved_in(session_options: Mapping[str, Any]) -> set[str]:
+    """The reserved parameters ``session_options`` sets; ``ui_mode="hosted_page"``, the
+    default and the page the middleware redirects to, may be stated."""
+    reserved = set(RESERVED_SESSION_PARAMS.intersection(session_options))
+    if session_options.get("ui_mode") == "hosted_page":
+        reserved.discard("ui_mode")
+    return reserved
 
 
 def _blank(value: object) -> bool:
@@ -248,10 +259,15 @@ def _mode(option: str, value: Any) -> str | None:
 
 def _countries(option: str, value: Any) -> tuple[str, ...]:
     countries = () if value is None else to_words(option, value)
+    # Stripe's own list, from the SDK's schema: it lacks e.g. CU, IR, KP, SY, VI and AS.
+    shippable = schema.node_at(
+        "checkout.sessions.create", ("shipping_address_collection", "allowed_countries", "[]")
+    )
+    known = shippable.values if isinstance(shippable, schema.EnumNode) else ()
     for country in countries:
-        if len(country) != 2 or not country.isupper():
-            raise OptionError(option, f"{country!r} is not a two-letter country code such "
-                              f"as 'GB'")
+        if country not in known:
+            raise OptionError(option, f"{country!r} is not a country Stripe ships to; give "
+                              f"two-letter codes such as 'GB' from Stripe's list")
     return countries
 
 
@@ -280,7 +296,7 @@ def _session_options(option: str, value: Any) -> Any:
     if not isinstance(value, Mapping):
         raise OptionTypeError(option, "give a dict of Checkout Session parameters or a "
                               "callable that returns one")
-    reserved = RESERVED_SESSION_PARAMS.intersection(value)
+    reserved = reserved_in(value)
     if reserved:
         raise OptionError(option, f"{sorted(reserved)} are set by the middleware itself; use "
                           f"its own options instead")
