@@ -20,10 +20,11 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import schema
 from .http import HTTPError
 from .options import OptionError
 from .validation import ValidationError
@@ -164,7 +165,8 @@ class _Entry:
     def priced(self, quantity: int) -> PricedItem:
         if self.price is not None:
             line: LineItem = {"price": self.price, "quantity": quantity}
-            return PricedItem(line, self.name or self.key, None, None, recurring=False)
+            return PricedItem(line, self.name or self.key, self.unit_amount, self.currency,
+                              recurring=self.recurring is not None)
         product: dict[str, Any] = {"name": self.name}
         if self.description:
             product["description"] = self.description
@@ -179,6 +181,21 @@ class _Entry:
             {"price_data": data, "quantity": quantity},
             self.name, self.unit_amount, self.currency, recurring=self.recurring is not None,
         )
+
+
+def _check_with_stripes_schema(entry: _Entry) -> None:
+    """Refuse a catalog entry Stripe would refuse as a line item (a 4-year interval,
+    nine images...), naming the entry and the parameter."""
+    if entry.price is not None:
+        return
+    mode = "subscription" if entry.recurring else "payment"
+    try:
+        schema.validate("checkout.sessions.create",
+                        {"line_items": [entry.priced(1).line_item]}, partial=True, mode=mode)
+    except schema.SchemaError as exc:
+        param = exc.param.replace("line_items[0][price_data]", "").strip("[]").replace("][", ".")
+        raise ValueError(f"price_lookup: catalog entry {entry.key!r}: {param or 'entry'}: "
+                         f"{exc.message}") from None
 
 
 def _parse_entry(key: object, value: object) -> _Entry:
@@ -241,6 +258,11 @@ class Catalog(PriceLookup):
         if not isinstance(mapping, Mapping) or not mapping:
             raise OptionError("price_lookup", "the catalog is empty; give at least one product")
         self._entries = {key: _parse_entry(key, value) for key, value in mapping.items()}
+        for entry in self._entries.values():
+            _check_with_stripes_schema(entry)
+        # Entries naming a Stripe price learn its type, currency and amount on first use.
+        self._stripe_prices: dict[str, _Entry] = {}
+        self._stripe_prices_lock = threading.Lock()
         self._by_data = {
             (e.name, e.currency, e.unit_amount): e
             for e in self._entries.values()
@@ -271,7 +293,31 @@ class Catalog(PriceLookup):
     def resolve(
         self, items: list[LineItem], client: stripe.StripeClient | None
     ) -> list[PricedItem]:
-        return [self._entry(item, i).priced(item["quantity"]) for i, item in enumerate(items)]
+        return [self._from_stripe(self._entry(item, i), client).priced(item["quantity"])
+                for i, item in enumerate(items)]
+
+    def _from_stripe(self, entry: _Entry, client: stripe.StripeClient | None) -> _Entry:
+        """``entry`` with the type, currency and amount of the Stripe price it names,
+        retrieved once per process, so mode, currency and item limits are decided right."""
+        if entry.price is None or client is None:
+            return entry
+        with self._stripe_prices_lock:
+            known = self._stripe_prices.get(entry.price)
+        if known is None:
+            price = client.v1.prices.retrieve(entry.price)
+            recurring = getattr(price, "recurring", None)
+            known = replace(
+                entry,
+                currency=price.currency,
+                unit_amount=price.unit_amount,
+                recurring=None if recurring is None else {
+                    "interval": recurring.interval,
+                    "interval_count": recurring.interval_count,
+                },
+            )
+            with self._stripe_prices_lock:
+                self._stripe_prices[entry.price] = known
+        return known
 
     def _entry(self, item: LineItem, index: int) -> _Entry:
         where = f"line_items[{index}]"
