@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import stripe
 
-from .config import RESERVED_SESSION_PARAMS
+from . import schema
 from .http import HTTPError
 from .marker import MARKER_KEY, shop_marker
+from .options import reserved_in
 from .prices import PricedItem, resolve_prices
 from .stripe_guard import StripeGuard
-from .validation import MAX_ITEMS, ValidationError, check_total
+from .validation import ValidationError, check_total
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -146,11 +147,6 @@ class CheckoutService:
         if mode == "payment" and recurring:
             raise ValidationError("Subscriptions cannot be bought in this checkout.",
                                   param="line_items")
-        if mode == "subscription" and recurring > MAX_ITEMS["subscription"]:
-            raise ValidationError(
-                f"A subscription may hold at most {MAX_ITEMS['subscription']} recurring items.",
-                param="line_items",
-            )
         params: dict[str, Any] = {
             "mode": mode,
             "line_items": [item.line_item for item in priced],
@@ -166,12 +162,16 @@ class CheckoutService:
         extra = settings.session_options
         if callable(extra):
             extra = extra(order)
-            if not isinstance(extra, Mapping) or not RESERVED_SESSION_PARAMS.isdisjoint(extra):
+            if not isinstance(extra, Mapping) or reserved_in(extra):
                 log.error("session_options callable returned reserved or invalid parameters")
                 raise HTTPError(500, "The shop's checkout is misconfigured.", type="api_error")
         if extra:
             params.update(extra)
+            if "customer" in extra:
+                # Stripe takes one of the two: the shop's own customer wins.
+                params.pop("customer_email", None)
         params["metadata"] = {**dict(params.get("metadata") or {}), MARKER_KEY: self.marker}
+        _check_with_stripes_schema(params, priced)
         return params
 
 
@@ -190,6 +190,22 @@ def order_idempotency_key(browser_key: str | None, params: Mapping[str, Any]) ->
         digest.update(len(encoded).to_bytes(8, "big"))  # framed: no two splits collide
         digest.update(encoded)
     return f"scmw-o-{digest.hexdigest()}"
+
+
+def _check_with_stripes_schema(params: dict[str, Any], priced: list[PricedItem]) -> None:
+    """Refuse, before Stripe is called, what Stripe's schema refuses: the cart's item
+    limits per mode are the customer's (400); anything else comes from configuration or
+    a ``session_options`` callable (500 "misconfigured", the parameter in the log)."""
+    recurring = {item.line_item["price"]: item.recurring for item in priced
+                 if isinstance(item.line_item.get("price"), str)}
+    try:
+        schema.validate("checkout.sessions.create", params, recurring_price=recurring.get)
+    except schema.SchemaError as exc:
+        if exc.param.startswith("line_items"):
+            raise ValidationError(exc.message, param=exc.param) from None
+        log.error("the checkout's parameters are refused by Stripe's schema at %s: %s",
+                  exc.param, exc.message)
+        raise HTTPError(500, "The shop's checkout is misconfigured.", type="api_error") from None
 
 
 def stripe_error_to_http(exc: stripe.StripeError, action: str) -> HTTPError:

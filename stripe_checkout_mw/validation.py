@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 
 Validator = Callable[[dict[str, Any], "WSGIEnvironment"], dict[str, Any]]
 
-#: Stripe's own ceilings: 100 line items a payment session, 20 recurring ones a subscription.
-MAX_ITEMS = {"payment": 100, "subscription": 20}
+#: Stripe's own ceilings on a cart: 100 line items a payment session; a subscription takes
+#: 20 recurring plus 20 one-time ones (that split is checked once the items are priced).
+MAX_ITEMS = {"payment": 100, "subscription": 40}
 _ITEM_FIELDS = frozenset({"price", "price_data", "quantity"})
 _TOP_FIELDS = frozenset({"line_items", "customer_email"})
 # Deliberately plain: one @, no spaces or controls, a dot in the domain. Stripe checks
@@ -74,7 +75,7 @@ class DefaultValidator:
     :param require_email: refuse orders without ``customer_email`` (the seed did).
     :param max_quantity: the largest quantity of one line item.
     :param max_items: the most line items one order may hold (Stripe allows 100 in
-        payment mode and 20 recurring items in subscription mode).
+        payment mode and 20 recurring plus 20 one-time items in subscription mode).
     """
 
     def __init__(
