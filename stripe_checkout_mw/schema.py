@@ -29,6 +29,7 @@ The walked schema is cached: it is built once per process, on first use.
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib
 import re
@@ -371,13 +372,19 @@ class _Builder:
             return self.objects[cls]
         node = ObjectNode(cls.__name__, cls=cls)
         self.objects[cls] = node
+        annotations = _own_annotations(cls)
         shim = type(cls.__name__, (), {
-            "__annotations__": _own_annotations(cls),
+            "__annotations__": annotations,
             "__module__": cls.__module__,
         })
-        hints = typing.get_type_hints(
-            shim, globalns=vars(sys.modules[cls.__module__]), include_extras=True
-        )
+        try:
+            hints = typing.get_type_hints(
+                shim, globalns=vars(sys.modules[cls.__module__]), include_extras=True
+            )
+        except TypeError:
+            # Python < 3.10 cannot evaluate the SDK's "Literal[...]|str" strings: the
+            # forward references are evaluated one by one (see _evaluate) instead.
+            hints = annotations
         total = getattr(cls, "__total__", True)
         for key, hint in hints.items():
             origin = typing_extensions.get_origin(hint)
@@ -386,10 +393,12 @@ class _Builder:
                 required, hint = False, typing_extensions.get_args(hint)[0]
             elif origin is typing_extensions.Required:
                 required, hint = True, typing_extensions.get_args(hint)[0]
-            node.fields[key] = Field(self.node(hint), required)
+            node.fields[key] = Field(self.node(hint, cls.__module__), required)
         return node
 
-    def node(self, hint: Any) -> Node:
+    def node(self, hint: Any, module: str) -> Node:
+        if isinstance(hint, (str, typing.ForwardRef)):
+            hint = _evaluate(hint if isinstance(hint, str) else hint.__forward_arg__, module)
         origin = typing_extensions.get_origin(hint)
         args = typing_extensions.get_args(hint)
         if hint is Any:
@@ -401,20 +410,22 @@ class _Builder:
         if origin is typing_extensions.Literal:
             return EnumNode(tuple(args))
         if origin in (list, Sequence, tuple):
-            return ArrayNode(self.node(args[0]) if args else AnyNode())
+            return ArrayNode(self.node(args[0], module) if args else AnyNode())
         if origin in (dict, Mapping):
-            return MapNode(self.node(args[1]) if len(args) == 2 else AnyNode())
+            return MapNode(self.node(args[1], module) if len(args) == 2 else AnyNode())
         if origin is not None and getattr(origin, "__name__", "") == "UntypedStripeObject":
-            return MapNode(self.node(args[0]) if args else AnyNode())
+            return MapNode(self.node(args[0], module) if args else AnyNode())
         if origin is Union or (_UNION_TYPE is not None and origin is _UNION_TYPE):
-            return self.union(args)
+            return self.union(args, module)
         if hint is type(None):
             return AnyNode()
         raise TypeError(f"unsupported annotation in the stripe SDK params: {hint!r}")
 
-    def union(self, args: Sequence[Any]) -> Node:
+    def union(self, args: Sequence[Any], module: str) -> Node:
         literals: list[Any] = []
         others: list[Any] = []
+        args = [_evaluate(a.__forward_arg__, module) if isinstance(a, typing.ForwardRef)
+                else a for a in args]
         for arg in args:
             if arg is type(None):
                 continue
@@ -432,7 +443,8 @@ class _Builder:
         options: list[Node] = [EnumNode(tuple(literals))] if literals else []
         maps = 0
         for arg in others:
-            built = ScalarNode(str, allow_empty=True) if arg is _EMPTY_STR else self.node(arg)
+            built = (ScalarNode(str, allow_empty=True) if arg is _EMPTY_STR
+                     else self.node(arg, module))
             if isinstance(built, MapNode):
                 maps += 1
                 if maps > 1:
@@ -442,6 +454,25 @@ class _Builder:
 
 
 _EMPTY_STR = object()
+
+
+class _PipeToUnion(ast.NodeTransformer):
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        if not isinstance(node.op, ast.BitOr):
+            return node
+        return ast.Subscript(value=ast.Name(id="_Union", ctx=ast.Load()),
+                             slice=ast.Tuple(elts=[node.left, node.right], ctx=ast.Load()),
+                             ctx=ast.Load())
+
+
+@functools.cache
+def _evaluate(text: str, module: str) -> Any:
+    """A forward reference of the SDK evaluated in its module, ``A|B`` read as
+    ``Union[A, B]`` so that it also works before Python 3.10."""
+    tree = ast.fix_missing_locations(_PipeToUnion().visit(ast.parse(text, mode="eval")))
+    namespace = {**vars(sys.modules[module]), "_Union": Union}
+    return eval(compile(tree, f"<annotation in {module}>", "eval"), namespace)  # noqa: S307
 _UNION_TYPE = getattr(types, "UnionType", None)  # X | Y in annotations, Python >= 3.10
 
 

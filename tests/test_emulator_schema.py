@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import pytest
 import stripe
 from stripe._encode import _api_encode
+from stripe._error_object import ErrorObject
 
 from stripe_checkout_mw import schema
 from stripe_checkout_mw.schema import (
@@ -302,6 +303,9 @@ def test_every_object_has_every_field_the_sdk_declares_with_its_type() -> None:
     for cls, data in objects:
         assert problems(cls, data, cls.__name__) == [], cls
     assert set(error) >= {"type", "code", "param", "message", "doc_url", "request_log_url"}
+    assert error["doc_url"] == "https://stripe.com/docs/error-codes/resource-missing"
+    assert error["request_log_url"].startswith("https://dashboard.stripe.com/test/logs/req_")
+    assert problems(ErrorObject, error, "error") == []
 
 
 def test_the_emulator_serves_every_endpoint_of_the_schema_and_knows_every_parameter() -> None:

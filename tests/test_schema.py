@@ -3,9 +3,11 @@ SchemaError ever comes out of it."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import re
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -457,6 +459,106 @@ def test_arbitrary_input_merged_into_a_valid_session_raises_only_schema_errors(
         _judge(CREATE, wire)
 
 
+_JUNK = _SCALARS | st.lists(_SCALARS, max_size=2) | st.dictionaries(_ANY_KEYS, _SCALARS,
+                                                                    max_size=2)
+_WIRE = {bool: st.sampled_from(["true", "false"]) | st.booleans(),
+         int: st.integers() | st.integers().map(str),
+         float: st.floats() | st.floats().map(str),
+         Decimal: st.decimals() | st.decimals().map(str)}
+_MADE: dict[tuple[int, int], st.SearchStrategy[Any]] = {}
+
+
+def _from_schema(node: schema.Node, depth: int = 0) -> st.SearchStrategy[Any]:
+    """Values shaped by the schema (mostly), with junk mixed in at every depth."""
+    key = (id(node), depth)
+    if key in _MADE:
+        return _MADE[key]
+    shaped: st.SearchStrategy[Any]
+    if depth > 5:
+        shaped = _JUNK
+    elif isinstance(node, ObjectNode):
+        fields = node.fields
+
+        def pick(names: list[str]) -> st.SearchStrategy[Any]:
+            return st.fixed_dictionaries(
+                {name: _from_schema(fields[name].node, depth + 1) for name in names})
+
+        shaped = st.lists(st.sampled_from(sorted(fields)), max_size=4, unique=True).flatmap(pick)
+    elif isinstance(node, ArrayNode):
+        shaped = st.lists(st.deferred(lambda: _from_schema(node.item, depth + 1)), max_size=3)
+    elif isinstance(node, MapNode):
+        shaped = st.dictionaries(st.text(max_size=5), st.deferred(
+            lambda: _from_schema(node.value, depth + 1)), max_size=3)
+    elif isinstance(node, EnumNode):
+        shaped = st.sampled_from(node.values)
+    elif isinstance(node, UnionNode):
+        shaped = st.one_of([_from_schema(option, depth) for option in node.options])
+    elif isinstance(node, schema.ScalarNode):
+        shaped = _WIRE.get(node.type, st.text(max_size=10))
+    else:
+        shaped = _JUNK
+    made = st.one_of(shaped, shaped, shaped, _JUNK)
+    _MADE[key] = made
+    return made
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.sampled_from(sorted(schema.ENDPOINTS)).flatmap(
+    lambda endpoint: st.tuples(st.just(endpoint), _from_schema(schema.schema_for(endpoint)))))
+def test_schema_shaped_input_raises_only_schema_errors(case: tuple[str, Any]) -> None:
+    endpoint, params = case
+    _judge(endpoint, params)
+    for mode in ("payment", "subscription", "setup"):
+        with contextlib.suppress(SchemaError):
+            schema.validate(endpoint, params, partial=True, mode=mode, now=1_800_000_000,
+                            recurring_price=lambda price: len(price) % 2 == 0)
+
+
+def _paths_of(node: schema.Node, depth: int = 0,
+              seen: frozenset[int] = frozenset()) -> list[list[Any]]:
+    """Every path into ``node`` (keys, ``0`` for a list item, ``"k"`` for a map value)."""
+    if depth > 6 or id(node) in seen:
+        return []
+    seen = seen | {id(node)}
+    found: list[list[Any]] = []
+    options = node.options if isinstance(node, UnionNode) else (node,)
+    for option in options:
+        if isinstance(option, ObjectNode):
+            for name, f in option.fields.items():
+                found.append([name])
+                found += [[name, *rest] for rest in _paths_of(f.node, depth + 1, seen)]
+        elif isinstance(option, ArrayNode):
+            found.append([0])
+            found += [[0, *rest] for rest in _paths_of(option.item, depth + 1, seen)]
+        elif isinstance(option, MapNode):
+            found.append(["k"])
+            found += [["k", *rest] for rest in _paths_of(option.value, depth + 1, seen)]
+    return found
+
+
+def _nest(path: list[Any], leaf: Any) -> Any:
+    for step in reversed(path):
+        leaf = [leaf] if step == 0 else {step: leaf}
+    return leaf
+
+
+_LEAVES: list[Any] = ["x", "", "1", "true", {"k": "v"}, ["x"], {"0": "x"}, 5, True, None,
+                      [[]], [None], {"": ""}, 1.5]
+
+
+@pytest.mark.parametrize("endpoint", sorted(schema.ENDPOINTS))
+def test_a_wrong_value_at_every_path_of_the_schema_is_a_schema_error(endpoint: str) -> None:
+    paths = _paths_of(schema.schema_for(endpoint))
+    assert paths
+    for path in paths:
+        for leaf in _LEAVES:
+            params = _nest(path, leaf)
+            _judge(endpoint, params)
+            if isinstance(params, dict):
+                _judge(endpoint, _wire(params))
+
+
 def test_deep_nesting_is_a_schema_error() -> None:
     deep: Any = "x"
     for _ in range(5000):
@@ -467,3 +569,35 @@ def test_deep_nesting_is_a_schema_error() -> None:
         listed = [listed]
     _judge(CREATE, {"line_items": listed})
     assert typing_extensions.is_typeddict(schema.params_class("checkout.SessionCreateParams"))
+
+
+def _shape(node: schema.Node, seen: frozenset[int] = frozenset()) -> Any:
+    if id(node) in seen:
+        return "..."
+    seen = seen | {id(node)}
+    if isinstance(node, ObjectNode):
+        return {k: (f.required, _shape(f.node, seen)) for k, f in node.fields.items()}
+    if isinstance(node, ArrayNode):
+        return ["[]", _shape(node.item, seen)]
+    if isinstance(node, MapNode):
+        return ["{}", _shape(node.value, seen)]
+    if isinstance(node, UnionNode):
+        return ["|", *[_shape(o, seen) for o in node.options]]
+    if isinstance(node, EnumNode):
+        return ["enum", *node.values]
+    return [node.kind, getattr(node, "allow_empty", None)]
+
+
+def test_the_walk_does_not_need_get_type_hints_to_read_pipes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before Python 3.10 get_type_hints cannot evaluate the SDK's "Literal[...]|str"
+    strings; the fallback must walk to the same schema."""
+    expected = _shape(schema.schema_for(CREATE))
+
+    def cannot(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("unsupported operand type(s) for |: '_LiteralGenericAlias' and 'type'")
+
+    monkeypatch.setattr(schema.typing, "get_type_hints", cannot)
+    walked = schema._Builder().object(schema.params_class("checkout.SessionCreateParams"))
+    assert _shape(walked) == expected
