@@ -38,7 +38,6 @@ log = logging.getLogger("stripe_checkout_mw")
 LineItem = dict[str, Any]
 CustomPriceLookup = Callable[[list[LineItem], "WSGIEnvironment"], list[LineItem]]
 
-_INTERVALS = frozenset({"day", "week", "month", "year"})
 _PRODUCT_FIELDS = frozenset({"name", "description", "images"})
 _PRICE_DATA_FIELDS = frozenset({"currency", "unit_amount", "product_data", "recurring"})
 _ENTRY_FIELDS = frozenset({"name", "unit_amount", "currency", "description", "images", "recurring"})
@@ -115,8 +114,14 @@ def resolve_prices(
     return [PricedItem.describe(item) for item in line_items]
 
 
+def _intervals() -> tuple[Any, ...]:
+    """Stripe's enum (day, week, month, year), from the SDK's schema."""
+    return schema.enum_values("checkout.sessions.create",
+                              ("line_items", "[]", "price_data", "recurring", "interval"))
+
+
 def _check_recurring(value: object, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict) or value.get("interval") not in _INTERVALS:
+    if not isinstance(value, dict) or value.get("interval") not in _intervals():
         raise ValueError(f"{where}: recurring must be {{'interval': 'day|week|month|year'}}")
     count = value.get("interval_count", 1)
     if set(value) - {"interval", "interval_count"} or type(count) is not int or count < 1:

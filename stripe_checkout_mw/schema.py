@@ -56,6 +56,7 @@ __all__ = [
     "ScalarNode",
     "SchemaError",
     "UnionNode",
+    "enum_values",
     "node_at",
     "params_class",
     "schema_for",
@@ -497,6 +498,14 @@ def node_at(endpoint: str | type, path: Sequence[str]) -> Node:
     for step in path:
         node = _step(node, step)
     return node
+
+
+def enum_values(endpoint: str | type, path: Sequence[str]) -> tuple[Any, ...]:
+    """The values of the enum at ``path`` (see :func:`node_at`), without ``''``."""
+    node = node_at(endpoint, path)
+    if not isinstance(node, EnumNode):
+        raise TypeError(f"{'/'.join(path)} is a {node.describe()}, not an enum")
+    return tuple(v for v in node.values if v != "")
 
 
 def _step(node: Node, step: str) -> Node:
@@ -1076,9 +1085,7 @@ def validate(
         name = next((k for k, v in ENDPOINTS.items() if v == name), name)
         ctx = Context(coerced, mode or session_mode(coerced, recurring_price), recurring_price,
                       now)
-        for rule in RULES:
-            if rule.endpoint != name:
-                continue
+        for rule in _rules_of(name):
             if partial and rule.check in (_line_items_required, _currency_in_setup):
                 continue
             for error in rule.check(ctx):
@@ -1088,6 +1095,11 @@ def validate(
         raise
     except RecursionError as exc:
         raise SchemaError("Invalid request: the parameters are nested too deeply", "") from exc
+
+
+@functools.cache
+def _rules_of(endpoint: str) -> tuple[Rule, ...]:
+    return tuple(rule for rule in RULES if rule.endpoint == endpoint)
 
 
 @functools.cache
