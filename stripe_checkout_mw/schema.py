@@ -1034,13 +1034,13 @@ def _no_price_knowledge(price: str) -> bool | None:
 
 
 def session_mode(params: Mapping[str, Any],
-                 ctx_price: Callable[[str], bool | None] = _no_price_knowledge) -> str:
+                 recurring_price: Callable[[str], bool | None] = _no_price_knowledge) -> str:
     """The session's mode: ``params["mode"]``, else (``mode`` is optional) ``subscription``
     when an item is known to be recurring and ``payment`` otherwise."""
     mode = params.get("mode")
     if isinstance(mode, str):
         return mode
-    probe = Context(params, None, ctx_price)
+    probe = Context(params, None, recurring_price)
     if any(_is_recurring(item, probe) for _, item in _items_of(probe)):
         return "subscription"
     return "payment"
@@ -1081,8 +1081,7 @@ def validate(
         if partial:
             node = _optional_copy(node)
         coerced = typing.cast("dict[str, Any]", node.check(wire, "", 0))
-        name = endpoint if isinstance(endpoint, str) else ""
-        name = next((k for k, v in ENDPOINTS.items() if v == name), name)
+        name = _endpoint_name(endpoint)
         ctx = Context(coerced, mode or session_mode(coerced, recurring_price), recurring_price,
                       now)
         for rule in _rules_of(name):
@@ -1095,6 +1094,17 @@ def validate(
         raise
     except RecursionError as exc:
         raise SchemaError("Invalid request: the parameters are nested too deeply", "") from exc
+
+
+@functools.cache
+def _endpoint_name(endpoint: str | type) -> str:
+    """The :data:`ENDPOINTS` name of an endpoint given by name, class path or class."""
+    if isinstance(endpoint, str) and endpoint in ENDPOINTS:
+        return endpoint
+    for name, path in ENDPOINTS.items():
+        if endpoint == path or endpoint is params_class(path):
+            return name
+    return ""
 
 
 @functools.cache

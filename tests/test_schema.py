@@ -49,7 +49,7 @@ def _session(**extra: Any) -> dict[str, Any]:
     return params
 
 
-def _refusal(params: Any, endpoint: str = CREATE, **kwargs: Any) -> SchemaError:
+def _refusal(params: Any, endpoint: str | type = CREATE, **kwargs: Any) -> SchemaError:
     with pytest.raises(SchemaError) as caught:
         schema.validate(endpoint, params, **kwargs)
     return caught.value
@@ -92,6 +92,12 @@ def test_every_key_and_required_flag_comes_from_the_sdk(endpoint: str) -> None:
         assert {k for k, f in obj.fields.items() if f.required} == set(
             obj.cls.__required_keys__  # type: ignore[attr-defined]
         ) - set(RequestOptions.__annotations__), obj.name
+
+
+def test_the_rules_apply_however_the_endpoint_is_named() -> None:
+    cls = schema.params_class("checkout.SessionCreateParams")
+    for endpoint in (CREATE, "checkout.SessionCreateParams", cls):
+        assert _refusal(_session(line_items=None), endpoint).param == "line_items"
 
 
 def test_the_schema_is_walked_once_and_cached() -> None:
