@@ -3,9 +3,10 @@
 Only the slice of the API this project uses is emulated: Checkout Sessions, their
 line items, Prices, Products and Events; the Customers, Subscriptions, Invoices,
 PaymentIntents, Charges, Refunds, Disputes and billing portal sessions that paying,
-time and the emulator's billing controls create. The point is to reject what Stripe rejects
-(unknown parameters, the removed ``payment_method_types``, bad modes, mixed
-currencies...) so that a test against the emulator fails where production would.
+time and the emulator's billing controls create. The point is to reject what Stripe
+rejects (unknown parameters at any depth, the removed ``payment_method_types``, bad
+enum values, the documented rules between parameters, mixed currencies...) so that a
+test against the emulator fails where production would.
 
 Laid out like the services it imitates (moto's state / request decoding / routes /
 errors, stripe-python's module per resource):
@@ -13,7 +14,9 @@ errors, stripe-python's module per resource):
 - :mod:`.state`: :class:`StripeState`, the stored objects, the routes table and
   idempotency; it serves a decoded request.
 - :mod:`.validation`: :func:`~.validation.validate_params`, the one place a
-  request's params are checked, from a table of endpoints.
+  request's params are checked: Stripe's schema from the installed SDK
+  (:mod:`stripe_checkout_mw.schema`), then a table of what it cannot say.
+- :mod:`.shapes`: the shapes of Stripe's objects, from the SDK's resource classes.
 - :mod:`.rules`: per-parameter rules as table rows; :mod:`.params`: decoding
   form values into typed ones; :mod:`.errors`: Stripe's error shape.
 - :mod:`.checkout_sessions`, :mod:`.prices`, :mod:`.products`, :mod:`.events`: one
