@@ -667,7 +667,7 @@ def _exclusive(where: str, names: tuple[str, ...]) -> _Check:
 
 def _one_required(where: str, names: tuple[str, ...]) -> _Check:
     def check(ctx: Context) -> Iterator[SchemaError]:
-        for base, value in _each(ctx.params, _dotted(where)):
+        for base, value in _each(ctx.params, _dotted(where) if where else ()):
             if isinstance(value, dict) and not any(n in value for n in names):
                 yield SchemaError(
                     f"Missing required param: {_sub(base, names[0])}. "
@@ -998,6 +998,12 @@ RULES: tuple[Rule, ...] = (
     Rule("prices.create", ("recurring",), "PriceCreateParams",
          "Maximum of three years interval allowed (3 years, 36 months, or 156 weeks).",
          _interval_count("recurring")),
+    # Not in PriceCreateParams' docstrings; the SDK says it of a line item's price_data,
+    # which has the same two fields, and the API refuses a price with neither or both.
+    Rule("prices.create", ("product",), _CSP, "One of `product` or `product_data` is required.",
+         _one_required("", ("product", "product_data"))),
+    Rule("prices.create", ("product",), _CSP, "One of `product` or `product_data` is required.",
+         _exclusive("", ("product", "product_data"))),
     Rule("prices.create", ("unit_amount",), "PriceCreateParams",
          "Only one of `unit_amount` and `unit_amount_decimal` can be set.",
          _exclusive("", ("unit_amount", "unit_amount_decimal"))),

@@ -381,6 +381,9 @@ def test_partial_options_are_judged_for_the_mode_given() -> None:
                            "recurring": {"interval": "year", "interval_count": 4}},
          "recurring[interval_count]"),
         ("products.create", {"name": "x", "images": ["u"] * 9}, "images"),
+        ("prices.create", {"currency": "usd", "unit_amount": 1}, "product"),
+        ("prices.create", {"currency": "usd", "unit_amount": 1, "product": "prod_1",
+                           "product_data": {"name": "x"}}, "product_data"),
         ("products.create", {"images": ["u"]}, "name"),
     ],
 )
