@@ -383,3 +383,24 @@ def test_a_missing_session_is_the_same_param_on_every_endpoint() -> None:
             assert info.value.http_status == 404
             assert info.value.code == "resource_missing"
             assert info.value.param == "session"
+
+
+def test_price_and_product_options_come_back_too() -> None:
+    with StripeEmulator() as emu:
+        client = emu.client()
+        product = client.v1.products.create(params={
+            "name": "Mug", "default_price_data": {"currency": "usd", "unit_amount": 300},
+            "shippable": True, "unit_label": "mug", "url": "https://shop.example/mug"})
+        default = client.v1.prices.retrieve(product.default_price)  # type: ignore[arg-type]
+        price = client.v1.prices.create(params={
+            "currency": "usd", "unit_amount": 5, "product": product.id,
+            "tax_behavior": "exclusive", "transform_quantity": {"divide_by": 2, "round": "up"}})
+        product_json, default_json, price_json = _json(product), _json(default), _json(price)
+    assert (product_json["shippable"], product_json["unit_label"], product_json["url"]) == (
+        True, "mug", "https://shop.example/mug")
+    assert (default_json["unit_amount"], default_json["product"]) == (300, product_json["id"])
+    assert price_json["tax_behavior"] == "exclusive"
+    assert price_json["transform_quantity"] == {"divide_by": 2, "round": "up"}
+    for cls, data in ((stripe.Product, product_json), (stripe.Price, default_json),
+                      (stripe.Price, price_json)):
+        assert problems(cls, data, cls.__name__) == []

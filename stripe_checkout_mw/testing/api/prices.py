@@ -28,7 +28,7 @@ from .params import (
     sub,
 )
 from .products import new_product
-from .shapes import blank
+from .shapes import blank, declared, shaped
 
 if TYPE_CHECKING:
     from .state import ApiCall, StripeState
@@ -200,7 +200,16 @@ def create_price(state: StripeState, call: ApiCall) -> dict[str, Any]:
         active=as_bool(params.get("active", "true"), "active"),
         metadata=as_metadata(params.get("metadata", {}), "metadata"),
     )
+    fields = declared(Price)
+    price.update({name: shaped(fields[name], value) for name, value in call.valid.items()
+                  if name in fields and name not in _SET_ABOVE})
     return copy.deepcopy(price)
+
+
+_SET_ABOVE = frozenset({"active", "currency", "expand", "lookup_key", "metadata", "product",
+                        "recurring", "unit_amount", "unit_amount_decimal"})
+"""Create parameters :func:`create_price` turns into fields itself; the other ones that
+are price fields (``nickname``, ``tax_behavior``, ``transform_quantity``...) are echoed."""
 
 
 def retrieve_price(state: StripeState, call: ApiCall) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from .errors import ApiError, missing, no_such
 from .ids import new_id
 from .lists import list_object
 from .params import as_bool, as_list, as_metadata, as_str
-from .shapes import blank
+from .shapes import blank, declared, shaped
 
 if TYPE_CHECKING:
     from .state import ApiCall, StripeState
@@ -87,7 +87,24 @@ def create_product(state: StripeState, call: ApiCall) -> dict[str, Any]:
         metadata=as_metadata(params.get("metadata", {}), "metadata"),
         images=[as_str(v, "images") for v in as_list(params.get("images", []), "images")],
     )
+    fields = declared(Product)
+    product.update({name: shaped(fields[name], value) for name, value in call.valid.items()
+                    if name in fields and name not in _SET_ABOVE})
+    if "default_price_data" in call.valid:
+        # Imported here: prices imports this module for the products prices create.
+        from .prices import new_price
+
+        data = call.valid["default_price_data"]
+        price = new_price(state, unit_amount=data.get("unit_amount", 0),
+                          currency=data["currency"], product=product["id"],
+                          recurring=data.get("recurring"),
+                          metadata=data.get("metadata"))
+        product["default_price"] = price["id"]
     return copy.deepcopy(product)
+
+
+_SET_ABOVE = frozenset({"id", "name", "description", "active", "metadata", "images",
+                        "default_price_data", "expand"})
 
 
 def retrieve_product(state: StripeState, call: ApiCall) -> dict[str, Any]:
