@@ -227,9 +227,11 @@ def test_a_catalog_price_id_is_resolved_once_and_decides_mode_and_currency(
 def test_the_shop_s_customer_wins_over_the_browser_s_email(
     build: Build, stripe_emulator: StripeEmulator
 ) -> None:
-    app = build(session_options={"customer": "cus_shop123"})
+    customer = stripe_emulator.client().v1.customers.create(
+        params={"email": "known@example.com"})
+    app = build(session_options={"customer": customer.id})
     app.post_json("/create-checkout-session", _order("tee", email="buyer@example.com"),
                   status=200)
     sent = _creates(stripe_emulator)[-1].params
-    assert sent["customer"] == "cus_shop123"
+    assert sent["customer"] == customer.id
     assert "customer_email" not in sent
