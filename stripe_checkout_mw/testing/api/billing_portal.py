@@ -23,11 +23,8 @@ from .rules import ParamRule, RuleContext, plain
 if TYPE_CHECKING:
     from .state import ApiCall, StripeState
 
-__all__ = ["CREATE_PARAMS", "CREATE_RULES", "DEFAULT_CONFIGURATION", "create_session"]
+__all__ = ["CREATE_RULES", "DEFAULT_CONFIGURATION", "create_session"]
 
-CREATE_PARAMS = frozenset({"after_expiration", "configuration", "customer",
-                           "customer_account", "expand", "flow_data", "locale",
-                           "on_behalf_of", "return_url"})
 DEFAULT_CONFIGURATION = "bpc_emulator_default"
 _UNSUPPORTED = ("flow_data", "on_behalf_of", "customer_account", "after_expiration")
 

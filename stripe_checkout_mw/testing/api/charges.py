@@ -14,15 +14,13 @@ from typing import TYPE_CHECKING, Any
 from .errors import no_such
 from .ids import new_id
 from .lists import filter_created, list_object
-from .params import LIST_PARAMS, as_str
+from .params import as_str
 
 if TYPE_CHECKING:
     from .state import ApiCall, StripeState
 
-__all__ = ["LIST_FILTERS", "card_details", "list_charges", "new_charge", "retrieve_charge",
+__all__ = ["card_details", "list_charges", "new_charge", "retrieve_charge",
            "stored_charge"]
-
-LIST_FILTERS = LIST_PARAMS | {"customer", "payment_intent", "transfer_group"}
 
 
 def card_details(last4: str = "4242") -> dict[str, Any]:

@@ -15,30 +15,20 @@ from .errors import invalid, no_such
 from .events import emit
 from .ids import new_id
 from .lists import filter_created, list_object
-from .params import LIST_PARAMS, as_metadata, as_str
+from .params import as_metadata, as_str
 from .rules import ParamRule, RuleContext, plain
 
 if TYPE_CHECKING:
     from .state import ApiCall, StripeState
 
 __all__ = [
-    "CREATE_PARAMS",
     "CREATE_RULES",
-    "LIST_FILTERS",
     "create_customer",
     "list_customers",
     "new_customer",
     "retrieve_customer",
     "stored_customer",
 ]
-
-CREATE_PARAMS = frozenset(
-    {"address", "balance", "business_name", "cash_balance", "description", "email",
-     "expand", "individual_name", "invoice_prefix", "invoice_settings", "metadata",
-     "name", "next_invoice_sequence", "payment_method", "phone", "preferred_locales",
-     "shipping", "source", "tax", "tax_exempt", "tax_id_data", "test_clock", "validate"}
-)
-LIST_FILTERS = LIST_PARAMS | {"email", "test_clock"}
 
 
 def _email(value: Any, param: str, ctx: RuleContext) -> str:

@@ -16,15 +16,14 @@ from .errors import invalid, no_such
 from .events import emit
 from .ids import new_id
 from .lists import filter_created, list_object
-from .params import LIST_PARAMS, as_str
+from .params import as_str
 
 if TYPE_CHECKING:
     from .state import ApiCall, StripeState
 
-__all__ = ["EVIDENCE_DAYS", "LIST_FILTERS", "close", "list_disputes", "open_dispute",
+__all__ = ["EVIDENCE_DAYS", "close", "list_disputes", "open_dispute",
            "retrieve_dispute"]
 
-LIST_FILTERS = LIST_PARAMS | {"charge", "payment_intent"}
 EVIDENCE_DAYS = 7
 """Days the merchant has to respond (``evidence_details.due_by``)."""
 

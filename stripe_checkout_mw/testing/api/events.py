@@ -14,7 +14,7 @@ from stripe import Event
 from .errors import invalid, no_such
 from .ids import new_id
 from .lists import filter_created, list_object
-from .params import LIST_PARAMS, as_bool, as_list, as_str, sub
+from .params import as_bool, as_list, as_str, sub
 from .rules import ParamRule, RuleContext, plain
 from .shapes import blank
 from .version import API_VERSION
@@ -22,10 +22,9 @@ from .version import API_VERSION
 if TYPE_CHECKING:
     from .state import ApiCall, StripeState
 
-__all__ = ["LIST_FILTERS", "LIST_RULES", "RETENTION", "emit", "list_events",
+__all__ = ["LIST_RULES", "RETENTION", "emit", "list_events",
            "retrieve_event"]
 
-LIST_FILTERS = LIST_PARAMS | {"delivery_success", "type", "types"}
 RETENTION = 30 * 24 * 3600
 """Stripe lists events of the last 30 days only."""
 

@@ -21,16 +21,14 @@ from .errors import no_such
 from .events import emit
 from .ids import new_id
 from .lists import filter_created, list_object
-from .params import LIST_PARAMS, as_str
+from .params import as_str
 
 if TYPE_CHECKING:
     from .state import ApiCall, StripeState
 
-__all__ = ["LIST_FILTERS", "STATUSES", "announce", "attempt", "finalize", "list_invoices",
+__all__ = ["STATUSES", "announce", "attempt", "finalize", "list_invoices",
            "new_invoice", "retrieve_invoice", "stored_invoice"]
 
-LIST_FILTERS = LIST_PARAMS | {"collection_method", "customer", "customer_account",
-                              "due_date", "status", "subscription"}
 STATUSES = frozenset({"draft", "open", "paid", "uncollectible", "void"})
 
 

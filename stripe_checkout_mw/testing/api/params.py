@@ -15,8 +15,6 @@ from typing import Any
 from .errors import invalid, unknown
 
 __all__ = [
-    "LIST_PARAMS",
-    "RETRIEVE_PARAMS",
     "as_bool",
     "as_currency",
     "as_dict",
@@ -30,10 +28,6 @@ __all__ = [
     "sub",
 ]
 
-RETRIEVE_PARAMS = frozenset({"expand"})
-"""What every retrieve endpoint takes."""
-LIST_PARAMS = frozenset({"created", "ending_before", "expand", "limit", "starting_after"})
-"""What every list endpoint takes, before its own filters."""
 
 
 def sub(prefix: str, key: str | int) -> str:

@@ -18,15 +18,13 @@ from .charges import new_charge
 from .errors import no_such
 from .ids import new_id
 from .lists import filter_created, list_object
-from .params import LIST_PARAMS, as_str
+from .params import as_str
 
 if TYPE_CHECKING:
     from .state import ApiCall, StripeState
 
-__all__ = ["LIST_FILTERS", "list_payment_intents", "retrieve_payment_intent",
+__all__ = ["list_payment_intents", "retrieve_payment_intent",
            "settle_payment", "take_payment"]
-
-LIST_FILTERS = LIST_PARAMS | {"customer", "customer_account"}
 
 
 def take_payment(state: StripeState, session: dict[str, Any], *, delayed: bool) -> str:

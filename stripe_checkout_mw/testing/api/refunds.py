@@ -16,14 +16,13 @@ from .errors import invalid, no_such
 from .events import emit
 from .ids import new_id
 from .lists import filter_created, list_object
-from .params import LIST_PARAMS, as_str
+from .params import as_str
 
 if TYPE_CHECKING:
     from .state import ApiCall, StripeState
 
-__all__ = ["LIST_FILTERS", "REASONS", "list_refunds", "refund_charge", "retrieve_refund"]
+__all__ = ["REASONS", "list_refunds", "refund_charge", "retrieve_refund"]
 
-LIST_FILTERS = LIST_PARAMS | {"charge", "payment_intent"}
 REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
 
 

@@ -41,8 +41,6 @@ from .ids import new_id
 from .lists import filter_created, list_object
 from .objects import RenewalFailure
 from .params import (
-    LIST_PARAMS,
-    RETRIEVE_PARAMS,
     as_bool,
     as_dict,
     as_int,
@@ -59,14 +57,11 @@ if TYPE_CHECKING:
     from .state import ApiCall, StripeState
 
 __all__ = [
-    "CANCEL_PARAMS",
     "CANCEL_RULES",
-    "LIST_FILTERS",
     "LIVE_STATUSES",
     "RETRY_DAYS",
     "STATUSES",
     "TRIAL_NOTICE",
-    "UPDATE_PARAMS",
     "UPDATE_RULES",
     "add_interval",
     "cancel_now",
@@ -93,20 +88,6 @@ TRIAL_NOTICE = 3 * 86400
 """``trial_will_end`` is sent this many seconds before the trial ends."""
 DAY = 86400
 
-LIST_FILTERS = LIST_PARAMS | {"automatic_tax", "collection_method", "current_period_end",
-                              "current_period_start", "customer", "customer_account",
-                              "plan", "price", "status", "test_clock"}
-UPDATE_PARAMS = frozenset(
-    {"add_invoice_items", "application_fee_percent", "automatic_tax",
-     "billing_cycle_anchor", "billing_schedules", "billing_thresholds", "cancel_at",
-     "cancel_at_period_end", "cancellation_details", "collection_method",
-     "days_until_due", "default_payment_method", "default_source", "default_tax_rates",
-     "description", "discounts", "expand", "invoice_settings", "items", "metadata",
-     "off_session", "on_behalf_of", "pause_collection", "payment_behavior",
-     "payment_settings", "pending_invoice_item_interval", "proration_behavior",
-     "proration_date", "transfer_data", "trial_end", "trial_from_plan", "trial_settings"}
-)
-CANCEL_PARAMS = RETRIEVE_PARAMS | {"cancellation_details", "invoice_now", "prorate"}
 _UPDATE_SUPPORTED = frozenset({"cancel_at_period_end", "cancellation_details",
                                "description", "expand", "items", "metadata",
                                "proration_behavior"})
