@@ -209,6 +209,7 @@ PROBED = {
     "prices.create": ("/v1/prices", [{"currency": "usd", "unit_amount": 500,
                                       "product_data": {"name": "Tee"}}]),
     "products.create": ("/v1/products", [{"name": "Tee"}]),
+    "customers.create": ("/v1/customers", [{"email": "buyer@example.com"}]),
 }
 
 
