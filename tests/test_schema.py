@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import inspect
 import re
+import typing
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -26,6 +27,7 @@ from stripe_checkout_mw.schema import (
     ObjectNode,
     SchemaError,
     UnionNode,
+    sdk,
 )
 from stripe_checkout_mw.testing.forms import decode_form
 
@@ -607,6 +609,6 @@ def test_the_walk_does_not_need_get_type_hints_to_read_pipes(
     def cannot(*args: Any, **kwargs: Any) -> Any:
         raise TypeError("unsupported operand type(s) for |: '_LiteralGenericAlias' and 'type'")
 
-    monkeypatch.setattr(schema.typing, "get_type_hints", cannot)
-    walked = schema._Builder().object(schema.params_class("checkout.SessionCreateParams"))
+    monkeypatch.setattr(typing, "get_type_hints", cannot)
+    walked = sdk._Builder().object(schema.params_class("checkout.SessionCreateParams"))
     assert _shape(walked) == expected
