@@ -285,6 +285,8 @@ _SUB = _session(mode="subscription", line_items=[_SUB_ITEM])
                      id="invoice_creation in sub"),
         pytest.param(_session(subscription_data={"trial_period_days": 7}),
                      "subscription_data", id="subscription_data in payment"),
+        pytest.param({**_SUB, "subscription_data": {"trial_period_days": 0}},
+                     "subscription_data[trial_period_days]", id="trial at least 1 day"),
         pytest.param(_session(setup_intent_data={"description": "x"}), "setup_intent_data",
                      id="setup_intent_data in payment"),
         pytest.param({"mode": "setup", "success_url": "https://x"}, "currency",

@@ -155,6 +155,14 @@ def _between(param: str, low: int, high: int) -> _Check:
     return check
 
 
+def _at_least(param: str, low: int) -> _Check:
+    def check(ctx: Context) -> Iterator[SchemaError]:
+        for name, value in _each(ctx.params, _dotted(param)):
+            if isinstance(value, int) and value < low:
+                yield SchemaError(f"{name} must be at least {low}.", name)
+    return check
+
+
 def _line_items_required(ctx: Context) -> Iterator[SchemaError]:
     if ctx.mode in ("payment", "subscription") and not ctx.params.get("line_items"):
         yield SchemaError(
@@ -428,6 +436,8 @@ RULES: tuple[Rule, ...] = (
     Rule(_CS, ("customer", "customer_email"), _CSP,
          "If provided, this value will be used when the Customer object is created.",
          _exclusive("", ("customer", "customer_email"))),
+    Rule(_CS, ("subscription_data",), _CSP, "Has to be at least 1.",
+         _at_least("subscription_data.trial_period_days", 1)),
     Rule(_CS, ("custom_fields",), _CSP, "Up to 3 fields are supported.",
          _max_items("custom_fields", 3)),
     Rule(_CS, ("custom_fields",), _CSP, "Up to 200 options allowed.",
