@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from urllib.parse import urlencode
 import pytest
 import requests
 import stripe
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from stripe._encode import _api_encode
 from stripe._error_object import ErrorObject
 
@@ -37,9 +40,11 @@ from stripe_checkout_mw.schema import (
     UnionNode,
 )
 from stripe_checkout_mw.testing import StripeEmulator
+from stripe_checkout_mw.testing.api import ApiError, StripeState
 from stripe_checkout_mw.testing.api.checkout_sessions import NOT_ON_THE_SESSION
 from stripe_checkout_mw.testing.api.shapes import declared, problems
 from stripe_checkout_mw.testing.api.state import ROUTES
+from stripe_checkout_mw.testing.forms import FormError, decode_form
 
 CREATE = "checkout.sessions.create"
 _ONE_TIME = {"currency": "usd", "unit_amount": 500, "product_data": {"name": "Tee"}}
@@ -405,3 +410,36 @@ def test_price_and_product_options_come_back_too() -> None:
     for cls, data in ((stripe.Product, product_json), (stripe.Price, default_json),
                       (stripe.Price, price_json)):
         assert problems(cls, data, cls.__name__) == []
+
+
+# --- arbitrary form bodies --------------------------------------------------------------
+
+_SEGMENTS = st.sampled_from(
+    ["line_items", "0", "1", "price_data", "price", "quantity", "currency", "product_data",
+     "name", "recurring", "interval", "mode", "metadata", "customer", "ui_mode",
+     "payment_method_options", "card", "custom_fields", "type", "", "x[", "]"])
+_KEYS = st.lists(_SEGMENTS, min_size=1, max_size=5).map(
+    lambda parts: parts[0] + "".join(f"[{p}]" for p in parts[1:]))
+_VALUES = st.sampled_from(["", "1", "-1", "true", "usd", "payment", "subscription", "month",
+                           "cs_test_x", "price_x", "a" * 300]) | st.text(max_size=6)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(ROUTES), st.lists(st.tuples(_KEYS, _VALUES), max_size=8))
+def test_arbitrary_form_bodies_get_stripe_errors_never_a_crash(
+    route: Any, pairs: list[tuple[str, str]]
+) -> None:
+    state = StripeState(lock=threading.RLock(), api_base="http://127.0.0.1:1",
+                        on_event=lambda event: None, clock=lambda: 1_800_000_000)
+    path = route.pattern.pattern.replace("([^/]+)", "cs_test_x")
+    try:
+        params = decode_form(urlencode(pairs))
+    except FormError:
+        return
+    try:
+        state.handle(route.method, path, params, idempotency_key=None, request_id="req_1")
+    except ApiError as exc:
+        body = exc.body("req_1")["error"]
+        assert body["message"] and body["type"]
+        assert exc.status in (400, 402, 404), exc.status
