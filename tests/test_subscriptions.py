@@ -233,7 +233,8 @@ def test_cancel_at_period_end_keeps_access_until_stripe_ends_it(
 
 
 def test_cancel_now_and_a_trial_that_converts(emu: StripeEmulator, store_url: str) -> None:
-    served = Shop(emu, store_url, session_options={
+    # subscription_data is refused in payment mode, so the shop says it only sells these.
+    served = Shop(emu, store_url, mode="subscription", session_options={
         "subscription_data": {"trial_period_days": 7}})
     emu.webhook_url = f"{served.url}/stripe-webhook"
     try:
