@@ -22,7 +22,9 @@ timeouts and garbage::
 Keys: ``secret_key`` and ``webhook_secret`` are random per instance unless given
 (``StripeEmulator(secret_key="sk_test_...", webhook_secret="whsec_...")``), like a
 fresh Stripe account; any ``sk_test_`` key is accepted unless
-``accept_any_test_key=False``.
+``accept_any_test_key=False``. ``publishable_key`` (random ``pk_test_`` too) is the one
+key its stand-in Stripe.js accepts, served at :attr:`StripeEmulator.stripe_js_url` for
+Embedded Checkout and Elements (:mod:`.stripejs`).
 
 Time: nothing here waits on the wall clock except webhook retries
 (``delivery_backoff``, doubled per attempt) and injected delays. ``pay()``,
@@ -49,9 +51,11 @@ from urllib.parse import urlsplit
 
 from .api import API_VERSION, ApiError, StripeState, new_id
 from .billing import BillingControls
+from .cards import payment_error
 from .forms import FormError, decode_form
 from .page import render_checkout, render_notice
 from .server import HttpRequest, HttpResponse, HttpServer
+from .stripejs import ELEMENTS_PREFIX, EMBEDDED_PREFIX, STRIPE_JS_PATH, ClientPages
 from .webhooks import Delivery, DeliveryWorker
 
 if TYPE_CHECKING:
@@ -62,14 +66,6 @@ __all__ = ["RecordedRequest", "StripeEmulator"]
 logger = logging.getLogger("stripe_checkout_mw.testing")
 
 Body = Union[bytes, str, dict[str, Any], None]
-
-_CARD_OK = "4242424242424242"
-_CARD_DECLINES = {
-    "4000000000000002": "Your card was declined.",
-    "4000000000009995": "Your card has insufficient funds.",
-    "4000000000000069": "Your card has expired.",
-}
-
 
 @dataclass
 class RecordedRequest:
@@ -172,6 +168,8 @@ class StripeEmulator(BillingControls):
         default.
     :param webhook_secret: the ``whsec_`` secret webhooks are signed with; random
         by default.
+    :param publishable_key: the ``pk_test_`` key its stand-in Stripe.js accepts
+        (:attr:`stripe_js_url`); random by default.
     :param accept_any_test_key: accept any ``sk_test_`` key (default) or only
         ``secret_key``.
     :param delivery_attempts: attempts per event in all, including the first.
@@ -189,6 +187,7 @@ class StripeEmulator(BillingControls):
         port: int = 0,
         secret_key: str | None = None,
         webhook_secret: str | None = None,
+        publishable_key: str | None = None,
         accept_any_test_key: bool = True,
         delivery_attempts: int = 3,
         delivery_backoff: float = 0.05,
@@ -199,6 +198,8 @@ class StripeEmulator(BillingControls):
             raise ValueError("secret_key must be a test key starting with 'sk_test_'")
         if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
             raise ValueError("webhook_secret must start with 'whsec_'")
+        if publishable_key is not None and not publishable_key.startswith("pk_test_"):
+            raise ValueError("publishable_key must be a test key starting with 'pk_test_'")
         if delivery_attempts < 1:
             raise ValueError("delivery_attempts must be at least 1")
         _check_webhook_url(webhook_url)
@@ -206,6 +207,7 @@ class StripeEmulator(BillingControls):
         self._port = port
         self.secret_key = secret_key or "sk_test_emu_" + secrets.token_hex(16)
         self.webhook_secret = webhook_secret or "whsec_" + secrets.token_hex(24)
+        self.publishable_key = publishable_key or "pk_test_emu_" + secrets.token_hex(16)
         self.accept_any_test_key = accept_any_test_key
         self.hosted_page_webhook_wait = hosted_page_webhook_wait
         self._webhook_url = webhook_url
@@ -239,6 +241,9 @@ class StripeEmulator(BillingControls):
         self._state = StripeState(lock=self._lock, api_base=self.api_base,
                                   on_event=self._on_event,
                                   clock=lambda: time.time() + self._clock_offset)
+        self._client_pages = ClientPages(
+            lock=self._lock, state=self._require_state, api_base=lambda: self.api_base,
+            publishable_key=self.publishable_key, after_payment=self._after_page_payment)
         self._worker.start()
         server.start()
         logger.info("Stripe emulator serving on %s", self.api_base)
@@ -269,6 +274,11 @@ class StripeEmulator(BillingControls):
         if self._server is None:
             raise RuntimeError("start the emulator first: the port is chosen on start()")
         return f"http://{self.host}:{self._server.port}"
+
+    @property
+    def stripe_js_url(self) -> str:
+        """The stand-in Stripe.js (``{api_base}/v3/stripe.js``) for the embedded modes."""
+        return self.api_base + STRIPE_JS_PATH
 
     @property
     def port(self) -> int:
@@ -560,6 +570,11 @@ class StripeEmulator(BillingControls):
         event["pending_webhooks"] = 1
         self._worker.enqueue(event, url)
 
+    def _after_page_payment(self, event_id: str) -> None:
+        if self.hosted_page_webhook_wait > 0:
+            self._worker.wait([event_id], self.hosted_page_webhook_wait,
+                              first_attempt_only=True)
+
     def _delivery_done(self, event: dict[str, Any], ok: bool) -> None:
         if ok:
             event["pending_webhooks"] = 0
@@ -573,6 +588,8 @@ class StripeEmulator(BillingControls):
             return self._page(request, path[len("/pay/"):])
         if path.startswith("/portal/"):
             return self._portal(request, path[len("/portal/"):], parts.query)
+        if path == STRIPE_JS_PATH or path.startswith((EMBEDDED_PREFIX, ELEMENTS_PREFIX)):
+            return self._client_pages.handle(request, path, parts.query)
         return _json(404, ApiError(f"Unrecognized request URL ({request.method}: {path}).",
                                    status=404).body(), [])
 
@@ -715,16 +732,8 @@ class StripeEmulator(BillingControls):
                 return self._html(200, render_notice("Payment cancelled",
                                                      "You cancelled this payment."))
             email = field("email")
-            card = "".join(field("cardnumber").replace("-", " ").split())
             delayed = bool(field("delayed"))
-            error = None
-            if "@" not in email:
-                error = "Enter a valid email address."
-            elif not delayed and card in _CARD_DECLINES:
-                error = _CARD_DECLINES[card]
-            elif not delayed and card != _CARD_OK:
-                error = ("Your card number is incorrect. In the emulator use "
-                         "4242 4242 4242 4242 (or 4000 0000 0000 0002 to see a decline).")
+            error = payment_error(email, field("cardnumber"), delayed)
             if error is not None:
                 return self._html(200, render_checkout(session, items, action=action,
                                                        error=error, email=email,

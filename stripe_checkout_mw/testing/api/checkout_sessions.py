@@ -82,6 +82,28 @@ def _old_ui_mode(value: Any, param: str, ctx: RuleContext) -> Any:
     return value
 
 
+# The create params' docstrings: redirect_on_completion "applies to `ui_mode:
+# embedded_page`" and "defaults to `always`" (success_url and cancel_url per ui_mode are
+# the schema's rules).
+REDIRECTS = ("always", "if_required", "never")
+
+
+def _return_url(value: Any, param: str, ctx: RuleContext) -> str:
+    if ctx.valid.get("ui_mode", "hosted_page") == "hosted_page":
+        raise invalid(f"{param} can only be used when ui_mode is `embedded_page`, "
+                      "`elements` or `form`.", param)
+    return as_url(value, param)
+
+
+def _redirect_on_completion(value: Any, param: str, ctx: RuleContext) -> str:
+    if ctx.valid.get("ui_mode", "hosted_page") != "embedded_page":
+        raise invalid(f"{param} can only be used when ui_mode is `embedded_page`.", param)
+    redirect = as_str(value, param)
+    if redirect not in REDIRECTS:
+        raise invalid(f"Invalid {param}: must be one of {', '.join(REDIRECTS)}", param)
+    return redirect
+
+
 def _customer(value: Any, param: str, ctx: RuleContext) -> str:
     customer = as_str(value, param)
     if not customer.startswith("cus_"):
@@ -110,6 +132,8 @@ HINT_RULES: tuple[ParamRule, ...] = (ParamRule("ui_mode", _old_ui_mode),)
 CREATE_RULES: tuple[ParamRule, ...] = (
     ParamRule("success_url", plain(as_url)),
     ParamRule("cancel_url", plain(as_url)),
+    ParamRule("return_url", _return_url),
+    ParamRule("redirect_on_completion", _redirect_on_completion),
     ParamRule("customer", _customer),
     ParamRule("customer_email", _customer_email),
     ParamRule("client_reference_id", _client_reference_id),
@@ -286,6 +310,8 @@ def create_session(state: StripeState, call: ApiCall) -> dict[str, Any]:
     )
     if ui_mode != "hosted_page":
         session["client_secret"] = f"{session_id}_secret_{new_id('', 24)}"
+    if ui_mode == "embedded_page" and session.get("redirect_on_completion") is None:
+        session["redirect_on_completion"] = "always"
     state.sessions[session_id] = session
     state.line_items[session_id] = items
     state.billing.session_subscription_data[session_id] = valid.get("subscription_data", {})
