@@ -50,10 +50,12 @@ SessionRecorder = Callable[["stripe.checkout.Session", list[PricedItem], dict[st
 
 @dataclass(frozen=True)
 class CreatedSession:
-    """What the browser needs: the session's id and the hosted page's address."""
+    """What the browser needs: the session's id and the hosted page's address, or (in
+    the embedded modes, which have no page at Stripe) the client secret for Stripe.js."""
 
     session_id: str
-    url: str
+    url: str | None
+    client_secret: str | None = None
 
 
 class CheckoutService:
@@ -121,16 +123,20 @@ class CheckoutService:
             raise HTTPError(400, exc.message, param=exc.param) from None
         except stripe.StripeError as exc:
             raise stripe_error_to_http(exc, action) from None
-        url = getattr(session, "url", None)
         session_id = getattr(session, "id", None)
-        if not isinstance(url, str) or not url or not isinstance(session_id, str):
-            log.error("Stripe returned a session without an id or a url")
+        # The hosted page has a url, the embedded modes a client secret instead.
+        needed = "url" if settings.ui_mode == "hosted_page" else "client_secret"
+        handle = getattr(session, needed, None)
+        if not isinstance(handle, str) or not handle or not isinstance(session_id, str):
+            log.error("Stripe returned a session without an id or a %s", needed)
             raise HTTPError(502, "The payment provider sent an unusable answer.", type="api_error")
         if self.record is not None:
             self.record(session, priced, order)
         log.info("checkout session %s created (%s, %d item(s))", session_id, params["mode"],
                  len(priced))
-        return CreatedSession(session_id, url)
+        if needed == "url":
+            return CreatedSession(session_id, handle)
+        return CreatedSession(session_id, None, client_secret=handle)
 
     def params(self, order: dict[str, Any], priced: list[PricedItem]) -> dict[str, Any]:
         """The Checkout Session create parameters for a validated, priced order."""
@@ -150,9 +156,12 @@ class CheckoutService:
         params: dict[str, Any] = {
             "mode": mode,
             "line_items": [item.line_item for item in priced],
-            "success_url": settings.success_url,
-            "cancel_url": settings.cancel_url,
         }
+        if settings.ui_mode != "hosted_page":
+            params["ui_mode"] = settings.ui_mode
+        for name in ("success_url", "cancel_url", "return_url", "redirect_on_completion"):
+            if getattr(settings, name) is not None:
+                params[name] = getattr(settings, name)
         if order.get("customer_email"):
             params["customer_email"] = order["customer_email"]
         if settings.allowed_countries:

@@ -38,8 +38,18 @@ class Settings:
     # repr=False: a Settings repr may end up in a log or a traceback; secrets must not.
     secret_key: str = field(repr=False)
     path: str
-    success_url: str
-    cancel_url: str
+    #: ``hosted_page``, ``embedded_page`` or ``elements`` (see :data:`.options.UI_MODES`).
+    ui_mode: str
+    #: None in the embedded modes, where Stripe refuses them.
+    success_url: str | None
+    cancel_url: str | None
+    #: Where Stripe.js sends the customer in the embedded modes (None on the hosted page
+    #: and with ``redirect_on_completion="never"``).
+    return_url: str | None
+    redirect_on_completion: str | None
+    publishable_key: str | None
+    #: ``GET`` here answers ``{"publishableKey", "uiMode"}`` for the shop's page.
+    config_path: str
     price_lookup: PriceLookup | CustomPriceLookup
     validator: Validator
     allowed_countries: tuple[str, ...]
@@ -95,23 +105,22 @@ def load_settings(given: Mapping[str, Any]) -> Settings:
     """
     options = convert_options(given)
     key: str = options["secret_key"]
-    success_url, cancel_url = options["success_url"], options["cancel_url"]
-    if success_url is None or cancel_url is None:
-        domain = options["domain_url"]
-        if domain is None:
-            raise OptionError("domain_url", "needed to build success_url and cancel_url; pass "
-                              "domain_url='https://shop.example.com' or set WEB_APP_URL (or "
-                              "give both success_url and cancel_url)")
-        domain = domain.rstrip("/")
-        if success_url is None:
-            success_url = absolute_url(
-                "domain_url", f"{domain}/success?session_id={{CHECKOUT_SESSION_ID}}")
-        if cancel_url is None:
-            cancel_url = absolute_url("domain_url", f"{domain}/cancel")
-    if "_live_" in key and not (success_url.startswith("https:") and cancel_url.startswith(
-            "https:")):
-        log.warning("A live Stripe key is configured with a plain-http success or cancel URL; "
-                    "customers will be sent back over an unencrypted connection")
+    ui_mode: str = options["ui_mode"]
+    secrets = options["webhook_secret"]
+    store = options["store"]
+    uses_store = bool(secrets) or store is not None or bool(os.environ.get("STRIPE_CHECKOUT_STORE"))
+    if ui_mode in PAGE_UI_MODES:
+        success_url = cancel_url = None
+        return_url, redirect = _page_return(options, ui_mode, needs_session_id=(
+            uses_store and options["status_path"] is not None))
+    else:
+        success_url, cancel_url = _hosted_urls(options)
+        return_url = redirect = None
+    back = [url for url in (success_url, cancel_url, return_url) if url is not None]
+    if "_live_" in key and not all(url.startswith("https:") for url in back):
+        log.warning("A live Stripe key is configured with a plain-http success, cancel or "
+                    "return URL; customers will be sent back over an unencrypted connection")
+    publishable_key = _publishable_key(options["publishable_key"], key, ui_mode)
 
     mode = options["mode"]
     _check_session_options(options["session_options"], mode)
@@ -123,30 +132,34 @@ def load_settings(given: Mapping[str, Any]) -> Settings:
             max_items=MAX_ITEMS[mode or "payment"],
         )
 
-    secrets = options["webhook_secret"]
     webhook_path = options["webhook_path"]
     if webhook_path is not None and not secrets:
         raise OptionError("webhook_path", "webhooks need their signing secret; pass "
                           "webhook_secret='whsec_...' or set STRIPE_WEBHOOK_SECRET")
     if secrets and webhook_path is None:
         webhook_path = "/stripe-webhook"
-    store = options["store"]
-    uses_store = bool(secrets) or store is not None or bool(os.environ.get("STRIPE_CHECKOUT_STORE"))
     status_path = options["status_path"] if uses_store else None
     portal_path = options["portal_path"] if uses_store and options["customer_ref"] else None
-    paths = [p for p in (options["path"], webhook_path, status_path, portal_path)
+    config_path = options["path"].rstrip("/") + "/config"
+    paths = [p for p in (options["path"], config_path, webhook_path, status_path, portal_path)
              if p is not None]
     if len(set(paths)) != len(paths):
-        raise OptionError("path", "path, webhook_path, status_path and portal_path must all "
-                          "differ")
+        raise OptionError("path", f"path, {config_path} (the page's configuration), "
+                          f"webhook_path, status_path and portal_path must all differ")
     portal_return_url = options["portal_return_url"]
-    if portal_return_url is None:
-        base = options["domain_url"] or origin_of(success_url) or ""
+    base = options["domain_url"] or origin_of(success_url or return_url or "")
+    if portal_return_url is None and base:
         portal_return_url = absolute_url("portal_return_url", f"{base.rstrip('/')}/account")
+    elif portal_return_url is None and portal_path is not None:
+        raise OptionError("portal_return_url", "needed by the billing portal; pass "
+                          "portal_return_url='https://shop.example.com/account' or "
+                          "domain_url")
 
     api_base = options["stripe_api_base"]
     derived = {
         "success_url": success_url, "cancel_url": cancel_url, "validator": validator,
+        "return_url": return_url, "redirect_on_completion": redirect,
+        "publishable_key": publishable_key, "config_path": config_path,
         "webhook_path": webhook_path, "webhook_secrets": secrets, "status_path": status_path,
         "uses_store": uses_store, "portal_path": portal_path,
         "portal_return_url": portal_return_url,
@@ -177,3 +190,80 @@ def _check_session_options(session_options: SessionOptions, mode: str | None) ->
                     "drop the parameter)" if mode is None else "")
             raise OptionError("session_options", f"{exc.param or 'the dict'} is refused by "
                               f"Stripe in {each} mode: {exc.message}{hint}") from None
+
+
+#: The modes whose page runs Stripe.js: a publishable key and a return_url, no
+#: success_url or cancel_url.
+PAGE_UI_MODES = ("embedded_page", "elements")
+
+
+def _domain(options: Mapping[str, Any], needed_for: str) -> str:
+    domain = options["domain_url"]
+    if domain is None:
+        raise OptionError("domain_url", f"needed to build {needed_for}; pass "
+                          f"domain_url='https://shop.example.com' or set WEB_APP_URL (or "
+                          f"give {needed_for} in full)")
+    return str(domain).rstrip("/")
+
+
+def _hosted_urls(options: Mapping[str, Any]) -> tuple[str, str]:
+    """success_url and cancel_url for Stripe's hosted page; return_url has no place there."""
+    for name in ("return_url", "redirect_on_completion"):
+        if options[name] is not None:
+            raise OptionError(name, "applies to ui_mode='embedded_page' or 'elements' only; "
+                              "on the hosted page use success_url and cancel_url")
+    success_url, cancel_url = options["success_url"], options["cancel_url"]
+    if success_url is None or cancel_url is None:
+        domain = _domain(options, "success_url and cancel_url")
+        if success_url is None:
+            success_url = absolute_url(
+                "domain_url", f"{domain}/success?session_id={{CHECKOUT_SESSION_ID}}")
+        if cancel_url is None:
+            cancel_url = absolute_url("domain_url", f"{domain}/cancel")
+    return success_url, cancel_url
+
+
+def _page_return(options: Mapping[str, Any], ui_mode: str,
+                 needs_session_id: bool) -> tuple[str | None, str | None]:
+    """return_url and redirect_on_completion for the embedded modes.
+
+    Stripe refuses success_url and cancel_url there, and applies redirect_on_completion
+    to ``embedded_page`` only; ``"never"`` sends nobody to a return_url.
+    """
+    for name in ("success_url", "cancel_url"):
+        if options[name] is not None:
+            raise OptionError(name, f"Stripe refuses it with ui_mode={ui_mode!r}; the "
+                              f"customer comes back to return_url instead")
+    redirect: str | None = options["redirect_on_completion"]
+    if redirect is not None and ui_mode != "embedded_page":
+        raise OptionError("redirect_on_completion", "applies to ui_mode='embedded_page' only")
+    return_url: str | None = options["return_url"]
+    if redirect == "never":
+        if return_url is not None:
+            raise OptionError("return_url", "redirect_on_completion='never' sends nobody "
+                              "there; drop one of the two")
+        return None, redirect
+    if return_url is None:
+        return_url = absolute_url("domain_url", _domain(options, "return_url")
+                                  + "/return?session_id={CHECKOUT_SESSION_ID}")
+    elif needs_session_id and "{CHECKOUT_SESSION_ID}" not in return_url:
+        raise OptionError("return_url", "the return page looks the order up by its session, "
+                          "so the URL must carry {CHECKOUT_SESSION_ID}, e.g. "
+                          "'https://shop.example.com/return?session_id={CHECKOUT_SESSION_ID}'")
+    return return_url, redirect
+
+
+def _publishable_key(key: str | None, secret_key: str, ui_mode: str) -> str | None:
+    """The key the page gives Stripe.js: required by the embedded modes, same mode as
+    the secret key."""
+    if key is None:
+        if ui_mode in PAGE_UI_MODES:
+            raise OptionError("publishable_key", f"ui_mode={ui_mode!r} runs Stripe.js on the "
+                              f"shop's page, which needs the publishable key; pass "
+                              f"publishable_key='pk_test_...' or set STRIPE_PUBLISHABLE_KEY")
+        return None
+    if ("_live_" in key) != ("_live_" in secret_key):
+        raise OptionError("publishable_key", "its mode does not match the secret key's (one "
+                          "is live, the other test); use the pair from the same dashboard "
+                          "mode")
+    return key

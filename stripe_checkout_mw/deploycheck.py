@@ -136,11 +136,13 @@ def _check_key(settings: Settings) -> Check:
 
 
 def _check_urls(settings: Settings) -> Check:
-    urls = (settings.success_url, settings.cancel_url)
+    # The embedded modes have a return_url (or, with redirect "never", none) instead.
+    urls = [url for url in (settings.success_url, settings.cancel_url, settings.return_url)
+            if url is not None]
     if settings.livemode and not all(url.startswith("https:") for url in urls):
         return Check(WARN, "redirect URLs", f"a live key with plain-http URLs "
-                     f"({settings.success_url}); customers return unencrypted")
-    return Check(OK, "redirect URLs", f"{settings.success_url} and {settings.cancel_url}")
+                     f"({urls[0]}); customers return unencrypted")
+    return Check(OK, "redirect URLs", " and ".join(urls) or "none (no redirect)")
 
 
 def _check_webhook_secret(settings: Settings) -> Check:

@@ -20,6 +20,13 @@ The paths it owns:
   their payment is recorded, as the README's fulfil contract says (only when a webhook
   secret is configured).
 - ``GET {status_path}?session_id=...`` tells the success page how the order stands.
+- ``GET {path}/config`` answers ``{"publishableKey", "uiMode"}``, so the shop's page
+  can start Stripe.js in the configured mode without a server-side template.
+
+With ``ui_mode="embedded_page"`` (Embedded Checkout) or ``"elements"`` the customer
+pays on the shop's own page: ``POST {path}`` answers ``{"sessionId", "clientSecret"}``
+for Stripe.js, which sends the customer to ``return_url`` afterwards; fulfilment still
+comes from the webhook and the return page still asks the status path.
 
 The secret key, the redirect URLs and the prices come from the server only. It is a
 security issue to let any value from the request decide what a customer pays or where
@@ -96,6 +103,15 @@ class CheckoutMiddleware:
         ``{domain_url}/success?session_id={CHECKOUT_SESSION_ID}``.
     :param cancel_url: where Stripe sends a customer who gives up; default
         ``{domain_url}/cancel``.
+    :param ui_mode: ``"hosted_page"`` (Stripe's page, the default), ``"embedded_page"``
+        (Embedded Checkout) or ``"elements"`` (Elements on the shop's page). The last
+        two take no ``success_url``/``cancel_url`` and refuse HTML form posts.
+    :param return_url: where Stripe.js sends the customer in the embedded modes;
+        default ``{domain_url}/return?session_id={CHECKOUT_SESSION_ID}``.
+    :param redirect_on_completion: ``embedded_page`` only: ``"always"`` (Stripe's
+        default), ``"if_required"`` or ``"never"`` (the page's ``onComplete`` runs).
+    :param publishable_key: the ``pk_`` key the shop's page gives Stripe.js; default
+        ``STRIPE_PUBLISHABLE_KEY``; required in the embedded modes.
     :param price_lookup: required: :class:`Catalog`, :class:`StripeLookupKeys`,
         :class:`ClientPrices` or a callable ``(items, environ) -> line items``.
     :param validator: callable ``(body, environ) -> cleaned body`` raising
@@ -174,6 +190,10 @@ class CheckoutMiddleware:
         domain_url: str | None = None,
         success_url: str | None = None,
         cancel_url: str | None = None,
+        ui_mode: str = "hosted_page",
+        return_url: str | None = None,
+        redirect_on_completion: str | None = None,
+        publishable_key: str | None = None,
         price_lookup: PriceLookup | CustomPriceLookup | None = None,
         validator: Validator | None = None,
         require_email: bool = False,
@@ -250,7 +270,9 @@ class CheckoutMiddleware:
         marker = shop_marker(settings.success_url)
         # Plain functions, not bound methods: a route table holding self would make the
         # middleware a reference cycle, freed only by the garbage collector.
-        routes = {settings.path: _Route(CheckoutMiddleware._create_session, "POST, OPTIONS")}
+        routes = {settings.path: _Route(CheckoutMiddleware._create_session, "POST, OPTIONS"),
+                  settings.config_path: _Route(CheckoutMiddleware._page_config,
+                                               "GET, HEAD, OPTIONS")}
         if settings.uses_store:
             store_ = self.store = open_store(settings.store)
             self.pipeline = Pipeline(
@@ -382,9 +404,17 @@ class CheckoutMiddleware:
         kind = media_type(environ)
         if kind not in (JSON_TYPE, FORM_TYPE):
             raise HTTPError(415, "Send the order as application/json or as an HTML form.")
+        if kind == FORM_TYPE and self.settings.ui_mode != "hosted_page":
+            raise HTTPError(400, f"This checkout runs on the shop's page "
+                                 f"(ui_mode {self.settings.ui_mode}) and needs JavaScript: "
+                                 f"post the order as JSON and start Stripe.js with the "
+                                 f"answer's clientSecret.")
         body = read_body(environ, self.settings.max_body)
         order = parse_json_object(body) if kind == JSON_TYPE else parse_form_order(body)
         created = self.checkout.create(order, environ, _idempotency_key(environ))
+        if created.url is None:
+            return _Answer(200, {"sessionId": created.session_id,
+                                 "clientSecret": created.client_secret})
         if kind == FORM_TYPE:
             return _Answer(303, {}, created.url)
         return _Answer(200, {"sessionId": created.session_id, "url": created.url})
@@ -398,6 +428,10 @@ class CheckoutMiddleware:
         if kind == FORM_TYPE:
             return _Answer(303, {}, url)
         return _Answer(200, {"url": url})
+
+    def _page_config(self, environ: WSGIEnvironment) -> _Answer:
+        return _Answer(200, {"publishableKey": self.settings.publishable_key,
+                             "uiMode": self.settings.ui_mode})
 
     def _receive_webhook(self, environ: WSGIEnvironment) -> _Answer:
         assert self.webhooks is not None  # the route exists only with a receiver

@@ -62,8 +62,13 @@ _MODES = ("payment", "subscription")
 #: would let configuration (or a buggy callable) undo the price and redirect guarantees.
 RESERVED_SESSION_PARAMS = frozenset(
     {"line_items", "success_url", "cancel_url", "mode", "customer_email",
-     "shipping_address_collection", "payment_method_types", "ui_mode"}
+     "shipping_address_collection", "payment_method_types", "ui_mode", "return_url",
+     "redirect_on_completion"}
 )
+#: Where the customer pays: Stripe's hosted page, or the shop's own page with Stripe.js.
+UI_MODES = ("hosted_page", "embedded_page", "elements")
+_OLD_UI_MODES = {"hosted": "hosted_page", "embedded": "embedded_page", "custom": "elements"}
+_REDIRECTS = ("always", "if_required", "never")
 
 Converter = Callable[[str, Any], Any]
 
@@ -257,6 +262,37 @@ def _mode(option: str, value: Any) -> str | None:
     return mode
 
 
+def _ui_mode(option: str, value: Any) -> str:
+    mode = optional_text(option, value) or "hosted_page"
+    if mode in UI_MODES:
+        return mode
+    if mode in _OLD_UI_MODES:
+        raise OptionError(option, f"{mode!r} is Stripe's old name; use {_OLD_UI_MODES[mode]!r}")
+    raise OptionError(option, f"{mode!r} is not supported; use 'hosted_page' (Stripe's page, "
+                      f"the default), 'embedded_page' (Embedded Checkout) or 'elements' "
+                      f"(Elements on the shop's page)")
+
+
+def _redirect_on_completion(option: str, value: Any) -> str | None:
+    redirect = optional_text(option, value)
+    if redirect is not None and redirect not in _REDIRECTS:
+        raise OptionError(option, f"{redirect!r} is not one of 'always' (Stripe's default), "
+                          f"'if_required' or 'never'")
+    return redirect
+
+
+def _publishable_key(option: str, value: Any) -> str | None:
+    key = optional_text(option, value)
+    if key is None:
+        return None
+    if not key.startswith(("pk_test_", "pk_live_")) or len(key) <= len("pk_test_") or not (
+            key.isascii() and key.isprintable()):
+        kind = "a secret key" if key.startswith(("sk_", "rk_")) else "not a publishable key"
+        raise OptionError(option, f"this is {kind}; use the publishable key (pk_test_... or "
+                          f"pk_live_...) from the Stripe dashboard")
+    return key
+
+
 def _countries(option: str, value: Any) -> tuple[str, ...]:
     countries = () if value is None else to_words(option, value)
     # Stripe's own list, from the SDK's schema: it lacks e.g. CU, IR, KP, SY, VI and AS.
@@ -398,6 +434,11 @@ OPTIONS: dict[str, Option] = {
     "domain_url": Option(None, from_environment("WEB_APP_URL", optional_url)),
     "success_url": Option(None, optional_url),
     "cancel_url": Option(None, optional_url),
+    "ui_mode": Option("hosted_page", _ui_mode),
+    "return_url": Option(None, optional_url),
+    "redirect_on_completion": Option(None, _redirect_on_completion),
+    "publishable_key": Option(None, from_environment("STRIPE_PUBLISHABLE_KEY",
+                                                     _publishable_key)),
     "price_lookup": Option(None, _price_lookup),
     "validator": Option(None, callable_or_reference("a callable (body, environ) -> body")),
     "require_email": Option(False, to_bool),
