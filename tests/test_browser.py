@@ -8,20 +8,26 @@ Everything runs on 127.0.0.1: the shop, the emulator and the browser's only traf
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Fulfilments
 
 from stripe_checkout_mw.demo import DemoShop
+from stripe_checkout_mw.serving import BackgroundServer
+from stripe_checkout_mw.testing import StripeEmulator
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CARD = "4242 4242 4242 4242"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 WAIT = 20  # seconds any one step may take
 
 
@@ -130,3 +136,203 @@ def browser_driver(driver: Any) -> Iterator[Any]:
     driver.delete_all_cookies()
     driver.get("about:blank")
 
+
+
+# -- the shop's own page: Embedded Checkout and Elements, on the emulator's Stripe.js --
+
+DECLINED_CARD = "4000 0000 0000 0002"
+
+
+class PageShop:
+    """The embedded_shop example on a real server, against a started emulator."""
+
+    def __init__(self, url: str, emulator: StripeEmulator, fulfilments: Fulfilments) -> None:
+        self.url = url
+        self.emulator = emulator
+        self.fulfilments = fulfilments
+
+
+@pytest.fixture
+def page_shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PageShop]:
+    """``embedded_shop`` in the ``ui_mode`` given as the fixture's param."""
+    spec = importlib.util.spec_from_file_location("browser_embedded_shop",
+                                                  EXAMPLES / "embedded_shop" / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    server = BackgroundServer(port=0)
+    fulfilments = Fulfilments()
+    with StripeEmulator(f"{server.url}/stripe-webhook") as emulator:
+        app = module.create_app(
+            ui_mode=request.param, secret_key=emulator.secret_key,
+            publishable_key=emulator.publishable_key, webhook_secret=emulator.webhook_secret,
+            stripe_api_base=emulator.api_base, domain_url=server.url,
+            store=f"sqlite:///{tmp_path / 'orders.db'}", fulfill=fulfilments,
+            stripe_js_url=emulator.stripe_js_url,
+        )
+        server.app = app
+        server.start()
+        try:
+            yield PageShop(server.url + "/", emulator, fulfilments)
+        finally:
+            server.stop()
+            app.close()
+
+
+def open_page_shop(browser: Any, shop: PageShop, ui_mode: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(shop.url)
+    wait_for(browser, lambda b: b.find_element(By.TAG_NAME, "body").get_attribute(
+        "data-ready") == "1")
+    assert browser.find_element(By.ID, "ui-mode").text == ui_mode
+    email = browser.find_element(By.ID, "email")
+    email.send_keys("erin@example.com")
+    browser.find_element(By.ID, "buy-tee").click()
+
+
+def pay_in_embedded_checkout(browser: Any, card: str) -> str:
+    """Pay in the mounted Embedded Checkout's frame; return its session id.
+
+    The browser is left inside the frame, so a decline's message can be read there.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+
+    wait_for(browser, expected_conditions.frame_to_be_available_and_switch_to_it(
+        (By.CSS_SELECTOR, "#checkout iframe")))
+    wait_for(browser, lambda b: b.find_element(By.ID, "cardnumber"))
+    assert browser.find_element(By.ID, "email").get_attribute("value") == "erin@example.com"
+    session_id = str(browser.find_element(By.ID, "session-id").text)
+    browser.find_element(By.ID, "cardnumber").send_keys(card)
+    browser.find_element(By.ID, "pay").click()
+    return session_id
+
+
+def wait_for_fulfilled_order(browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    wait_for(browser, lambda b: b.find_element(By.ID, "status").text
+             == "Payment received, order fulfilled")
+    assert browser.find_element(By.ID, "items").text == "1 x T-shirt"
+
+
+@pytest.mark.parametrize("page_shop", ["embedded_page"], indirect=True)
+def test_embedded_checkout_pays_and_returns_to_the_fulfilled_order(
+        browser_driver: Any, page_shop: PageShop) -> None:
+    browser = browser_driver
+    open_page_shop(browser, page_shop, "embedded_page")
+    session_id = pay_in_embedded_checkout(browser, CARD)
+    browser.switch_to.default_content()
+
+    # Stripe.js sends the shop's window (not the frame) to the configured return_url.
+    wait_for(browser, lambda b: b.current_url
+             == f"{page_shop.url}return?session_id={session_id}")
+    wait_for_fulfilled_order(browser)
+    session = page_shop.emulator.session(session_id)
+    assert (session["ui_mode"], session["status"], session["payment_status"]) == (
+        "embedded_page", "complete", "paid")
+    assert session["url"] is None and session["success_url"] is None
+    assert [order.session_id for order in page_shop.fulfilments.orders] == [session_id]
+
+
+@pytest.mark.parametrize("page_shop", ["embedded_page"], indirect=True)
+def test_embedded_checkout_shows_a_decline_and_takes_no_payment(
+        browser_driver: Any, page_shop: PageShop) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser = browser_driver
+    open_page_shop(browser, page_shop, "embedded_page")
+    session_id = pay_in_embedded_checkout(browser, DECLINED_CARD)
+    assert wait_for(browser, lambda b: b.find_element(By.ID, "error").text) == (
+        "Your card was declined.")
+    browser.switch_to.default_content()
+    assert browser.current_url == page_shop.url  # the customer is still on the shop's page
+    session = page_shop.emulator.session(session_id)
+    assert (session["status"], session["payment_status"]) == ("open", "unpaid")
+    assert page_shop.emulator.events == [] and page_shop.fulfilments.orders == []
+
+
+def pay_with_payment_element(browser: Any, card: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+
+    wait_for(browser, lambda b: b.find_element(By.ID, "payment").is_displayed())
+    assert browser.find_element(By.ID, "total").text == "20.00 USD"
+    wait_for(browser, expected_conditions.frame_to_be_available_and_switch_to_it(
+        (By.CSS_SELECTOR, "#payment-element iframe")))
+    try:
+        wait_for(browser, lambda b: b.find_element(By.ID, "cardnumber")).send_keys(card)
+    finally:
+        browser.switch_to.default_content()
+    browser.find_element(By.ID, "pay").click()
+
+
+@pytest.mark.parametrize("page_shop", ["elements"], indirect=True)
+def test_elements_pays_on_the_page_and_shows_the_fulfilled_order(
+        browser_driver: Any, page_shop: PageShop) -> None:
+    browser = browser_driver
+    open_page_shop(browser, page_shop, "elements")
+    pay_with_payment_element(browser, CARD)
+
+    wait_for_fulfilled_order(browser)
+    assert browser.current_url == page_shop.url  # paid without leaving the page
+    (session,) = page_shop.emulator.sessions
+    assert (session["ui_mode"], session["status"], session["payment_status"]) == (
+        "elements", "complete", "paid")
+    assert session["customer_details"]["email"] == "erin@example.com"
+    assert [order.session_id for order in page_shop.fulfilments.orders] == [session["id"]]
+
+
+@pytest.mark.parametrize("page_shop", ["elements"], indirect=True)
+def test_elements_shows_a_decline_and_takes_no_payment(
+        browser_driver: Any, page_shop: PageShop) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser = browser_driver
+    open_page_shop(browser, page_shop, "elements")
+    pay_with_payment_element(browser, DECLINED_CARD)
+
+    wait_for(browser, lambda b: b.find_element(By.ID, "error").text
+             == "Your card was declined.")
+    assert browser.find_element(By.ID, "pay").is_enabled()  # the customer may try again
+    (session,) = page_shop.emulator.sessions
+    assert (session["status"], session["payment_status"]) == ("open", "unpaid")
+    assert page_shop.emulator.events == [] and page_shop.fulfilments.orders == []
+
+
+@pytest.mark.parametrize("page_shop", ["embedded_page"], indirect=True)
+def test_stand_in_stripe_js_refuses_what_stripe_js_refuses(
+        browser_driver: Any, page_shop: PageShop) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser = browser_driver
+    browser.get(page_shop.url)
+    wait_for(browser, lambda b: b.find_element(By.TAG_NAME, "body").get_attribute(
+        "data-ready") == "1")
+    errors = browser.execute_script("""
+        function thrown(call) {
+          try { call(); return null; } catch (e) {
+            return [e.name, e instanceof Error, e.message];
+          }
+        }
+        var stripe = Stripe(arguments[0]);
+        return {
+          foreign: thrown(function () { Stripe("pk_test_not_the_emulators"); }),
+          secret: thrown(function () { Stripe("sk_test_123"); }),
+          oldEmbedded: thrown(function () { stripe.initEmbeddedCheckout({}); }),
+          oldElements: thrown(function () { stripe.initCheckout({}); }),
+          noSecret: thrown(function () { stripe.initCheckoutElementsSdk({}); }),
+          fetchSecret: thrown(function () {
+            stripe.initCheckoutElementsSdk({fetchClientSecret: function () {}});
+          }),
+          synchronous: typeof stripe.initCheckoutElementsSdk({clientSecret: "x"}).then
+        };
+    """, page_shop.emulator.publishable_key)
+    for name in ("foreign", "secret", "oldEmbedded", "oldElements", "noSecret",
+                 "fetchSecret"):
+        assert errors[name][:2] == ["IntegrationError", True], name
+    assert "Invalid API Key" in errors["foreign"][2]
+    assert "createEmbeddedCheckoutPage" in errors["oldEmbedded"][2]
+    assert "initCheckoutElementsSdk" in errors["oldElements"][2]
+    assert errors["synchronous"] == "undefined"  # a checkout, not a Promise of one

@@ -19,7 +19,7 @@ import webtest
 from conftest import Fulfilments
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
-from stripe_checkout_mw.demo import BackgroundServer
+from stripe_checkout_mw.serving import BackgroundServer
 from stripe_checkout_mw.testing import StripeEmulator
 
 DOMAIN = "https://shop.example.com"

@@ -290,3 +290,69 @@ def test_a_port_in_use_is_one_line() -> None:
         result = run_example(EXAMPLES / "plain_wsgi" / "app.py", STRIPE_SECRET_KEY="sk_test_x",
                              PORT=str(port))
     assert_one_line(result, f"cannot listen on port {port}", "set PORT")
+
+
+# -- the shop that pays on its own page (embedded_shop) ----------------------------------
+
+
+def load_embedded_shop() -> Any:
+    spec = importlib.util.spec_from_file_location("example_embedded_shop_app",
+                                                  EXAMPLES / "embedded_shop" / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("ui_mode", ["hosted_page", "embedded_page", "elements"])
+def test_embedded_shop_switches_by_configuration(
+    ui_mode: str, shop_env: BackgroundServer, emulator: StripeEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STRIPE_CHECKOUT_UI_MODE", ui_mode)
+    monkeypatch.setenv("STRIPE_PUBLISHABLE_KEY", emulator.publishable_key)
+    monkeypatch.setenv("STRIPE_JS_URL", emulator.stripe_js_url)
+    app = shop_env.app = load_embedded_shop().create_app()
+    shop_env.start()
+    browser = webtest.TestApp(app)
+
+    page = browser.get("/")
+    assert page.html.body["data-stripe-js"] == emulator.stripe_js_url
+    assert page.html.find("button", id="buy-tee")["data-price"] == "tee"
+    config = browser.get("/create-checkout-session/config").json
+    assert config == {"publishableKey": emulator.publishable_key, "uiMode": ui_mode}
+
+    created = browser.post_json("/create-checkout-session",
+                                {"line_items": [{"price": "tee", "quantity": 1}]}).json
+    session = emulator.session(created["sessionId"])
+    assert session["ui_mode"] == ui_mode
+    if ui_mode == "hosted_page":
+        assert created["url"] == session["url"]
+        assert session["success_url"] == (
+            f"{shop_env.url}/success?session_id={{CHECKOUT_SESSION_ID}}")
+    else:
+        assert created["clientSecret"] == session["client_secret"]
+        assert session["return_url"] == (
+            f"{shop_env.url}/return?session_id={{CHECKOUT_SESSION_ID}}")
+        browser.post("/create-checkout-session", {"price": "tee"}, status=400)
+
+    emulator.pay(created["sessionId"])
+    order = browser.get("/checkout-session", {"session_id": created["sessionId"]}).json
+    assert order["fulfilled"] is True
+    assert "/checkout-session?session_id=" in browser.get("/return").text
+
+
+def test_embedded_shop_loads_stripes_own_stripe_js_by_default(
+    shop_env: BackgroundServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRIPE_PUBLISHABLE_KEY", "pk_test_123")
+    monkeypatch.delenv("STRIPE_JS_URL", raising=False)
+    app = shop_env.app = load_embedded_shop().create_app()
+    page = webtest.TestApp(app).get("/")
+    assert page.html.body["data-stripe-js"] == "https://js.stripe.com/dahlia/stripe.js"
+    assert "<script src=" not in page.text  # loaded by the page only once it is needed
+
+
+def test_embedded_shop_without_a_publishable_key_is_one_line() -> None:
+    result = run_example(EXAMPLES / "embedded_shop" / "app.py", STRIPE_SECRET_KEY="sk_test_x")
+    assert_one_line(result, "publishable_key", "STRIPE_PUBLISHABLE_KEY")
