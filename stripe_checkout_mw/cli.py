@@ -219,6 +219,8 @@ def _run_emulator(args: argparse.Namespace) -> int:
             print(f"api_base:       {emulator.api_base}")
             print(f"secret key:     {emulator.secret_key}")
             print(f"webhook secret: {emulator.webhook_secret}")
+            print(f"publishable key: {emulator.publishable_key}")
+            print(f"stripe.js:      {emulator.stripe_js_url}")
             print(f"webhook url:    {emulator.webhook_url or '(none: events are not sent)'}")
             print("Stripe emulator running; press Ctrl-C to stop.", flush=True)
             while not stop.wait(0.5):

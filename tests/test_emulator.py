@@ -1008,6 +1008,9 @@ def test_cli_emulator_runs_until_interrupted() -> None:
             lines[name.strip()] = value.strip()
         assert lines["webhook secret"] == "whsec_cli"
         assert lines["secret key"].startswith("sk_test_")
+        assert lines["stripe.js"] == f"{lines['api_base']}/v3/stripe.js"
+        script = requests.get(lines["stripe.js"], timeout=10).text
+        assert json.dumps(lines["publishable key"]) in script
         http_client: Any = stripe.RequestsClient()
         client = stripe.StripeClient(lines["secret key"],
                                      base_addresses={"api": lines["api_base"]},
