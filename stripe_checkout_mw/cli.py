@@ -48,11 +48,14 @@ from typing import TYPE_CHECKING, Callable, TextIO
 if TYPE_CHECKING:
     from .demo import DemoShop
 
-__all__ = ["DEMO_FRAMEWORKS", "build_parser", "main", "run_demo", "stop_on_signals"]
+__all__ = ["DEMO_FRAMEWORKS", "DEMO_UI_MODES", "build_parser", "main", "run_demo",
+           "stop_on_signals"]
 
 #: ``demo --framework`` choices: the example shops (``demo.FRAMEWORKS``), named here so
 #: that building the parser imports no command's module.
 DEMO_FRAMEWORKS = ("bottle", "pyramid", "flask", "wsgi", "members")
+#: ``demo --ui-mode`` choices (``demo.UI_MODES``).
+DEMO_UI_MODES = ("hosted_page", "embedded_page", "elements")
 
 
 @contextmanager
@@ -104,6 +107,10 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
                         help="the interface to serve on (default: %(default)s)")
     parser.add_argument("--offline", action="store_true",
                         help="use the offline emulator even when STRIPE_SECRET_KEY is set")
+    parser.add_argument("--ui-mode", choices=DEMO_UI_MODES, default="hosted_page",
+                        help="where the customer pays: Stripe's hosted page, or the shop's "
+                        "own page with Embedded Checkout or Elements (examples/embedded_shop"
+                        "; default: %(default)s)")
     parser.set_defaults(run=_run_demo_args)
 
 
@@ -111,7 +118,8 @@ def _demo_shop(args: argparse.Namespace) -> DemoShop:
     """The shop the ``demo`` options describe (one keyword per option)."""
     from .demo import DemoShop
 
-    return DemoShop(args.framework, host=args.host, port=args.port, offline=args.offline)
+    return DemoShop(args.framework, host=args.host, port=args.port, offline=args.offline,
+                    ui_mode=args.ui_mode)
 
 
 def _run_demo_args(args: argparse.Namespace) -> int:

@@ -49,6 +49,9 @@ __all__ = ["EXAMPLES_ENV", "FRAMEWORKS", "HOME_PAGE", "DemoError", "DemoShop", "
 #: ``--framework`` choices -> the example folder that holds that shop.
 FRAMEWORKS = {"bottle": "bottle_shop", "pyramid": "pyramid_shop", "flask": "flask_shop",
               "wsgi": "plain_wsgi", "members": "members_area"}
+#: ``--ui-mode`` choices; the two that pay on the shop's page run ``examples/embedded_shop``.
+UI_MODES = ("hosted_page", "embedded_page", "elements")
+PAGE_SHOP = "embedded_shop"
 #: The environment variable naming another ``examples/`` folder.
 EXAMPLES_ENV = "STRIPE_CHECKOUT_EXAMPLES"
 #: Where the source, with its ``examples/``, is published.
@@ -57,7 +60,8 @@ TEST_CARD = "4242 4242 4242 4242"
 
 #: The variables the shops read; the demo sets some and restores all on stop.
 _SHOP_ENV = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "WEB_APP_URL",
-             "STRIPE_CHECKOUT_STORE")
+             "STRIPE_CHECKOUT_STORE", "STRIPE_PUBLISHABLE_KEY", "STRIPE_JS_URL",
+             "STRIPE_CHECKOUT_UI_MODE")
 
 
 class DemoError(Exception):
@@ -128,6 +132,29 @@ def load_shop(framework: str | None = None, examples: Path | None = None) -> WSG
     return app
 
 
+def _page_shop_dir(ui_mode: str) -> Path:
+    """The ``examples/`` folder holding ``embedded_shop``, which shows the embedded modes."""
+    configured = os.environ.get(EXAMPLES_ENV)
+    folder = Path(configured) if configured else Path(__file__).resolve().parent.parent / (
+        "examples")
+    if not (folder / PAGE_SHOP / "app.py").is_file():
+        where = f"{EXAMPLES_ENV}={configured}" if configured else str(folder)
+        raise DemoError(f"--ui-mode {ui_mode} runs examples/{PAGE_SHOP} from a source "
+                        f"checkout and there is none at {where}; get examples/ from "
+                        f"{HOME_PAGE} (and point {EXAMPLES_ENV} at it)")
+    return folder
+
+
+def _load_page_shop(examples: Path) -> WSGIApplication:
+    """``examples/embedded_shop``, configured from the environment as its README says."""
+    try:
+        module = _load_module(examples / PAGE_SHOP / "app.py", "stripe_checkout_demo_page")
+        app: WSGIApplication = module.create_app()
+    except (ValueError, TypeError, LookupError, OSError) as exc:
+        raise DemoError(f"the {PAGE_SHOP} shop's configuration: {exc}") from None
+    return app
+
+
 def find_middleware(app: object) -> CheckoutMiddleware | None:
     """The ``CheckoutMiddleware`` in a shop: the app itself or Flask's ``wsgi_app``."""
     for candidate in (app, getattr(app, "wsgi_app", None)):
@@ -146,14 +173,21 @@ class DemoShop:
     :param offline: use the emulator even when ``STRIPE_SECRET_KEY`` is set.
     :param examples: the ``examples/`` folder for ``framework`` (default
         :func:`examples_dir`).
+    :param ui_mode: ``hosted_page`` (the default), or ``embedded_page``/``elements``,
+        which run ``examples/embedded_shop`` on the emulator's stand-in Stripe.js (on
+        Stripe's, with ``STRIPE_PUBLISHABLE_KEY``, when a key is set).
 
     The shops read their configuration from ``os.environ``, so :meth:`start` sets the
     variables there and :meth:`stop` puts back what was there before.
     """
 
     def __init__(self, framework: str | None = None, *, host: str = "127.0.0.1",
-                 port: int = 8000, offline: bool = False, examples: Path | None = None) -> None:
+                 port: int = 8000, offline: bool = False, examples: Path | None = None,
+                 ui_mode: str = "hosted_page") -> None:
         _check_framework(framework)
+        if ui_mode not in UI_MODES:
+            raise DemoError(f"--ui-mode {ui_mode!r}: choose one of {', '.join(UI_MODES)}")
+        self.ui_mode = ui_mode
         self.framework = framework
         self.host = host
         self.port = port
@@ -196,9 +230,14 @@ class DemoShop:
         if key and not key.startswith(("sk_test_", "rk_test_")):
             raise DemoError("STRIPE_SECRET_KEY is not a Stripe secret key (sk_test_...); "
                             "fix it, or unset it for the offline emulator")
+        if self.ui_mode != "hosted_page" and self.framework is not None:
+            raise DemoError(f"--ui-mode {self.ui_mode} is shown by examples/{PAGE_SHOP}; "
+                            f"drop --framework {self.framework}")
         examples = self.examples
         if self.framework is not None and examples is None:
             examples = examples_dir(self.framework)
+        if self.ui_mode != "hosted_page" and examples is None:
+            examples = _page_shop_dir(self.ui_mode)
         try:
             try:
                 self.server = BackgroundServer(host=self.host, port=self.port)
@@ -215,9 +254,17 @@ class DemoShop:
                 self.emulator = StripeEmulator(f"{self.server.url}/stripe-webhook").start()
                 settings.update(STRIPE_SECRET_KEY=self.emulator.secret_key,
                                 STRIPE_WEBHOOK_SECRET=self.emulator.webhook_secret,
-                                STRIPE_API_BASE=self.emulator.api_base)
+                                STRIPE_API_BASE=self.emulator.api_base,
+                                STRIPE_PUBLISHABLE_KEY=self.emulator.publishable_key,
+                                STRIPE_JS_URL=self.emulator.stripe_js_url)
+            if self.ui_mode != "hosted_page":
+                settings["STRIPE_CHECKOUT_UI_MODE"] = self.ui_mode
             self._set_environ(settings)
-            self.app = self.server.app = load_shop(self.framework, examples)
+            if self.ui_mode == "hosted_page":
+                self.app = self.server.app = load_shop(self.framework, examples)
+            else:
+                assert examples is not None
+                self.app = self.server.app = _load_page_shop(examples)
             self.server.start()
         except BaseException:
             self.stop()
@@ -276,6 +323,10 @@ class DemoShop:
             if not self.environ.get("STRIPE_WEBHOOK_SECRET"):
                 lines.append("then restart the demo with STRIPE_WEBHOOK_SECRET set to the "
                              "whsec_... it prints.")
+        if self.ui_mode != "hosted_page":
+            script = self.emulator.stripe_js_url if self.emulator is not None else "Stripe"
+            lines.insert(1, f"Payment on the shop's own page: ui_mode {self.ui_mode} "
+                            f"(examples/{PAGE_SHOP}), Stripe.js from {script}.")
         lines.append(f"Orders are kept in {self.store_dir} until the demo stops. "
                      f"Ctrl-C stops it.")
         rule = "=" * max(len(line) for line in lines)

@@ -22,8 +22,8 @@ from typing import IO, Any
 
 import pytest
 
-from stripe_checkout_mw.cli import DEMO_FRAMEWORKS, main, run_demo
-from stripe_checkout_mw.demo import FRAMEWORKS, DemoError, DemoShop, find_middleware
+from stripe_checkout_mw.cli import DEMO_FRAMEWORKS, DEMO_UI_MODES, main, run_demo
+from stripe_checkout_mw.demo import FRAMEWORKS, UI_MODES, DemoError, DemoShop, find_middleware
 
 CARD = "4242 4242 4242 4242"
 _SHOP_ENV = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "WEB_APP_URL",
@@ -274,3 +274,56 @@ def test_the_command_line_offers_every_example_shop() -> None:
 def test_an_unknown_framework_is_refused() -> None:
     with pytest.raises(DemoError, match="choose one of bottle, pyramid, flask, wsgi, members"):
         DemoShop("django")
+
+
+@pytest.mark.parametrize("ui_mode", ["embedded_page", "elements"])
+def test_ui_mode_runs_the_shop_that_pays_on_its_page(
+    monkeypatch: pytest.MonkeyPatch, ui_mode: str
+) -> None:
+    for name in ("STRIPE_PUBLISHABLE_KEY", "STRIPE_JS_URL", "STRIPE_CHECKOUT_UI_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    before = dict(os.environ)
+    with DemoShop(port=0, ui_mode=ui_mode) as shop:
+        assert shop.emulator is not None
+        assert f"ui_mode {ui_mode}" in shop.banner()
+        assert shop.emulator.stripe_js_url in shop.banner()
+        status, _, page = request(shop.url)
+        assert status == 200
+        assert f'data-stripe-js="{shop.emulator.stripe_js_url}"'.encode() in page
+        _, _, config = request(shop.url + "create-checkout-session/config")
+        assert json.loads(config) == {"publishableKey": shop.emulator.publishable_key,
+                                      "uiMode": ui_mode}
+    assert dict(os.environ) == before
+
+
+def test_ui_mode_with_stripe_needs_the_publishable_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_demo_real_mode")
+    monkeypatch.delenv("STRIPE_PUBLISHABLE_KEY", raising=False)
+    err = io.StringIO()
+    assert run_demo(DemoShop(port=0, ui_mode="elements"), out=io.StringIO(), err=err) == 1
+    assert err.getvalue().count("\n") == 1
+    assert "publishable_key" in err.getvalue() and "STRIPE_PUBLISHABLE_KEY" in err.getvalue()
+
+
+def test_ui_mode_is_shown_by_one_shop_only(capsys: pytest.CaptureFixture[str]) -> None:
+    err = io.StringIO()
+    assert run_demo(DemoShop("flask", port=0, ui_mode="elements"), out=io.StringIO(),
+                    err=err) == 1
+    assert err.getvalue() == ("demo: --ui-mode elements is shown by examples/embedded_shop; "
+                              "drop --framework flask\n")
+    with pytest.raises(DemoError, match="--ui-mode 'form': choose one of"):
+        DemoShop(ui_mode="form")
+    assert DEMO_UI_MODES == UI_MODES
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "--ui-mode" in capsys.readouterr().out
+
+
+def test_ui_mode_without_examples_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    monkeypatch.setenv("STRIPE_CHECKOUT_EXAMPLES", str(tmp_path))
+    err = io.StringIO()
+    assert run_demo(DemoShop(port=0, ui_mode="embedded_page"), out=io.StringIO(),
+                    err=err) == 1
+    assert err.getvalue().count("\n") == 1
+    assert "--ui-mode embedded_page runs examples/embedded_shop" in err.getvalue()
