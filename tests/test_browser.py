@@ -154,7 +154,9 @@ class PageShop:
 
 @pytest.fixture
 def page_shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PageShop]:
-    """``embedded_shop`` in the ``ui_mode`` given as the fixture's param."""
+    """``embedded_shop`` in the ``ui_mode`` given as the fixture's param, or in
+    ``(ui_mode, {more options})``."""
+    ui_mode, more = request.param if isinstance(request.param, tuple) else (request.param, {})
     spec = importlib.util.spec_from_file_location("browser_embedded_shop",
                                                   EXAMPLES / "embedded_shop" / "app.py")
     assert spec is not None and spec.loader is not None
@@ -164,11 +166,11 @@ def page_shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PageSh
     fulfilments = Fulfilments()
     with StripeEmulator(f"{server.url}/stripe-webhook") as emulator:
         app = module.create_app(
-            ui_mode=request.param, secret_key=emulator.secret_key,
+            ui_mode=ui_mode, secret_key=emulator.secret_key,
             publishable_key=emulator.publishable_key, webhook_secret=emulator.webhook_secret,
             stripe_api_base=emulator.api_base, domain_url=server.url,
             store=f"sqlite:///{tmp_path / 'orders.db'}", fulfill=fulfilments,
-            stripe_js_url=emulator.stripe_js_url,
+            stripe_js_url=emulator.stripe_js_url, **more,
         )
         server.app = app
         server.start()
@@ -234,6 +236,20 @@ def test_embedded_checkout_pays_and_returns_to_the_fulfilled_order(
         "embedded_page", "complete", "paid")
     assert session["url"] is None and session["success_url"] is None
     assert [order.session_id for order in page_shop.fulfilments.orders] == [session_id]
+
+
+@pytest.mark.parametrize(
+    "page_shop", [("embedded_page", {"redirect_on_completion": "if_required"})], indirect=True)
+def test_embedded_checkout_without_redirect_calls_on_complete(
+        browser_driver: Any, page_shop: PageShop) -> None:
+    browser = browser_driver
+    open_page_shop(browser, page_shop, "embedded_page")
+    session_id = pay_in_embedded_checkout(browser, CARD)
+    browser.switch_to.default_content()
+
+    wait_for_fulfilled_order(browser)  # shown by the page's onComplete
+    assert browser.current_url == page_shop.url
+    assert page_shop.emulator.session(session_id)["payment_status"] == "paid"
 
 
 @pytest.mark.parametrize("page_shop", ["embedded_page"], indirect=True)
