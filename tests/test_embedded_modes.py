@@ -245,3 +245,25 @@ def test_live_pair_is_accepted() -> None:
                            ui_mode="embedded_page", publishable_key="pk_live_456")
     assert middleware.settings.publishable_key == "pk_live_456"
     assert middleware.settings.success_url is None and middleware.settings.cancel_url is None
+
+
+def test_the_ini_filter_takes_the_same_options(tmp_path: Path) -> None:
+    from stripe_checkout_mw.paste import filter_app_factory
+
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text('{"tee": {"name": "T", "unit_amount": 100, "currency": "usd"}}',
+                       encoding="utf-8")
+    middleware = filter_app_factory(
+        shop, {"here": str(tmp_path)}, catalog="catalog.json", secret_key="sk_test_1",
+        domain_url=DOMAIN, ui_mode="embedded_page", redirect_on_completion="if_required",
+        publishable_key=PK, return_url=f"{DOMAIN}/back?id={{CHECKOUT_SESSION_ID}}")
+    settings = middleware.settings
+    assert (settings.ui_mode, settings.redirect_on_completion, settings.publishable_key) == (
+        "embedded_page", "if_required", PK)
+    assert settings.return_url == f"{DOMAIN}/back?id={{CHECKOUT_SESSION_ID}}"
+    with pytest.raises(ValueError, match=r"^ui_mode: 'custom' is Stripe's old name"):
+        filter_app_factory(shop, {"here": str(tmp_path)}, catalog="catalog.json",
+                           secret_key="sk_test_1", domain_url=DOMAIN, ui_mode="custom")
+    blank = filter_app_factory(shop, {"here": str(tmp_path)}, catalog="catalog.json",
+                               secret_key="sk_test_1", domain_url=DOMAIN, ui_mode="")
+    assert blank.settings.ui_mode == "hosted_page"  # an empty .ini value is the default
