@@ -223,6 +223,11 @@ def construct(**options: Any) -> CheckoutMiddleware:
                      "return_url", id="return-in-session-options"),
         pytest.param({"session_options": {"ui_mode": "elements"}}, "session_options",
                      "ui_mode", id="ui-mode-in-session-options"),
+        pytest.param({"ui_mode": "elements", "session_options": {"submit_type": "pay"}},
+                     "session_options", "['submit_type'] cannot be used with "
+                     "ui_mode='elements'", id="submit-type-in-elements"),
+        pytest.param({"session_options": {"permissions": {}}}, "session_options",
+                     "ui_mode='hosted_page'", id="permissions-on-hosted"),
     ],
 )
 def test_bad_configuration_names_the_option(options: dict[str, Any], option: str,
@@ -267,3 +272,10 @@ def test_the_ini_filter_takes_the_same_options(tmp_path: Path) -> None:
     blank = filter_app_factory(shop, {"here": str(tmp_path)}, catalog="catalog.json",
                                secret_key="sk_test_1", domain_url=DOMAIN, ui_mode="")
     assert blank.settings.ui_mode == "hosted_page"  # an empty .ini value is the default
+
+
+def test_session_options_refused_in_elements_are_fine_elsewhere() -> None:
+    for ui_mode in ("hosted_page", "embedded_page"):
+        assert construct(ui_mode=ui_mode, session_options={"submit_type": "pay"})
+    assert construct(ui_mode="elements", session_options={"permissions": {
+        "update_shipping_details": "server_only"}})
