@@ -10,9 +10,10 @@ It implements the subset of the current Stripe.js those two modes use:
   (``StripeEmulator.publishable_key``), and a secret key outright;
 - ``stripe.createEmbeddedCheckoutPage({fetchClientSecret, onComplete})`` resolves to an
   object with ``mount(selector)``, ``unmount()`` and ``destroy()``. Mounted, it frames
-  :func:`embedded page <ClientPages>` (the hosted page's form); on completion the shop's
-  window goes to the session's ``return_url`` (``redirect_on_completion="always"``, the
-  default) or ``onComplete()`` is called (``"if_required"``, ``"never"``);
+  the emulator's payment form (the hosted page's, at :data:`EMBEDDED_PREFIX`); on
+  completion the shop's window goes to the session's ``return_url``
+  (``redirect_on_completion="always"``, the default) or ``onComplete()`` is called
+  (``"if_required"``, ``"never"``);
 - ``stripe.initCheckoutElementsSdk({clientSecret})`` (synchronous; ``clientSecret`` a
   string or a Promise of one) returns a checkout with ``createPaymentElement()`` (whose
   ``mount(selector)`` frames the card field) and ``loadActions()``, resolving to
