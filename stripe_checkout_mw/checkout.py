@@ -82,7 +82,7 @@ class CheckoutService:
                                           cooldown=settings.circuit_cooldown)
         #: Put in every session's metadata so the webhook and status paths recognise this
         #: shop's sessions without their ledger row (see :mod:`stripe_checkout_mw.marker`).
-        self.marker = shop_marker(settings.success_url)
+        self.marker = shop_marker(settings.return_address)
         #: Set by the middleware when ``customer_ref`` is configured (:mod:`.customers`).
         self.customers: CustomerParams | None = None
 

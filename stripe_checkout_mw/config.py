@@ -92,6 +92,13 @@ class Settings:
     disputed: Callable[[Order], object] | None = None
 
     @property
+    def return_address(self) -> str:
+        """Where this shop's customers come back to, which tells its sessions apart (the
+        marker): success_url, or return_url in the embedded modes, or with
+        ``redirect_on_completion="never"`` (no URL at all) the publishable key and path."""
+        return self.success_url or self.return_url or f"{self.publishable_key} {self.path}"
+
+    @property
     def livemode(self) -> bool:
         return "_live_" in self.secret_key
 

@@ -2,7 +2,8 @@
 
 Every session the middleware creates carries ``metadata["stripe_checkout_mw"]``, a value
 derived from the configuration: the first 16 hex digits of the SHA-256 of the configured
-``success_url`` (so two shops, or a staging and a production deployment, sharing one Stripe
+``success_url`` (``Settings.return_address``: the ``return_url`` in the embedded modes)
+(so two shops, or a staging and a production deployment, sharing one Stripe
 account have different markers, and a restart keeps the same one).
 
 With it the webhook and the status lookup recognise their own sessions even when the

@@ -267,7 +267,7 @@ class CheckoutMiddleware:
         self.payment_events: PaymentEvents | None = None
         # Put in every session's metadata (the checkout does), so the webhook and the status
         # path recognise this shop's sessions without their ledger row.
-        marker = shop_marker(settings.success_url)
+        marker = shop_marker(settings.return_address)
         # Plain functions, not bound methods: a route table holding self would make the
         # middleware a reference cycle, freed only by the garbage collector.
         routes = {settings.path: _Route(CheckoutMiddleware._create_session, "POST, OPTIONS"),

@@ -19,6 +19,7 @@ import webtest
 from conftest import Fulfilments
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
+from stripe_checkout_mw.marker import MARKER_KEY, shop_marker
 from stripe_checkout_mw.serving import BackgroundServer
 from stripe_checkout_mw.testing import StripeEmulator
 
@@ -83,6 +84,8 @@ def test_embedded_modes_answer_the_client_secret(
     assert sent["return_url"] == f"{DOMAIN}/return?session_id={{CHECKOUT_SESSION_ID}}"
     assert "success_url" not in sent and "cancel_url" not in sent
     assert "redirect_on_completion" not in sent  # Stripe's default, "always"
+    # The shop's marker comes from where its customers return, here the return_url.
+    assert sent["metadata"][MARKER_KEY] == shop_marker(sent["return_url"])
 
 
 def test_hosted_page_stays_the_default(build: Build, stripe_emulator: StripeEmulator) -> None:
@@ -250,6 +253,14 @@ def test_live_pair_is_accepted() -> None:
                            ui_mode="embedded_page", publishable_key="pk_live_456")
     assert middleware.settings.publishable_key == "pk_live_456"
     assert middleware.settings.success_url is None and middleware.settings.cancel_url is None
+    assert middleware.settings.return_address == middleware.settings.return_url
+
+
+def test_without_any_return_url_the_marker_still_tells_shops_apart() -> None:
+    one = construct(ui_mode="embedded_page", redirect_on_completion="never")
+    other = construct(ui_mode="embedded_page", redirect_on_completion="never", path="/buy")
+    assert one.settings.return_url is None
+    assert one.checkout.marker != other.checkout.marker
 
 
 def test_the_ini_filter_takes_the_same_options(tmp_path: Path) -> None:
