@@ -128,10 +128,9 @@ def load_settings(given: Mapping[str, Any]) -> Settings:
         log.warning("A live Stripe key is configured with a plain-http success, cancel or "
                     "return URL; customers will be sent back over an unencrypted connection")
     publishable_key = _publishable_key(options["publishable_key"], key, ui_mode)
-    _check_session_options_for(ui_mode, options["session_options"])
 
     mode = options["mode"]
-    _check_session_options(options["session_options"], mode)
+    _check_session_options(options["session_options"], mode, ui_mode)
     validator = options["validator"]
     if validator is None:
         validator = DefaultValidator(
@@ -183,16 +182,18 @@ def load_settings(given: Mapping[str, Any]) -> Settings:
 _FIELDS = frozenset(f.name for f in fields(Settings))
 
 
-def _check_session_options(session_options: SessionOptions, mode: str | None) -> None:
+def _check_session_options(
+    session_options: SessionOptions, mode: str | None, ui_mode: str
+) -> None:
     """Refuse a ``session_options`` dict Stripe would refuse in a mode the middleware can
-    produce: ``mode=None`` chooses per cart, so the options must suit both modes (a
-    callable's result is checked per request instead)."""
+    produce, with the configured ``ui_mode``: ``mode=None`` chooses per cart, so the options
+    must suit both modes (a callable's result is checked per request instead)."""
     if not isinstance(session_options, Mapping):
         return
     for each in (mode,) if mode else ("payment", "subscription"):
         try:
-            schema.validate("checkout.sessions.create", session_options, partial=True,
-                            mode=each)
+            schema.validate("checkout.sessions.create", {**session_options, "ui_mode": ui_mode},
+                            partial=True, mode=each)
         except schema.SchemaError as exc:
             hint = (" (mode=None lets each cart choose payment or subscription; set mode or "
                     "drop the parameter)" if mode is None else "")
@@ -259,27 +260,6 @@ def _page_return(options: Mapping[str, Any], ui_mode: str,
                           "so the URL must carry {CHECKOUT_SESSION_ID}, e.g. "
                           "'https://shop.example.com/return?session_id={CHECKOUT_SESSION_ID}'")
     return return_url, redirect
-
-
-#: Session parameters Stripe refuses in a ui_mode, from the create params' docstrings
-#: ("You can't set this parameter if `ui_mode` is `elements`", "Can only be set when
-#: creating `embedded_page` or `elements` sessions").
-_REFUSED_IN_UI_MODE = {
-    "hosted_page": frozenset({"permissions"}),
-    "embedded_page": frozenset(),
-    "elements": frozenset({"after_expiration", "branding_settings", "custom_fields",
-                           "custom_text", "optional_items", "origin_context",
-                           "submit_type"}),
-}
-
-
-def _check_session_options_for(ui_mode: str, session_options: object) -> None:
-    if not isinstance(session_options, Mapping):
-        return  # a callable's answer is checked per request
-    refused = sorted(_REFUSED_IN_UI_MODE[ui_mode].intersection(session_options))
-    if refused:
-        raise OptionError("session_options", f"{refused} cannot be used with "
-                          f"ui_mode={ui_mode!r}: Stripe refuses them there")
 
 
 def _publishable_key(key: str | None, secret_key: str, ui_mode: str) -> str | None:

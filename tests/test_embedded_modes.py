@@ -227,10 +227,13 @@ def construct(**options: Any) -> CheckoutMiddleware:
         pytest.param({"session_options": {"ui_mode": "elements"}}, "session_options",
                      "ui_mode", id="ui-mode-in-session-options"),
         pytest.param({"ui_mode": "elements", "session_options": {"submit_type": "pay"}},
-                     "session_options", "['submit_type'] cannot be used with "
-                     "ui_mode='elements'", id="submit-type-in-elements"),
-        pytest.param({"session_options": {"permissions": {}}}, "session_options",
-                     "ui_mode='hosted_page'", id="permissions-on-hosted"),
+                     "session_options", "submit_type is not allowed when ui_mode is elements",
+                     id="submit-type-in-elements"),
+        pytest.param({"session_options": {
+                         "permissions": {"update_shipping_details": "server_only"}}},
+                     "session_options",
+                     "permissions can only be set when ui_mode is embedded_page or elements",
+                     id="permissions-on-hosted"),
     ],
 )
 def test_bad_configuration_names_the_option(options: dict[str, Any], option: str,

@@ -102,5 +102,5 @@ def validate_params(
         coerced = schema.validate(endpoint, params, now=now, recurring_price=recurring_price)
     except schema.SchemaError as exc:
         raise ApiError(exc.message, param=exc.param or None, code=exc.code) from None
-    valid = apply_rules(spec.rules, params, RuleContext(now=now))
-    return {**coerced, **valid}
+    # The rules see what the schema coerced (ui_mode, say) as well as each other's values.
+    return apply_rules(spec.rules, params, RuleContext(now=now, valid=dict(coerced)))
