@@ -21,6 +21,7 @@ from typing import Any
 import bottle
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
+from stripe_checkout_mw.demo_shop import read_asset
 from stripe_checkout_mw.serving import serve_example
 
 log = logging.getLogger("bottle_shop")
@@ -51,8 +52,8 @@ PRODUCTS = """<!doctype html>
 """
 
 #: The success page (it polls the status path) and the cancel page, shared by the examples.
-SUCCESS = (Path(__file__).resolve().parent.parent / "success.html").read_text(encoding="utf-8")
-CANCEL = (Path(__file__).resolve().parent.parent / "cancel.html").read_text(encoding="utf-8")
+SUCCESS = read_asset("success.html")
+CANCEL = read_asset("cancel.html")
 
 
 @bottle.route("/")

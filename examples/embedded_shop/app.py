@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
+from stripe_checkout_mw.demo_shop import read_asset
 from stripe_checkout_mw.serving import serve_example
 
 log = logging.getLogger("embedded_shop")
@@ -42,8 +43,8 @@ STRIPE_JS_URL = "https://js.stripe.com/dahlia/stripe.js"
 
 #: The return page polls the status path, as the hosted page's success page does (in
 #: ``hosted_page`` mode it is that success page); the cancel page is the examples' too.
-RETURN = (Path(__file__).resolve().parent.parent / "success.html").read_text(encoding="utf-8")
-CANCEL = (Path(__file__).resolve().parent.parent / "cancel.html").read_text(encoding="utf-8")
+RETURN = read_asset("success.html")
+CANCEL = read_asset("cancel.html")
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Shop (pay on this page)</title></head>

@@ -24,6 +24,7 @@ from typing import Any
 from flask import Flask, render_template_string
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
+from stripe_checkout_mw.demo_shop import read_asset
 from stripe_checkout_mw.serving import serve_example
 
 log = logging.getLogger("flask_shop")
@@ -68,8 +69,8 @@ document.querySelectorAll("button.buy").forEach(function (button) {
 """
 
 #: The success page (it polls the status path) and the cancel page, shared by the examples.
-SUCCESS = (Path(__file__).resolve().parent.parent / "success.html").read_text(encoding="utf-8")
-CANCEL = (Path(__file__).resolve().parent.parent / "cancel.html").read_text(encoding="utf-8")
+SUCCESS = read_asset("success.html")
+CANCEL = read_asset("cancel.html")
 
 
 def catalog_file() -> Path:

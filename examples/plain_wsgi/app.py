@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
+from stripe_checkout_mw.demo_shop import read_asset
 from stripe_checkout_mw.serving import serve_example
 
 log = logging.getLogger("plain_wsgi")
@@ -58,8 +59,8 @@ document.querySelectorAll("button.buy").forEach(function (button) {
 </script>"""
 
 #: The success page (it polls the status path) and the cancel page, shared by the examples.
-SUCCESS = (Path(__file__).resolve().parent.parent / "success.html").read_text(encoding="utf-8")
-CANCEL = (Path(__file__).resolve().parent.parent / "cancel.html").read_text(encoding="utf-8")
+SUCCESS = read_asset("success.html")
+CANCEL = read_asset("cancel.html")
 
 StartResponse = Callable[..., Any]
 

@@ -18,6 +18,8 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
+from stripe_checkout_mw.demo_shop import read_asset
+
 log = logging.getLogger("pyramid_shop")
 
 _PAGE = """<!doctype html>
@@ -28,8 +30,8 @@ _PAGE = """<!doctype html>
 """
 
 #: The success page (it polls the status path) and the cancel page, shared by the examples.
-SUCCESS = (Path(__file__).resolve().parent.parent / "success.html").read_text(encoding="utf-8")
-CANCEL = (Path(__file__).resolve().parent.parent / "cancel.html").read_text(encoding="utf-8")
+SUCCESS = read_asset("success.html")
+CANCEL = read_asset("cancel.html")
 
 
 def _html(title: str, body: str) -> Response:
