@@ -211,13 +211,12 @@ class PaymentEvents:
         session_id = target.session_id
         order = tx.lock_order(session_id)
         jobs: list[NewJob] = []
-        settled_now = False
         if (order is None or STATUSES[order.status] < STATUSES[PAID]) and target.session:
             # The payment event never reached this ledger: take the payment from Stripe's
             # session first (it records the payment intent and the fulfilment job).
             applied = settle(tx, session_id, status_for_session(target.session),
                              target.session, record=record, locked=(order,))
-            jobs, order, settled_now = applied.jobs, applied.value, True
+            jobs, order = applied.jobs, applied.value
         if order is None or STATUSES[order.status] < STATUSES[PAID]:
             logger.warning("%s for %s, which this ledger has not seen paid; ignored",
                            event_type, session_id)
@@ -241,8 +240,13 @@ class PaymentEvents:
                 and self.disputed is not None):
             jobs.append(NewJob(DISPUTED, f"{changed_dispute}:{payment.dispute_status}",
                                session_id))
-        if settled_now and order.status == REFUNDED and not order.fulfilled:
+        if order.status == REFUNDED and not order.fulfilled:
+            # Refunded in full before its fulfilment succeeded: nothing is left to deliver,
+            # so a retry must not ship it now (one already running cannot be stopped).
             jobs = [job for job in jobs if job.kind != FULFIL]
+            if tx.drop_pending(session_id, FULFIL):
+                logger.info("order %s was refunded in full before it was fulfilled; its "
+                            "fulfilment will not be retried", session_id)
         return Applied(jobs, value=payment.attach(order))
 
 

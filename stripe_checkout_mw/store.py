@@ -201,6 +201,10 @@ class SqlStore:
             "UPDATE stripe_checkout_jobs SET lease_until = 0, attempt = attempt - ? "
             "WHERE seq = ? AND attempt = ? AND done_at IS NULL"
         )
+        self._sql_drop = q(
+            "UPDATE stripe_checkout_jobs SET done_at = ? WHERE subject = ? AND kind = ? "
+            "AND done_at IS NULL AND lease_until <= ?"
+        )
         self._sql_prune_events = q(
             "DELETE FROM stripe_checkout_events WHERE event_id IN (SELECT event_id FROM "
             "stripe_checkout_events WHERE processed_at < ? ORDER BY processed_at LIMIT ?)"
@@ -409,6 +413,12 @@ class StoreTransaction:
     def finish(self, job: Job) -> None:
         """Mark a job done."""
         self._dialect.execute(self.conn, self.store._sql_finish, (time.time(), job.seq))
+
+    def drop_pending(self, subject: str, kind: str) -> int:
+        """Close the subject's due jobs of ``kind`` that no worker holds, without running
+        them (they are no longer due); a job under lease runs on. Returns how many."""
+        now = time.time()
+        return self._dialect.rowcount(self.conn, self.store._sql_drop, (now, subject, kind, now))
 
     def release(self, job: Job, *, ran: bool) -> None:
         """Give up a lease early so the next delivery may retry now: after an attempt that

@@ -128,6 +128,33 @@ def test_partial_then_full_refund_moves_the_order_and_never_fulfils_again(
     assert all(d.status == 200 for d in emu.deliveries)
 
 
+def test_a_full_refund_before_a_successful_fulfilment_stops_its_retries(
+    emu: StripeEmulator, store_url: str
+) -> None:
+    attempts: list[int] = []
+
+    def failing_fulfill(order: Order) -> None:
+        attempts.append(order.fulfilment_attempt)
+        raise RuntimeError("the warehouse is down")
+
+    shop = RefundShop(emu, store_url, fulfill=failing_fulfill)
+    try:
+        session_id = shop.buy()
+        emu.pay(session_id)
+        assert attempts  # the fulfilment ran and failed: it is still due
+        completed = next(e["id"] for e in emu.events
+                         if e["type"] == "checkout.session.completed")
+        emu.refund(session_id)
+        assert shop.order(session_id).status == "refunded"
+        tried = len(attempts)
+        emu.redeliver(completed)  # the retry that would have shipped it
+        view = shop.status(session_id)
+        assert (view["status"], view["fulfilled"]) == ("refunded", False)
+        assert len(attempts) == tried  # nothing left to deliver, so fulfill is not called
+    finally:
+        shop.close()
+
+
 def test_repeated_and_late_events_change_nothing(emu: StripeEmulator, shop: RefundShop) -> None:
     session_id = shop.buy()
     emu.pay(session_id)
