@@ -73,7 +73,10 @@ def cancel() -> str:
 
 
 def fulfill(order: Any) -> None:
-    """Called once per paid order, after Stripe's webhook: ship it here."""
+    """Called once the ledger records a paid order; again only, with a higher
+    ``order.fulfilment_attempt``, when an attempt's outcome went unrecorded.
+    Ship it here.
+    """
     log.info("fulfilled %s: %s", order.session_id,
              ", ".join(f"{item['quantity']} x {item['name']}" for item in order.items))
 

@@ -67,7 +67,10 @@ def cancel(request: Request) -> Response:
 
 
 def fulfill(order: Any) -> None:
-    """Called once per paid order, after Stripe's webhook (``fulfill = shop:fulfill``)."""
+    """Called once the ledger records a paid order; again only, with a higher
+    ``order.fulfilment_attempt``, when an attempt's outcome went unrecorded.
+    Wired with ``fulfill = shop:fulfill`` in the .ini.
+    """
     log.info("fulfilled %s: %s", order.session_id,
              ", ".join(f"{item['quantity']} x {item['name']}" for item in order.items))
 

@@ -86,7 +86,10 @@ def shop(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
 
 
 def fulfill(order: Order) -> None:
-    """Called once per paid order: the demo only logs what a real shop would ship."""
+    """Called once the ledger records a paid order; again only, with a higher
+    ``order.fulfilment_attempt``, when an attempt's outcome went unrecorded.
+    The demo only logs what a real shop would ship.
+    """
     log.info("fulfilled %s: %s", order.session_id,
              ", ".join(f"{item['quantity']} x {item['name']}" for item in order.items))
 
