@@ -139,10 +139,11 @@ class PaymentEvents:
     def handles(event_type: str) -> bool:
         return event_type in PAYMENT_EVENTS
 
-    def process(self, pipeline: Pipeline, event: stripe.Event, payload: dict[str, Any],
+    def process(self, pipeline: Pipeline, known: Mapping[str, Any], payload: dict[str, Any],
                 handler_jobs: Callable[[str], list[NewJob]]) -> Outcome:
         """Run one event through ``pipeline``.
 
+        :param known: what the jobs may use without reading it again (the SDK event, by id).
         :param handler_jobs: the event's handler jobs for a subject (recorded with it).
         :raises stripe.StripeError: Stripe could not be asked which session it is about.
         """
@@ -170,7 +171,7 @@ class PaymentEvents:
         while True:
             try:
                 outcome = pipeline.process(apply, subject=subject, event=claim,
-                                           known={event_id: event})
+                                           known=known)
             except NeedsItems:
                 assert target is not None
                 items = fetch_items(self.client, target.session_id)

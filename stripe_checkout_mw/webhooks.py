@@ -282,17 +282,19 @@ class WebhookReceiver:
 
         :raises StoreError, JobFailed, JobsPending, stripe.StripeError: as for a delivery.
         """
-        event = self.client.construct_event_without_verification(json.dumps(payload))
-        return self._process(event, payload, _session_of(str(payload["type"]), payload))
+        return self._process(None, payload, _session_of(str(payload["type"]), payload))
 
     def _process(
-        self, event: stripe.Event, payload: dict[str, Any], session: dict[str, Any] | None
+        self, event: stripe.Event | None, payload: dict[str, Any],
+        session: dict[str, Any] | None,
     ) -> Outcome:
-        """Run the event through the pipeline."""
+        """Run the event through the pipeline (``event``: the SDK object for the handlers, if
+        already built; :class:`HandlersJob` builds it from the payload otherwise)."""
         event_id = str(payload["id"])
         event_type = str(payload["type"])
+        known: dict[str, Any] = {} if event is None else {event_id: event}
         if self.payment_events is not None and self.payment_events.handles(event_type):
-            return self.payment_events.process(self.pipeline, event, payload, lambda subject: [
+            return self.payment_events.process(self.pipeline, known, payload, lambda subject: [
                 NewJob(HANDLERS, event_id, subject, payload)
             ] if self.handlers.for_event(event_type) else [])
         session_id = session["id"] if session is not None else None
@@ -304,7 +306,7 @@ class WebhookReceiver:
                 outcome = self.pipeline.process(
                     functools.partial(self._apply, payload=payload, session=session,
                                       items=items, fetched=fetched),
-                    subject=session_id or event_id, event=claim, known={event_id: event},
+                    subject=session_id or event_id, event=claim, known=known,
                 )
             except NeedsItems:
                 assert session_id is not None  # raised only for a session's event
@@ -373,8 +375,9 @@ class WebhookReceiver:
 
     def _verify(
         self, raw_body: bytes, header: str | None
-    ) -> str | tuple[stripe.Event, dict[str, Any]]:
-        """The event and its parsed payload, or the reason (a safe message) it is refused."""
+    ) -> str | tuple[stripe.Event | None, dict[str, Any]]:
+        """The event (``None`` when no handler needs the SDK object) and its parsed payload,
+        or the reason (a safe message) it is refused."""
         if header is None or not header.strip():
             return "missing Stripe-Signature header; webhook requests must come from Stripe"
         if not _header_is_well_formed(header):
@@ -406,11 +409,17 @@ class WebhookReceiver:
             or not payload["type"]
         ):
             return "webhook body is signed but is not a JSON Stripe event with an id and a type"
-        try:
-            # The signature was verified above; verifying again would only double the HMAC.
-            event = self.client.construct_event_without_verification(text)
-        except (ValueError, TypeError, AttributeError, RecursionError):
-            return "webhook body is signed but is not a Stripe snapshot event"
+        event: stripe.Event | None = None
+        if (payload.get("object") != "event" or "detail" in payload
+                or "specversion" in payload or self.handlers.for_event(payload["type"])):
+            # The SDK's Event is built only when a handler will receive it, or to let the
+            # SDK judge a body that is not plainly a snapshot event: building one costs more
+            # than the rest of a delivery. The signature was verified above; verifying again
+            # would only double the HMAC.
+            try:
+                event = self.client.construct_event_without_verification(text)
+            except (ValueError, TypeError, AttributeError, RecursionError):
+                return "webhook body is signed but is not a Stripe snapshot event"
         return event, payload
 
     def _matching_secret(self, text: str, header: str, *, check_age: bool = True) -> str | None:

@@ -199,6 +199,36 @@ def test_bad_deliveries_are_400_and_leave_no_trace(
     assert order is not None and order.status == "open"
 
 
+@pytest.mark.parametrize("with_handler", [True, False], ids=["handler", "no-handler"])
+@pytest.mark.parametrize("shape", [
+    {"object": "v2.core.event"},  # a thin event notification, not a snapshot
+    {},  # no "object" at all
+    {"object": "customer"},
+], ids=["thin-event", "no-object", "not-an-event"])
+def test_a_signed_body_that_is_not_a_snapshot_event_is_400(
+    store: OrderStore, client: stripe.StripeClient, with_handler: bool, shape: dict[str, str]
+) -> None:
+    # The SDK's Event is only built when a handler needs it; the SDK still judges every body
+    # that is not plainly a snapshot event, handlers or not.
+    handlers = WebhookHandlers()
+    ran: list[object] = []
+    if with_handler:
+        handlers.on("*")(ran.append)
+    fulfilments = Fulfilments()
+    receiver = receiver_for(store, client, fulfilments, handlers)
+    body = json.dumps({"id": "evt_bad", "type": "checkout.session.completed",
+                       "data": {"object": session()}, **shape}).encode()
+
+    status, payload = deliver(receiver, body)
+
+    assert status == 400
+    assert "not a Stripe snapshot event" in str(payload["error"]["message"])
+    assert not store.event_processed("evt_bad")
+    assert ran == [] and fulfilments.orders == []
+    order = store.get(SESSION_ID)
+    assert order is not None and order.status == "open"
+
+
 def test_rotated_secrets_are_all_accepted(store: OrderStore, client: stripe.StripeClient) -> None:
     fulfilments = Fulfilments()
     receiver = receiver_for(store, client, fulfilments, secrets=[SECRET, OLD_SECRET])
