@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -94,6 +95,13 @@ class Dialect(abc.ABC):
 
     @abc.abstractmethod
     def fetchall(self, conn: Any, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]: ...
+
+    def rowcount_then_fetchone(
+        self, conn: Any, write: tuple[str, Sequence[Any]], read: tuple[str, Sequence[Any]]
+    ) -> tuple[int, Sequence[Any] | None]:
+        """The rows ``write`` changed and the first row ``read`` returns, run in that order
+        (in one round trip where the driver can send both before waiting)."""
+        return self.rowcount(conn, *write), self.fetchone(conn, *read)
 
     def failed(self, exc: BaseException, action: str = "a store operation") -> StoreError:
         """Log a database error once, with the store and the error class, and wrap it."""
@@ -580,6 +588,16 @@ _PG_PAYMENTS_SCHEMA = (
 )
 
 
+@dataclass
+class _PgTransaction:
+    """A PostgreSQL transaction under way: its pipeline (as entered, and the object) and the
+    cursor shared by the statements whose results are not read."""
+
+    entered: contextlib.AbstractContextManager[Any]
+    pipeline: psycopg.Pipeline
+    cursor: psycopg.Cursor[Any]
+
+
 class PostgresDialect(Dialect):
     """PostgreSQL through psycopg 3 and ``psycopg_pool``: row locks with ``FOR UPDATE``.
 
@@ -606,8 +624,8 @@ class PostgresDialect(Dialect):
         self._lock = threading.Lock()
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._inherited: list[Any] = []
-        # Per connection in a transaction: the statements not sent yet.
-        self._batches: dict[int, list[tuple[str, Sequence[Any]]]] = {}
+        # Per connection in a transaction: its pipeline (see begin()).
+        self._transactions: dict[int, _PgTransaction] = {}
         self._pid = os.getpid()
         self._closed = False
 
@@ -700,43 +718,43 @@ class PostgresDialect(Dialect):
             pool.close()
 
     def begin(self, conn: psycopg.Connection[Any], durable: bool) -> None:
-        # Statements whose results are not read (the BEGIN, updates, inserts) are held back
-        # and sent with the next one that is, or with the COMMIT, as one query: a
-        # transaction costs a round trip per result it needs, not one per statement.
-        batch: list[tuple[str, Sequence[Any]]] = [("BEGIN", ())]
+        # A transaction runs in psycopg's pipeline mode: statements whose results are not
+        # read (the BEGIN, updates, inserts) are sent without waiting and travel with the
+        # next one that is read, or with the COMMIT, so a transaction costs a round trip per
+        # result it needs, not one per statement; and each statement is still a
+        # server-side prepared one (psycopg prepares what a connection runs often). The
+        # statements whose results are not read share one cursor (errors still surface at
+        # the next result read, or at the commit).
+        entered = conn.pipeline()
+        held = _PgTransaction(entered, entered.__enter__(), conn.cursor())
+        self._transactions[id(conn)] = held
+        held.cursor.execute("BEGIN")
         if not durable:
-            batch.append(("SET LOCAL synchronous_commit = off", ()))
-        self._batches[id(conn)] = batch
+            held.cursor.execute("SET LOCAL synchronous_commit = off")
 
     def commit(self, conn: psycopg.Connection[Any], durable: bool) -> None:
-        self._send(conn, "COMMIT", ())
-        self._batches.pop(id(conn), None)
+        held = self._transactions.pop(id(conn))
+        held.cursor.execute("COMMIT")
+        held.entered.__exit__(None, None, None)  # sends what is queued; raises what failed
 
     def rollback(self, conn: psycopg.Connection[Any]) -> None:
         import psycopg
 
-        if self._batches.pop(id(conn), None) is not None:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("ROLLBACK")
+        held = self._transactions.pop(id(conn), None)
+        if held is None:
+            return
+        with contextlib.suppress(psycopg.Error):
+            held.cursor.execute("ROLLBACK")
+            held.entered.__exit__(None, None, None)
+        # Had that failed, the connection is closed by connection(): it raised.
 
-    def _send(
-        self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]
-    ) -> psycopg.Cursor[Any]:
-        """Run ``sql`` after the statements held back; the cursor holds its result."""
-        import psycopg
-
-        batch = self._batches.get(id(conn))
-        if not batch:
-            return conn.execute(sql, params)
-        batch.append((sql, params))
-        self._batches[id(conn)] = []
-        # Client-side binding: the only way to send several statements, with parameters,
-        # in one query. Every value still goes through psycopg's own quoting.
-        cursor: psycopg.Cursor[Any] = psycopg.ClientCursor(conn)
-        cursor.execute("; ".join(text for text, _ in batch),
-                       [value for _, values in batch for value in values])
-        while cursor.nextset():
-            pass  # to the result of the last statement, ``sql``
+    def _result(self, conn: psycopg.Connection[Any], sql: str,
+                params: Sequence[Any]) -> psycopg.Cursor[Any]:
+        """Run ``sql`` and wait for its result (and those of the statements queued before)."""
+        cursor = conn.execute(sql, params)
+        held = self._transactions.get(id(conn))
+        if held is not None:
+            held.pipeline.sync()
         return cursor
 
     def to_json(self, value: Any) -> Any:
@@ -748,25 +766,33 @@ class PostgresDialect(Dialect):
         return value
 
     def execute(self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> None:
-        batch = self._batches.get(id(conn))
-        if batch is not None:
-            batch.append((sql, params))  # sent with the next statement that is read
-        else:
+        held = self._transactions.get(id(conn))
+        if held is None:
             conn.execute(sql, params)
+        else:
+            held.cursor.execute(sql, params)  # queued, sent with the next result read
 
     def rowcount(self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> int:
-        return self._send(conn, sql, params).rowcount
+        return self._result(conn, sql, params).rowcount
 
     def fetchone(
         self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]
     ) -> Sequence[Any] | None:
-        row: Sequence[Any] | None = self._send(conn, sql, params).fetchone()
+        row: Sequence[Any] | None = self._result(conn, sql, params).fetchone()
         return row
 
     def fetchall(
         self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]
     ) -> list[Sequence[Any]]:
-        return list(self._send(conn, sql, params).fetchall())
+        return list(self._result(conn, sql, params).fetchall())
+
+    def rowcount_then_fetchone(
+        self, conn: psycopg.Connection[Any], write: tuple[str, Sequence[Any]],
+        read: tuple[str, Sequence[Any]],
+    ) -> tuple[int, Sequence[Any] | None]:
+        written = conn.execute(*write)  # its own cursor: its rowcount is read
+        row: Sequence[Any] | None = self._result(conn, *read).fetchone()
+        return written.rowcount, row
 
 
 def _pg_alive(conn: psycopg.Connection[Any]) -> bool:

@@ -355,35 +355,51 @@ class StoreTransaction:
         self.store = store
         self.conn = conn
         self._dialect = store.dialect
+        # Order rows locked and read by claim_event(), by session id, until first asked for.
+        self._locked: dict[str, Sequence[Any] | None] = {}
 
     def claim_event(self, event_id: str, event_type: str, session_id: str | None) -> bool:
         """Record ``event_id`` as processed; ``False`` if it already was.
 
         A concurrent transaction holding the same claim makes this wait until that transaction
         ends: if it committed, this returns ``False``; if it rolled back, this claims it.
+
+        An event about a session also locks and reads that session's order row, in the same
+        round trip (the apply step that follows nearly always needs it): the next
+        :meth:`lock_order` for it answers from that read.
         """
-        return self._dialect.rowcount(
-            self.conn, self.store._sql_claim, (event_id, event_type, session_id, time.time())
-        ) == 1
+        claim = (self.store._sql_claim, (event_id, event_type, session_id, time.time()))
+        if session_id is None:
+            return self._dialect.rowcount(self.conn, *claim) == 1
+        claimed, row = self._dialect.rowcount_then_fetchone(
+            self.conn, claim, (self.store._sql_lock_order, (session_id,)))
+        self._locked[session_id] = row
+        return claimed == 1
 
     def lock_order(self, session_id: str) -> Order | None:
         """The order, locked against other writers until the transaction ends."""
-        row = self._dialect.fetchone(self.conn, self.store._sql_lock_order, (session_id,))
+        if session_id in self._locked:
+            row = self._locked.pop(session_id)
+        else:
+            row = self._dialect.fetchone(self.conn, self.store._sql_lock_order, (session_id,))
         return self.store._row_to_order(row) if row else None
 
     def insert_order(self, order: Order) -> bool:
         """Add ``order`` unless its session is already in the ledger; ``True`` if added."""
+        self._locked.pop(order.session_id, None)
         return self._dialect.rowcount(
             self.conn, self.store._sql_insert_order, self.store.order_values(order)
         ) == 1
 
     def save_order(self, order: Order) -> None:
         """Write every field of an order that :meth:`lock_order` returned."""
+        self._locked.pop(order.session_id, None)
         values = self.store.order_values(order)
         self._dialect.execute(self.conn, self.store._sql_update_order, (*values[1:], values[0]))
 
     def mark_fulfilled(self, session_id: str, at: float) -> None:
         """Record that the order's fulfilment completed."""
+        self._locked.pop(session_id, None)
         self._dialect.execute(self.conn, self.store._sql_fulfilled, (True, at, at, session_id))
 
     def enqueue(self, job: NewJob) -> None:
