@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
@@ -96,12 +96,22 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def fetchall(self, conn: Any, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]: ...
 
-    def rowcount_then_fetchone(
-        self, conn: Any, write: tuple[str, Sequence[Any]], read: tuple[str, Sequence[Any]]
-    ) -> tuple[int, Sequence[Any] | None]:
-        """The rows ``write`` changed and the first row ``read`` returns, run in that order
-        (in one round trip where the driver can send both before waiting)."""
-        return self.rowcount(conn, *write), self.fetchone(conn, *read)
+    def rowcount_then_fetchall(
+        self, conn: Any, write: tuple[str, Sequence[Any]],
+        reads: Sequence[tuple[str, Sequence[Any]]],
+    ) -> tuple[int, list[list[Sequence[Any]]]]:
+        """The rows ``write`` changed and the rows each of ``reads`` returns, run in that
+        order (in one round trip where the driver can send them all before waiting)."""
+        return (self.rowcount(conn, *write),
+                [self.fetchall(conn, sql, params) for sql, params in reads])
+
+    @abc.abstractmethod
+    def inserted_key(self, conn: Any, sql: str, params: Sequence[Any],
+                     key: str) -> Callable[[], int | None]:
+        """Run an ``INSERT ... ON CONFLICT DO NOTHING`` of one row; the function returned
+        gives the new row's integer ``key`` column, or ``None`` if nothing was inserted. Call
+        it once the transaction has committed: on PostgreSQL the answer comes with the
+        commit, so the insert costs no round trip of its own."""
 
     def failed(self, exc: BaseException, action: str = "a store operation") -> StoreError:
         """Log a database error once, with the store and the error class, and wrap it."""
@@ -490,6 +500,13 @@ class SQLiteDialect(Dialect):
     ) -> list[Sequence[Any]]:
         return list(conn.raw.execute(sql, params).fetchall())
 
+    def inserted_key(self, conn: _SQLiteConnection, sql: str, params: Sequence[Any],
+                     key: str) -> Callable[[], int | None]:
+        # ``key`` is the table's INTEGER PRIMARY KEY, so the row's rowid.
+        cursor = conn.raw.execute(sql, params)
+        number = cursor.lastrowid if cursor.rowcount == 1 else None
+        return lambda: number
+
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
@@ -786,13 +803,25 @@ class PostgresDialect(Dialect):
     ) -> list[Sequence[Any]]:
         return list(self._result(conn, sql, params).fetchall())
 
-    def rowcount_then_fetchone(
+    def rowcount_then_fetchall(
         self, conn: psycopg.Connection[Any], write: tuple[str, Sequence[Any]],
-        read: tuple[str, Sequence[Any]],
-    ) -> tuple[int, Sequence[Any] | None]:
-        written = conn.execute(*write)  # its own cursor: its rowcount is read
-        row: Sequence[Any] | None = self._result(conn, *read).fetchone()
-        return written.rowcount, row
+        reads: Sequence[tuple[str, Sequence[Any]]],
+    ) -> tuple[int, list[list[Sequence[Any]]]]:
+        # Each statement its own cursor, to hold its result; the last one waits for all.
+        statements = [write, *reads]
+        cursors = [conn.execute(*statement) for statement in statements[:-1]]
+        cursors.append(self._result(conn, *statements[-1]))
+        return cursors[0].rowcount, [list(cursor.fetchall()) for cursor in cursors[1:]]
+
+    def inserted_key(self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any],
+                     key: str) -> Callable[[], int | None]:
+        cursor = conn.execute(f"{sql} RETURNING {key}", params)  # its own cursor: read later
+
+        def inserted() -> int | None:
+            row = cursor.fetchone()
+            return None if row is None else int(row[0])
+
+        return inserted
 
 
 def _pg_alive(conn: psycopg.Connection[Any]) -> bool:

@@ -181,18 +181,16 @@ class Pipeline:
         applied = Applied()
         with self.store.transaction() as tx:
             if event is not None and not tx.claim_event(
-                event.event_id, event.event_type, event.session_id
+                event.event_id, event.event_type, event.session_id, jobs_of=subject
             ):
                 duplicate = True
             elif apply is not None:
                 applied = apply(tx)
-                for job in applied.jobs:
-                    tx.enqueue(job)
             if duplicate or applied.jobs or event is None:
-                leased, held = tx.lease_due(subject, self.lease)
+                leased, held = tx.lease_due(subject, self.lease, applied.jobs)
             else:
-                leased, held = [], False
-        ran = self._run(leased, {**(known or {}), **applied.known})
+                leased, held = list, False
+        ran = self._run(leased(), {**(known or {}), **applied.known})
         if event is not None and not duplicate:
             self._maybe_prune()
         if held and (duplicate or event is None):

@@ -51,7 +51,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .dialects import Dialect, PostgresDialect, SQLiteDialect, StoreError, redact_url
 from .orders import Order
@@ -181,7 +181,7 @@ class SqlStore:
         self._sql_event = q("SELECT 1 FROM stripe_checkout_events WHERE event_id = ?")
         self._sql_enqueue = q(
             "INSERT INTO stripe_checkout_jobs (kind, job_key, subject, payload, attempt, "
-            "lease_until, done_at, created_at) VALUES (?, ?, ?, ?, 0, 0, NULL, ?) "
+            "lease_until, done_at, created_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?) "
             "ON CONFLICT (kind, job_key) DO NOTHING"
         )
         pending = (
@@ -355,25 +355,35 @@ class StoreTransaction:
         self.store = store
         self.conn = conn
         self._dialect = store.dialect
-        # Order rows locked and read by claim_event(), by session id, until first asked for.
+        # Rows read (and locked) by claim_event() ahead of the question they answer, until
+        # that question is asked or a write makes them stale: order rows by session id, and
+        # pending job rows by subject.
         self._locked: dict[str, Sequence[Any] | None] = {}
+        self._pending: dict[str, list[Sequence[Any]]] = {}
 
-    def claim_event(self, event_id: str, event_type: str, session_id: str | None) -> bool:
+    def claim_event(self, event_id: str, event_type: str, session_id: str | None, *,
+                    jobs_of: str | None = None) -> bool:
         """Record ``event_id`` as processed; ``False`` if it already was.
 
         A concurrent transaction holding the same claim makes this wait until that transaction
         ends: if it committed, this returns ``False``; if it rolled back, this claims it.
 
-        An event about a session also locks and reads that session's order row, in the same
-        round trip (the apply step that follows nearly always needs it): the next
-        :meth:`lock_order` for it answers from that read.
+        In the same round trip it locks and reads what the pipeline asks next: the order row
+        of ``session_id`` (answered by the next :meth:`lock_order`) and the pending jobs of
+        ``jobs_of`` (used by the next :meth:`lease_due`).
         """
         claim = (self.store._sql_claim, (event_id, event_type, session_id, time.time()))
-        if session_id is None:
-            return self._dialect.rowcount(self.conn, *claim) == 1
-        claimed, row = self._dialect.rowcount_then_fetchone(
-            self.conn, claim, (self.store._sql_lock_order, (session_id,)))
-        self._locked[session_id] = row
+        reads = []
+        if session_id is not None:
+            reads.append((self.store._sql_lock_order, (session_id,)))
+        if jobs_of is not None:
+            reads.append((self.store._sql_pending, (jobs_of,)))
+        claimed, rows = self._dialect.rowcount_then_fetchall(self.conn, claim, reads)
+        if session_id is not None:
+            order_rows = rows.pop(0)
+            self._locked[session_id] = order_rows[0] if order_rows else None
+        if jobs_of is not None:
+            self._pending[jobs_of] = rows.pop(0)
         return claimed == 1
 
     def lock_order(self, session_id: str) -> Order | None:
@@ -405,14 +415,27 @@ class StoreTransaction:
     def enqueue(self, job: NewJob) -> None:
         """Record a job as due; a job with the same kind and key already recorded stays as
         it is."""
+        self._pending.pop(job.subject, None)
         self._dialect.execute(self.conn, self.store._sql_enqueue, (
-            job.kind, job.key, job.subject, self._dialect.to_json(job.payload), time.time()))
+            job.kind, job.key, job.subject, self._dialect.to_json(job.payload), 0, 0,
+            time.time()))
 
-    def lease_due(self, subject: str, lease_seconds: float) -> tuple[list[Job], bool]:
-        """Lease the subject's pending jobs, in order, up to the first one another worker
-        holds: ``(leased jobs with their new attempt numbers, whether one was held)``."""
+    def lease_due(self, subject: str, lease_seconds: float,
+                  new: Sequence[NewJob] = ()) -> tuple[Callable[[], list[Job]], bool]:
+        """Record the ``new`` jobs, and lease the subject's pending jobs, in order, up to the
+        first one another worker holds.
+
+        Returns ``(leased, held)``: ``leased()`` gives the leased jobs with their new attempt
+        numbers, and may only be called once the transaction has committed (on PostgreSQL
+        the new jobs' rows arrive with the commit); ``held`` says whether a job of the
+        subject is held by another worker. A new job is leased as it is recorded, unless a
+        job recorded before it is held; a new job whose kind and key are already recorded
+        is not recorded again (and runs only if that earlier job is due).
+        """
         now = time.time()
-        rows = self._dialect.fetchall(self.conn, self.store._sql_pending, (subject,))
+        rows = self._pending.pop(subject, None)
+        if rows is None:
+            rows = self._dialect.fetchall(self.conn, self.store._sql_pending, (subject,))
         leased: list[Job] = []
         held = False
         for row in rows:
@@ -420,11 +443,28 @@ class StoreTransaction:
                 held = True
                 break
             job = self.store._row_to_job(row)
-            job = Job(job.seq, job.kind, job.key, job.subject, job.payload, job.attempt + 1)
+            leased.append(Job(job.seq, job.kind, job.key, job.subject, job.payload,
+                              job.attempt + 1))
             self._dialect.execute(self.conn, self.store._sql_lease, (now + lease_seconds,
                                                                      job.seq))
-            leased.append(job)
-        return leased, held
+        recorded: list[tuple[NewJob, Callable[[], int | None]]] = []
+        for due in new:
+            lease = not held and due.subject == subject
+            params = (due.kind, due.key, due.subject, self._dialect.to_json(due.payload),
+                      1 if lease else 0, now + lease_seconds if lease else 0, now)
+            seq = self._dialect.inserted_key(self.conn, self.store._sql_enqueue, params, "seq")
+            if lease:
+                recorded.append((due, seq))
+
+        def leased_jobs() -> list[Job]:
+            jobs = list(leased)
+            for due, seq in recorded:
+                number = seq()
+                if number is not None:
+                    jobs.append(Job(number, due.kind, due.key, due.subject, due.payload, 1))
+            return jobs
+
+        return leased_jobs, held
 
     def finish(self, job: Job) -> None:
         """Mark a job done."""
@@ -433,6 +473,7 @@ class StoreTransaction:
     def drop_pending(self, subject: str, kind: str) -> int:
         """Close the subject's due jobs of ``kind`` that no worker holds, without running
         them (they are no longer due); a job under lease runs on. Returns how many."""
+        self._pending.pop(subject, None)
         now = time.time()
         return self._dialect.rowcount(self.conn, self.store._sql_drop, (now, subject, kind, now))
 

@@ -131,7 +131,7 @@ def test_an_expired_lease_is_taken_over_with_the_next_attempt(store: OrderStore)
     with store.transaction() as tx:
         tx.enqueue(NewJob("note", "k", "s"))
         leased, held = tx.lease_due("s", 1)
-    assert [job.attempt for job in leased] == [1] and not held
+    assert [job.attempt for job in leased()] == [1] and not held
     with pytest.raises(JobsPending):
         pipeline.process(None, subject="s")
     time.sleep(1.1)
@@ -158,3 +158,54 @@ def test_nothing_runs_when_the_transaction_cannot_commit(store: OrderStore) -> N
     with pytest.raises(RuntimeError):
         pipeline.process(apply, subject="s", event=EventClaim("evt_1", "x"))
     assert runner.runs == [] and not store.event_processed("evt_1")
+
+
+def test_a_job_recorded_again_runs_only_while_it_is_due(store: OrderStore) -> None:
+    # The same kind and key is the same job: recording it again neither runs a done job
+    # again nor runs a pending one twice, and a job of another subject is recorded unleased.
+    runner = Recorder()
+    pipeline = Pipeline(store, [runner])
+    pipeline.process(record(NewJob("note", "k", "s")), subject="s",
+                     event=EventClaim("evt_1", "thing.happened"))
+    assert runner.runs == [("k", 1)]
+    outcome = pipeline.process(record(NewJob("note", "k", "s"), NewJob("note", "j", "other")),
+                               subject="s", event=EventClaim("evt_2", "thing.happened"))
+    assert outcome.ran == [] and runner.runs == [("k", 1)]
+    assert [(j.key, j.attempt) for j in store.pending_jobs("other")] == [("j", 0)]
+
+    with store.transaction() as tx:
+        tx.enqueue(NewJob("note", "p", "s"))  # pending, leased by nobody
+    outcome = pipeline.process(record(NewJob("note", "p", "s"), NewJob("note", "q", "s")),
+                               subject="s", event=EventClaim("evt_3", "thing.happened"))
+    assert [(j.key, j.attempt) for j in outcome.ran] == [("p", 1), ("q", 1)]
+    assert runner.runs == [("k", 1), ("p", 1), ("q", 1)]
+
+
+def test_a_job_the_apply_step_closes_does_not_run(store: OrderStore) -> None:
+    # The claim reads the subject's pending jobs ahead of the apply step; one that the apply
+    # step then closes (drop_pending: no longer due) must not run on that early read.
+    runner, other = Recorder(), Recorder("other")
+    pipeline = Pipeline(store, [runner, other])
+    with store.transaction() as tx:
+        tx.enqueue(NewJob("note", "stale", "s"))
+
+    def close_it(tx: StoreTransaction) -> Applied:
+        assert tx.drop_pending("s", "note") == 1
+        return Applied([NewJob("other", "fresh", "s")])
+
+    outcome = pipeline.process(close_it, subject="s", event=EventClaim("evt_1", "x"))
+    assert [job.key for job in outcome.ran] == ["fresh"]
+    assert runner.runs == [] and store.pending_jobs("s") == []
+
+
+def test_new_jobs_wait_behind_a_held_one(store: OrderStore) -> None:
+    runner = Recorder()
+    pipeline = Pipeline(store, [runner], lease=30)
+    with store.transaction() as tx:
+        leased, _ = tx.lease_due("s", 30, [NewJob("note", "first", "s")])
+    assert [job.key for job in leased()] == ["first"]  # another worker's, still running
+    outcome = pipeline.process(record(NewJob("note", "second", "s")), subject="s",
+                               event=EventClaim("evt_1", "x"))
+    assert outcome.ran == [] and runner.runs == []
+    assert [(j.key, j.attempt) for j in store.pending_jobs("s")] == [("first", 1),
+                                                                     ("second", 0)]
