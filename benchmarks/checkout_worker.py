@@ -165,10 +165,13 @@ def build(setup: dict[str, Any]) -> tuple[Callable[[int], None], Callable[[], di
         app = flask_sample(secret, api_base)
         return (lambda i: _call_wsgi(app, body)), dict
     if variant == "client":
-        # The floor: the same client settings the middleware builds for itself.
+        # The floor: the same client settings the middleware builds for itself (its HTTP
+        # client included: proxies read once; see stripe_checkout_mw.stripe_http).
+        from stripe_checkout_mw.stripe_http import stripe_http_client
+
         client = stripe.StripeClient(
             secret, base_addresses={"api": api_base}, max_network_retries=2,
-            http_client=stripe.RequestsClient(timeout=(5.0, 10.0)),
+            http_client=stripe_http_client((5.0, 10.0), api_base),
         )
 
         def create(i: int) -> None:
@@ -184,8 +187,8 @@ def build(setup: dict[str, Any]) -> tuple[Callable[[int], None], Callable[[], di
 
 
 class Pool:
-    """``clients`` threads that live as long as the worker, so each keeps its own
-    keep-alive connection (the SDK's HTTP session is per thread) across rounds."""
+    """``clients`` threads that live as long as the worker, so their keep-alive connections
+    last across rounds."""
 
     def __init__(self, clients: int, call: Callable[[int], None]) -> None:
         self.call = call

@@ -46,6 +46,7 @@ from .options import OptionError
 from .paste import PRICE_KEYS, ini_options, price_lookup_from_keys
 from .prices import Catalog, ClientPrices, StripeLookupKeys
 from .store import DEFAULT_STORE_URL, SCHEMA_VERSION, STORE_ENV, SQLiteStore, open_store
+from .stripe_http import stripe_http_client
 
 __all__ = ["Check", "gather_options", "read_ini", "run", "run_checks"]
 
@@ -155,8 +156,8 @@ def _check_webhook_secret(settings: Settings) -> Check:
 def _client(settings: Settings) -> tuple[stripe.StripeClient, Any]:
     """A client that does not retry (a check should answer quickly) and its HTTP client,
     to close when done (the SDK's ``close`` is untyped, hence ``Any``)."""
-    http_client = stripe.RequestsClient(timeout=10)
     base = settings.stripe_api_base
+    http_client = stripe_http_client(10, base)
     client = stripe.StripeClient(
         settings.secret_key, base_addresses={"api": base} if base else None,
         max_network_retries=0, http_client=http_client,

@@ -71,6 +71,7 @@ from .refunds import PaymentEvents
 from .status import OrderStatus
 from .store import OrderStore, open_store
 from .stripe_guard import StripeGuard, TokenBucket
+from .stripe_http import stripe_http_client
 from .subscriptions import Subscription, SubscriptionChangedJob, SubscriptionLedger
 from .webhooks import HandlersJob, WebhookHandlers, WebhookReceiver
 
@@ -241,7 +242,7 @@ class CheckoutMiddleware:
         fulfill = settings.fulfill
         self._http_client: stripe.RequestsClient | None = None
         if client is None:
-            self._http_client = stripe.RequestsClient(timeout=settings.timeout)
+            self._http_client = stripe_http_client(settings.timeout, settings.stripe_api_base)
             client = stripe.StripeClient(
                 settings.secret_key,
                 base_addresses=(
