@@ -211,7 +211,17 @@ class Order:
 
 
 def session_to_dict(session: Any) -> dict[str, Any]:
-    """A Stripe object or mapping as a plain, JSON-able ``dict``."""
+    """A Stripe object or mapping as a plain, JSON-able ``dict``.
+
+    An object the SDK just returned carries the JSON it was built from
+    (``last_response.data``): that is used as it is, rather than converted back from the
+    object (which costs about as much as building it did).
+    """
+    response = getattr(session, "last_response", None)
+    data = getattr(response, "data", None)
+    object_id = getattr(session, "id", None)
+    if isinstance(data, dict) and object_id is not None and data.get("id") == object_id:
+        return data
     to_dict = getattr(session, "to_dict", None)
     if callable(to_dict):
         result = to_dict(for_json=True)
