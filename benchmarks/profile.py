@@ -75,14 +75,14 @@ def ledger(tmpdir: str, n: int) -> None:
     _timed("SQLiteStore.record_open",
            [functools.partial(store.record_open, order) for order in _orders(2 * n)])
 
-    # The floor: the same statement on one connection kept open between transactions.
-    from stripe_checkout_mw.store import _SQLITE_INSERT_ORDER, _sqlite_values
-
+    # The floor: the same statement on one connection kept open between transactions,
+    # without waiting for the disk, as record_open does not.
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA synchronous=NORMAL")
 
     def insert(order: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_SQLITE_INSERT_ORDER, _sqlite_values(order))
+        conn.execute(store._sql_insert_order, store.order_values(order))
         conn.execute("COMMIT")
 
     latencies = []

@@ -6,8 +6,9 @@ reconciliation against Stripe's Events API) goes through :meth:`Pipeline.process
 1. **one durable transaction**: claim the event id (a duplicate applies nothing), apply what
    Stripe says (move the order), record the jobs that became due (:class:`~.store.NewJob`:
    fulfil this order, run the handlers of that event), and lease the subject's due jobs
-   (each lease increments the job's attempt number and holds it until now + ``lease``);
-   commit;
+   (each lease increments the job's attempt number and holds it until now + ``lease``; a
+   new job is leased as it is recorded); commit. On PostgreSQL this is two round trips:
+   the claim also reads the order and the pending jobs, and the writes go with the commit;
 2. **after the commit**, run the leased jobs in the order they were recorded, outside any
    transaction; each finished job is marked done in a short transaction of its own.
 

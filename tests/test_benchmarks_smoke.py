@@ -113,3 +113,14 @@ def test_table_printed_without_goal_verdicts(smoke_run: tuple[dict[str, object],
     assert len(table) == len(EXPECTED_ROWS)
     # Smoke counts are too small to judge a goal: no row may claim one was met or missed.
     assert not [line for line in table if "| met |" in line or "| missed |" in line]
+
+
+@pytest.mark.parametrize("target", ["ledger", "webhook-sqlite"])
+def test_the_profiler_runs(target: str) -> None:
+    # python -m benchmarks.profile is how BENCHMARKS.md says to look into a missed goal.
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.profile", target, "-n", "10"],
+        cwd=ROOT, capture_output=True, text=True, timeout=55,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "median" in result.stdout and "tottime" in result.stdout
