@@ -629,6 +629,9 @@ class PostgresDialect(Dialect):
     lock_suffix = " FOR UPDATE"
 
     def __init__(self, url: str, *, max_size: int = 8, connect_timeout: int = 10) -> None:
+        from psycopg.types.json import Jsonb
+
+        self._jsonb = Jsonb  # imported here: psycopg is an optional dependency
         self._dsn = url
         self.url = redact_url(url)
         self.log_name = _pg_log_name(url)
@@ -775,9 +778,7 @@ class PostgresDialect(Dialect):
         return cursor
 
     def to_json(self, value: Any) -> Any:
-        from psycopg.types.json import Jsonb
-
-        return Jsonb(value)
+        return self._jsonb(value)
 
     def from_json(self, value: Any) -> Any:
         return value
