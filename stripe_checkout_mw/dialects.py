@@ -765,8 +765,9 @@ class PostgresDialect(Dialect):
             return
         with contextlib.suppress(psycopg.Error):
             held.cursor.execute("ROLLBACK")
-            held.entered.__exit__(None, None, None)
-        # Had that failed, the connection is closed by connection(): it raised.
+        with contextlib.suppress(psycopg.Error):
+            held.entered.__exit__(None, None, None)  # leaves pipeline mode even if it raises
+        # Had either failed, the connection is closed by connection(): it raised.
 
     def _result(self, conn: psycopg.Connection[Any], sql: str,
                 params: Sequence[Any]) -> psycopg.Cursor[Any]:

@@ -128,6 +128,10 @@ class JobsPending(Exception):
     could not be recorded. Nothing is lost; the caller should answer "try again"."""
 
 
+def _nothing_leased() -> list[Job]:
+    return []
+
+
 class Pipeline:
     """Claim, apply, record jobs, commit, then run the jobs (see the module docstring).
 
@@ -190,7 +194,7 @@ class Pipeline:
             if duplicate or applied.jobs or event is None:
                 leased, held = tx.lease_due(subject, self.lease, applied.jobs)
             else:
-                leased, held = list, False
+                leased, held = _nothing_leased, False  # a new event that made nothing due
         ran = self._run(leased(), {**(known or {}), **applied.known})
         if event is not None and not duplicate:
             self._maybe_prune()
