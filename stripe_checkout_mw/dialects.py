@@ -53,6 +53,9 @@ class Dialect(abc.ABC):
     url: str
     #: Where errors are said to come from in logs: host, port and database, or the file.
     log_name: str
+    #: Whether a non-durable commit survives the database crashing (not the machine losing
+    #: power): see the store's ``crash_safe`` transactions.
+    lazy_commit_survives_crash: bool
 
     def placeholders(self, sql: str) -> str:
         """``sql`` written with ``?`` placeholders, in this driver's style."""
@@ -270,6 +273,9 @@ class SQLiteDialect(Dialect):
 
     param = "?"
     lock_suffix = ""
+    # In WAL mode a synchronous=NORMAL commit is in the WAL file (the OS has it) when it
+    # returns; only the OS or the power failing before the next sync loses it.
+    lazy_commit_survives_crash = True
 
     def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8) -> None:
         self.path = os.path.abspath(path)
@@ -627,6 +633,9 @@ class PostgresDialect(Dialect):
 
     param = "%s"
     lock_suffix = " FOR UPDATE"
+    # synchronous_commit = off leaves the commit record in the server's WAL buffers until
+    # the WAL writer writes it (up to 3 x wal_writer_delay): a server crash loses it.
+    lazy_commit_survives_crash = False
 
     def __init__(self, url: str, *, max_size: int = 8, connect_timeout: int = 10) -> None:
         from psycopg.types.json import Jsonb

@@ -10,7 +10,8 @@ reconciliation against Stripe's Events API) goes through :meth:`Pipeline.process
    new job is leased as it is recorded); commit. On PostgreSQL this is two round trips:
    the claim also reads the order and the pending jobs, and the writes go with the commit;
 2. **after the commit**, run the leased jobs in the order they were recorded, outside any
-   transaction; each finished job is marked done in a short transaction of its own.
+   transaction; each finished job is marked done in a short transaction of its own, which
+   survives the database crashing (``crash_safe``; see :mod:`~stripe_checkout_mw.store`).
 
 Nothing is called before step 1 has committed, so a database that cannot commit means nothing
 runs (the caller answers 500 and Stripe delivers again). A job runs again only when its last
@@ -220,7 +221,9 @@ class Pipeline:
                 self._release(leased[index + 1:], ran=False)
                 raise JobFailed(job, exc) from exc
             try:
-                with self.store.transaction(durable=False) as tx:
+                # Crash-safe: a done mark lost when the database crashed would run a job
+                # whose side effect already happened again, after its lease.
+                with self.store.transaction(durable=False, crash_safe=True) as tx:
                     # The subject's rows before the job's, the order the apply step takes
                     # them in, so the two transactions cannot deadlock.
                     runner.done(tx, job)

@@ -23,10 +23,15 @@ locking, JSON, DDL types, how a transaction begins and how connections are kept.
 
 Durability: every transaction is a fully durable commit unless it is opened with
 ``durable=False``, which only the checkout's first write of a new session and the bookkeeping
-after a job (its "done" mark, a released lease, pruning) use. Losing one of those in a crash
-costs at most a repeated, numbered job attempt or a session that the marker recovers from
-Stripe (see the README's fulfil contract); the commit that acknowledges a paid order is always
-durable.
+of jobs (a "done" mark, a released lease, pruning) use; the commit that acknowledges a paid
+order is always durable. A job's "done" mark is also ``crash_safe``: it survives the database
+crashing (SQLite's process, PostgreSQL's server), and is lost only if the machine loses
+power before the disk has it. SQLite gets that without waiting for the disk (in WAL mode a
+``synchronous=NORMAL`` commit is written to the WAL file before it returns); PostgreSQL has no
+such level (``synchronous_commit = off`` keeps the commit in the server's memory for up to
+three ``wal_writer_delay``), so there it is a durable commit. Losing a done mark means the
+job runs again, numbered; the others cost at most a lease that expires, rows pruned later or
+a session that the marker recovers from Stripe (see the README's fulfil contract).
 
 Healing: a connection that raised a database error is closed and never reused; SQLite
 refuses to commit when the file it has open is no longer the file at its path; PostgreSQL
@@ -249,17 +254,22 @@ class SqlStore:
             tx.insert_order(order)
 
     @contextlib.contextmanager
-    def transaction(self, *, durable: bool = True) -> Iterator[StoreTransaction]:
+    def transaction(
+        self, *, durable: bool = True, crash_safe: bool = False
+    ) -> Iterator[StoreTransaction]:
         """A write transaction: ``with store.transaction() as tx: ...``.
 
         Committed when the block ends normally, rolled back if it raises. ``durable=False``
-        commits without waiting for the disk (see the module docstring for who may). Keep it
-        short: on SQLite it holds the database's single write lock until it ends.
+        commits without waiting for the disk (see the module docstring for who may);
+        ``crash_safe`` then keeps it from being lost when the database crashes, which is a
+        durable commit on a dialect that has nothing cheaper. Keep it short: on SQLite it
+        holds the database's single write lock until it ends.
 
         :raises StoreError: the database failed (logged once with the store and error class).
         """
         self.ensure_schema()
         dialect = self.dialect
+        durable = durable or (crash_safe and not dialect.lazy_commit_survives_crash)
         with dialect.connection() as conn:
             dialect.begin(conn, durable)
             try:

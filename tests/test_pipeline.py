@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from stripe_checkout_mw.dialects import SQLiteDialect
 from stripe_checkout_mw.pipeline import (
     Applied,
     EventClaim,
@@ -209,3 +210,35 @@ def test_new_jobs_wait_behind_a_held_one(store: OrderStore) -> None:
     assert outcome.ran == [] and runner.runs == []
     assert [(j.key, j.attempt) for j in store.pending_jobs("s")] == [("first", 1),
                                                                      ("second", 0)]
+
+
+class SyncSetting(Recorder):
+    """Records, in the transaction that marks its job done, how that transaction commits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settings: list[str] = []
+
+    def done(self, tx: StoreTransaction, job: Job) -> None:
+        if isinstance(tx.store.dialect, SQLiteDialect):
+            row = tx.store.dialect.fetchone(tx.conn, "PRAGMA synchronous", ())
+            self.settings.append({0: "OFF", 1: "NORMAL", 2: "FULL"}[int(row[0])] if row else "")
+        else:
+            row = tx.store.dialect.fetchone(tx.conn, "SHOW synchronous_commit", ())
+            self.settings.append(str(row[0]) if row else "")
+
+
+def test_a_done_mark_survives_the_database_crashing(store: OrderStore) -> None:
+    # SQLite: synchronous=NORMAL in WAL mode (written to the WAL file at commit, so only a
+    # power loss can lose it). PostgreSQL has nothing between waiting for the WAL flush and
+    # keeping the commit in the server's memory, where a server crash loses it: it waits.
+    runner = SyncSetting()
+    Pipeline(store, [runner]).process(record(NewJob("note", "k", "s")), subject="s",
+                                      event=EventClaim("evt_1", "x"))
+    sqlite = isinstance(store.dialect, SQLiteDialect)
+    assert runner.settings == (["NORMAL"] if sqlite else ["on"])
+    # The checkout's own write stays lazy on both: a lost one is recovered from Stripe.
+    with store.transaction(durable=False) as tx:
+        lazy = SyncSetting()
+        lazy.done(tx, Job(0, "note", "k", "s", {}, 1))
+    assert lazy.settings == (["NORMAL"] if sqlite else ["off"])
