@@ -177,8 +177,6 @@ def _pg_schema(url: str) -> Iterator[str]:
 
 def _measure(kind: str, store_url: str, sqlite_path: str | None, tmpdir: str,
              sizes: Sizes) -> list[Row]:
-    from stripe_checkout_mw.orders import Order
-
     fulfilled: list[str] = []
     mw = fully_configured(trivial_app, tmpdir, store=store_url, webhook_secret=_SECRET,
                           fulfill=lambda order: fulfilled.append(order.session_id))
@@ -195,19 +193,10 @@ def _measure(kind: str, store_url: str, sqlite_path: str | None, tmpdir: str,
         # Every round's orders are in the ledger before timing starts, as they would be
         # (the middleware records each session when it creates it); one batch per side.
         sides = ["floor", "path", "handler"]
-        batches: dict[str, list[list[tuple[bytes, str]]]] = {side: [] for side in sides}
-        for side in sides:
-            # The floor runs in both pairings (with the path, then with the handler path).
-            for _ in range(2 * rounds + 1 if side == "floor" else rounds + 1):
-                batch = []
-                for _ in range(n):
-                    session = _session("cs_test_" + uuid.uuid4().hex)
-                    mw.store.record_open(Order.from_session(
-                        {**session, "status": "open", "payment_status": "unpaid"},
-                        items=[{"name": "T-shirt", "quantity": 1, "unit_amount": 2000,
-                                "currency": "usd", "price": None}]))
-                    batch.append(_signed(_event(session)))
-                batches[side].append(batch)
+        # The floor runs in both pairings (with the path, then with the handler path); +1:
+        # a warm-up round.
+        batches = {side: _paid_batches(mw, 2 * rounds + 1 if side == "floor" else rounds + 1,
+                                       n) for side in sides}
         handlers: dict[str, Callable[[bytes, str], object]] = {
             "floor": floor.handle, "path": functools.partial(_deliver, mw),
             "handler": functools.partial(_deliver, with_handler)}
