@@ -76,7 +76,7 @@ def ledger(tmpdir: str, n: int) -> None:
            [functools.partial(store.record_open, order) for order in _orders(2 * n)])
 
     # The floor: the same statement on one connection kept open between transactions,
-    # without waiting for the disk, as record_open does not.
+    # not waiting for the disk, like record_open.
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
     conn.execute("PRAGMA synchronous=NORMAL")
 
