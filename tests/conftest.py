@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from stripe_checkout_mw import CheckoutMiddleware
 from stripe_checkout_mw.orders import Order
 from stripe_checkout_mw.store import OrderStore, open_store
 from stripe_checkout_mw.testing.pytest_plugin import isolated_environment
@@ -140,6 +142,45 @@ def waitress_serving(app: Any, threads: int = 2) -> Iterator[str]:
         thread.join(timeout=10)
         server.task_dispatcher.shutdown()
     assert not thread.is_alive()
+
+
+class ServedShop:
+    """A middleware on a threaded werkzeug server on 127.0.0.1, with an HTTP session to it.
+
+    A test module's shop builds the middleware with the hooks it records, then hands it
+    here; ``buy`` and ``status`` are the customer's two requests, ``close`` stops it all.
+    """
+
+    def __init__(self, middleware: CheckoutMiddleware) -> None:
+        from werkzeug.serving import make_server
+
+        self.middleware = middleware
+        self.server = make_server("127.0.0.1", 0, middleware, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.http = requests.Session()
+
+    def buy(self, quantity: int = 1) -> str:
+        response = self.http.post(f"{self.url}/create-checkout-session", json={
+            "line_items": [{"price": "tee", "quantity": quantity}],
+            "customer_email": "ann@example.com"}, timeout=10)
+        assert response.status_code == 200, response.text
+        return str(response.json()["sessionId"])
+
+    def status(self, session_id: str) -> dict[str, Any]:
+        response = self.http.get(f"{self.url}/checkout-session",
+                                 params={"session_id": session_id}, timeout=10)
+        assert response.status_code == 200, response.text
+        view: dict[str, Any] = response.json()
+        return view
+
+    def close(self) -> None:
+        self.http.close()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+        self.middleware.close()
 
 
 def run_together(jobs: list[Any], timeout: float = 120) -> list[Any]:

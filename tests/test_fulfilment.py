@@ -6,15 +6,13 @@ its webhooks to it over HTTP, so this is the path a deployed shop takes.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 import stripe
-from werkzeug.serving import make_server
+from conftest import ServedShop
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware, OptionError
 from stripe_checkout_mw.marker import MARKER_KEY, shop_marker
@@ -31,23 +29,18 @@ def shop(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [f"shop saw {environ['PATH_INFO']}".encode()]
 
 
-class Shop:
+class Shop(ServedShop):
     """The middleware on a real server, with the fulfilments it performed."""
 
     def __init__(self, emu: StripeEmulator, store: str, **options: Any) -> None:
         self.fulfilled: Counter[str] = Counter()
         self.orders: list[Order] = []
         self.fail_fulfilment = 0
-        self.middleware = CheckoutMiddleware(
+        super().__init__(CheckoutMiddleware(
             shop, secret_key=emu.secret_key, stripe_api_base=emu.api_base,
             domain_url="https://shop.example.com", price_lookup=CATALOG,
             webhook_secret=emu.webhook_secret, store=store, fulfill=self.fulfill, **options,
-        )
-        self.server = make_server("127.0.0.1", 0, self.middleware, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.http = requests.Session()
+        ))
 
     def fulfill(self, order: Order) -> None:
         if self.fail_fulfilment:
@@ -55,28 +48,6 @@ class Shop:
             raise RuntimeError("warehouse offline")
         self.fulfilled[order.session_id] += 1
         self.orders.append(order)
-
-    def buy(self, quantity: int = 1) -> str:
-        response = self.http.post(f"{self.url}/create-checkout-session", json={
-            "line_items": [{"price": "tee", "quantity": quantity}],
-            "customer_email": "ann@example.com"}, timeout=10)
-        assert response.status_code == 200, response.text
-        session_id: str = response.json()["sessionId"]
-        return session_id
-
-    def status(self, session_id: str) -> dict[str, Any]:
-        response = self.http.get(f"{self.url}/checkout-session",
-                                 params={"session_id": session_id}, timeout=10)
-        assert response.status_code == 200, response.text
-        view: dict[str, Any] = response.json()
-        return view
-
-    def close(self) -> None:
-        self.http.close()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-        self.middleware.close()
 
 
 @pytest.fixture

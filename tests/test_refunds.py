@@ -9,9 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 import stripe
-from werkzeug.serving import make_server
+from conftest import ServedShop
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
 from stripe_checkout_mw.orders import Order
@@ -26,25 +25,20 @@ def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [b"shop"]
 
 
-class RefundShop:
+class RefundShop(ServedShop):
     """The middleware on a real server, recording every hook call."""
 
     def __init__(self, emu: StripeEmulator, store: str, **options: Any) -> None:
         self.calls: list[tuple[str, Order]] = []
         self.fail_refunded = 0
         self._lock = threading.Lock()
-        self.middleware = CheckoutMiddleware(
+        super().__init__(CheckoutMiddleware(
             app, secret_key=emu.secret_key, stripe_api_base=emu.api_base,
             domain_url="https://shop.example.com", price_lookup=CATALOG,
             webhook_secret=emu.webhook_secret, store=store,
             fulfill=options.pop("fulfill", lambda order: self._record("fulfill", order)),
             refunded=self._refunded, disputed=lambda order: self._record("disputed", order),
-            **options)
-        self.server = make_server("127.0.0.1", 0, self.middleware, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.http = requests.Session()
+            **options))
         emu.webhook_url = f"{self.url}/stripe-webhook"
 
     def _record(self, hook: str, order: Order) -> None:
@@ -60,33 +54,12 @@ class RefundShop:
     def hooks(self, name: str) -> list[Order]:
         return [order for hook, order in self.calls if hook == name]
 
-    def buy(self, quantity: int = 1) -> str:
-        response = self.http.post(f"{self.url}/create-checkout-session", json={
-            "line_items": [{"price": "tee", "quantity": quantity}],
-            "customer_email": "ann@example.com"}, timeout=10)
-        assert response.status_code == 200, response.text
-        return str(response.json()["sessionId"])
-
-    def status(self, session_id: str) -> dict[str, Any]:
-        response = self.http.get(f"{self.url}/checkout-session",
-                                 params={"session_id": session_id}, timeout=10)
-        assert response.status_code == 200, response.text
-        view: dict[str, Any] = response.json()
-        return view
-
     def order(self, session_id: str) -> Order:
         store = self.middleware.store
         assert store is not None
         order = store.get(session_id)
         assert order is not None
         return PaymentLedger(store).attach(order)
-
-    def close(self) -> None:
-        self.http.close()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-        self.middleware.close()
 
 
 @pytest.fixture

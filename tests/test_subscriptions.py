@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import requests
-from werkzeug.serving import make_server
+from conftest import ServedShop
 
 from stripe_checkout_mw import CheckoutMiddleware, Order, StripeLookupKeys, Subscription
 from stripe_checkout_mw.subscriptions import SubscriptionLedger
@@ -36,7 +36,7 @@ def signed_in(environ: dict[str, Any]) -> str | None:
     return user
 
 
-class Shop:
+class Shop(ServedShop):
     """The middleware on a real server, counting what its hooks saw."""
 
     def __init__(self, emu: StripeEmulator, store: str, **options: Any) -> None:
@@ -45,17 +45,12 @@ class Shop:
         self.fail_changes = 0
         self.lock = threading.Lock()
         options.setdefault("customer_ref", signed_in)
-        self.middleware = CheckoutMiddleware(
+        super().__init__(CheckoutMiddleware(
             shop, secret_key=emu.secret_key, stripe_api_base=emu.api_base,
             domain_url="https://shop.example.com", price_lookup=StripeLookupKeys(),
             webhook_secret=emu.webhook_secret, store=store, fulfill=self.fulfill,
             subscription_changed=self.changed, **options,
-        )
-        self.server = make_server("127.0.0.1", 0, self.middleware, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.http = requests.Session()
+        ))
 
     @property
     def subscriptions(self) -> SubscriptionLedger:
@@ -97,13 +92,6 @@ class Shop:
                                   headers=headers, allow_redirects=False, timeout=10)
         return self.http.post(f"{self.url}/billing-portal", json={}, headers=headers,
                               timeout=10)
-
-    def close(self) -> None:
-        self.http.close()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-        self.middleware.close()
 
 
 @pytest.fixture
