@@ -166,8 +166,8 @@ def build(setup: dict[str, Any]) -> tuple[Callable[[int], None], Callable[[], di
         return (lambda i: _call_wsgi(app, body)), dict
     if variant == "client":
         # The floor: the same client settings the middleware builds for itself (its HTTP
-        # client included: proxies read once; see stripe_checkout_mw.stripe_http).
-        from stripe_checkout_mw.stripe_http import stripe_http_client
+        # client included: proxies read once; see stripe_checkout_mw.stripe_api.client).
+        from stripe_checkout_mw.stripe_api.client import stripe_http_client
 
         client = stripe.StripeClient(
             secret, base_addresses={"api": api_base}, max_network_retries=2,

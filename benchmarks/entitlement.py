@@ -26,9 +26,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from stripe_checkout_mw.customers import CustomerDirectory
-from stripe_checkout_mw.store import open_store
-from stripe_checkout_mw.subscriptions import Subscription, SubscriptionItem, SubscriptionLedger
+from stripe_checkout_mw.billing.customers import CustomerDirectory
+from stripe_checkout_mw.billing.subscriptions import (
+    Subscription,
+    SubscriptionItem,
+    SubscriptionLedger,
+)
+from stripe_checkout_mw.ledger.store import open_store
 
 from .common import Row, judge, median, rotations, spread
 

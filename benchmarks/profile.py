@@ -52,7 +52,7 @@ def _timed(label: str, calls: list[Callable[[], Any]]) -> None:
 
 
 def _orders(n: int) -> list[Any]:
-    from stripe_checkout_mw.orders import Order
+    from stripe_checkout_mw.ledger.orders import Order
 
     from .webhooks import _session
 
@@ -66,7 +66,7 @@ def _orders(n: int) -> list[Any]:
 
 
 def ledger(tmpdir: str, n: int) -> None:
-    from stripe_checkout_mw.store import SQLiteStore
+    from stripe_checkout_mw.ledger.store import SQLiteStore
 
     path = f"{tmpdir}/orders.db"
     store = SQLiteStore(path)

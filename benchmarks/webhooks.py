@@ -262,7 +262,7 @@ def _measure(kind: str, store_url: str, sqlite_path: str | None, tmpdir: str,
 
 def _paid_batches(mw: Any, rounds: int, n: int) -> list[list[tuple[bytes, str]]]:
     """``rounds`` batches of ``n`` signed completed events, their orders in the ledger."""
-    from stripe_checkout_mw.orders import Order
+    from stripe_checkout_mw.ledger.orders import Order
 
     batches = []
     for _ in range(rounds):
@@ -312,7 +312,7 @@ _PG_BULK = (
 def _bulk_load(kind: str, store_url: str, rows: int) -> float:
     """Fill a fresh ledger with ``rows`` fulfilled orders, their events and done jobs (all
     within the retention, so pruning has nothing to do); returns the seconds it took."""
-    from stripe_checkout_mw.store import open_store
+    from stripe_checkout_mw.ledger.store import open_store
 
     now = time.time()
     t0 = time.perf_counter()

@@ -12,12 +12,12 @@ See the README for every option; ``stripe_checkout_mw.testing`` has an offline S
 
 from __future__ import annotations
 
-from .middleware import CheckoutMiddleware
-from .options import OptionError
-from .orders import Order
-from .prices import Catalog, ClientPrices, PricedItem, PriceLookup, StripeLookupKeys
-from .subscriptions import Subscription, SubscriptionItem
-from .validation import DefaultValidator, ValidationError
+from .billing.subscriptions import Subscription, SubscriptionItem
+from .checkout.prices import Catalog, ClientPrices, PricedItem, PriceLookup, StripeLookupKeys
+from .checkout.validation import DefaultValidator, ValidationError
+from .errors import OptionError
+from .ledger.orders import Order
+from .wsgi.middleware import CheckoutMiddleware
 
 __all__ = [
     "Catalog",

@@ -31,8 +31,8 @@ import pytest
 import requests
 
 from stripe_checkout_mw import CheckoutMiddleware
-from stripe_checkout_mw.orders import Order
-from stripe_checkout_mw.store import OrderStore, open_store
+from stripe_checkout_mw.ledger.orders import Order
+from stripe_checkout_mw.ledger.store import OrderStore, open_store
 from stripe_checkout_mw.testing.pytest_plugin import isolated_environment
 
 PG_ENV = "STRIPE_CHECKOUT_TEST_PG"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import Fulfilments
 
-from stripe_checkout_mw.demo import DemoShop
+from stripe_checkout_mw.cli.demo import DemoShop
 from stripe_checkout_mw.serving import BackgroundServer
 from stripe_checkout_mw.testing import StripeEmulator
 

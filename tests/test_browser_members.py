@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from test_browser import CARD, driver, wait_for  # noqa: F401  # the shared browser fixture
 
-from stripe_checkout_mw.demo import DemoShop
+from stripe_checkout_mw.cli.demo import DemoShop
 
 pytestmark = pytest.mark.browser
 

@@ -9,21 +9,21 @@ import sys
 
 import pytest
 
-from stripe_checkout_mw.cli import main, stop_on_signals
+from stripe_checkout_mw.cli.main import main, stop_on_signals
 
-COMMAND_MODULES = ("stripe_checkout_mw.demo", "stripe_checkout_mw.demo_shop",
-                   "stripe_checkout_mw.testing", "stripe_checkout_mw.deploycheck",
-                   "stripe_checkout_mw.operations", "stripe_checkout_mw.sync")
+COMMAND_MODULES = ("stripe_checkout_mw.cli.demo", "stripe_checkout_mw.demo_shop",
+                   "stripe_checkout_mw.testing", "stripe_checkout_mw.cli.check",
+                   "stripe_checkout_mw.cli.operations", "stripe_checkout_mw.news.reconcile")
 
 
 def test_the_parser_and_help_import_no_command() -> None:
     code = ("import sys\n"
-            "from stripe_checkout_mw.cli import build_parser\n"
+            "from stripe_checkout_mw.cli.main import build_parser\n"
             "build_parser().format_help()\n"
             "print('\\n'.join(sys.modules))\n")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=60).stdout.split()
-    assert "stripe_checkout_mw.cli" in loaded
+    assert "stripe_checkout_mw.cli.main" in loaded
     assert [name for name in COMMAND_MODULES if name in loaded] == []
 
 

@@ -293,7 +293,7 @@ def test_check_creates_no_store_in_the_working_folder(
 def test_check_reads_a_store_without_changing_it(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, store_url: str
 ) -> None:
-    from stripe_checkout_mw.store import open_store
+    from stripe_checkout_mw.ledger.store import open_store
 
     monkeypatch.setenv("STRIPE_CHECKOUT_STORE", store_url)
     status, lines, out = check(capsys)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware, ClientPrices, OptionError
-from stripe_checkout_mw.options import OPTIONS
+from stripe_checkout_mw.settings.options import OPTIONS
 
 CATALOG = Catalog({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}})
 

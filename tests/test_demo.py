@@ -22,8 +22,14 @@ from typing import IO, Any
 
 import pytest
 
-from stripe_checkout_mw.cli import DEMO_FRAMEWORKS, DEMO_UI_MODES, main, run_demo
-from stripe_checkout_mw.demo import FRAMEWORKS, UI_MODES, DemoError, DemoShop, find_middleware
+from stripe_checkout_mw.cli.demo import (
+    FRAMEWORKS,
+    UI_MODES,
+    DemoError,
+    DemoShop,
+    find_middleware,
+)
+from stripe_checkout_mw.cli.main import DEMO_FRAMEWORKS, DEMO_UI_MODES, main, run_demo
 
 CARD = "4242 4242 4242 4242"
 _SHOP_ENV = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "WEB_APP_URL",

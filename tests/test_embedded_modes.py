@@ -267,7 +267,7 @@ def test_without_any_return_url_the_marker_still_tells_shops_apart() -> None:
 
 
 def test_the_ini_filter_takes_the_same_options(tmp_path: Path) -> None:
-    from stripe_checkout_mw.paste import filter_app_factory
+    from stripe_checkout_mw.wsgi.paste import filter_app_factory
 
     catalog = tmp_path / "catalog.json"
     catalog.write_text('{"tee": {"name": "T", "unit_amount": 100, "currency": "usd"}}',

@@ -27,7 +27,7 @@ from conftest import waitress_serving
 from paste.deploy import loadapp
 
 from stripe_checkout_mw import CheckoutMiddleware
-from stripe_checkout_mw.demo import find_middleware
+from stripe_checkout_mw.cli.demo import find_middleware
 from stripe_checkout_mw.serving import BackgroundServer
 from stripe_checkout_mw.testing import StripeEmulator
 

@@ -15,8 +15,8 @@ import stripe
 from conftest import ServedShop
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware, OptionError
+from stripe_checkout_mw.ledger.orders import Order, session_to_dict
 from stripe_checkout_mw.marker import MARKER_KEY, shop_marker
-from stripe_checkout_mw.orders import Order, session_to_dict
 from stripe_checkout_mw.testing import StripeEmulator
 
 CATALOG = Catalog({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}})

@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
-from stripe_checkout_mw.orders import Order
+from stripe_checkout_mw.ledger.orders import Order
 from stripe_checkout_mw.testing import StripeEmulator, sign_payload
 
 CATALOG = {

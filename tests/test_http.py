@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from stripe_checkout_mw.http import (
-    HTTPError,
-    origin_of,
+from stripe_checkout_mw.errors import HTTPError
+from stripe_checkout_mw.urls import origin_of
+from stripe_checkout_mw.wsgi.http import (
     own_origin,
     parse_form_order,
     parse_json_object,

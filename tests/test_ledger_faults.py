@@ -45,9 +45,9 @@ import pytest
 from werkzeug.serving import make_server
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
-from stripe_checkout_mw.dialects import SQLiteDialect
-from stripe_checkout_mw.orders import Order
-from stripe_checkout_mw.store import open_store
+from stripe_checkout_mw.ledger.dialects import SQLiteDialect
+from stripe_checkout_mw.ledger.orders import Order
+from stripe_checkout_mw.ledger.store import open_store
 from stripe_checkout_mw.testing import StripeEmulator
 
 CATALOG = Catalog({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}})

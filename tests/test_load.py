@@ -40,7 +40,7 @@ import urllib3
 from werkzeug.serving import make_server
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
-from stripe_checkout_mw.orders import Order
+from stripe_checkout_mw.ledger.orders import Order
 from stripe_checkout_mw.testing import StripeEmulator
 
 SOAK_SECONDS = float(os.environ.get("STRIPE_CHECKOUT_SOAK_SECONDS", "10"))

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from test_refunds import RefundShop
 
-from stripe_checkout_mw.orders import Order
-from stripe_checkout_mw.store import open_store
+from stripe_checkout_mw.ledger.orders import Order
+from stripe_checkout_mw.ledger.store import open_store
 from stripe_checkout_mw.testing import StripeEmulator
 
 BULK = 300

@@ -14,8 +14,9 @@ import pytest
 from paste.deploy import loadapp
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware, ClientPrices, StripeLookupKeys
-from stripe_checkout_mw.options import OPTIONS, OptionError, to_bool, to_words
-from stripe_checkout_mw.paste import PRICE_KEYS, filter_app_factory
+from stripe_checkout_mw.errors import OptionError
+from stripe_checkout_mw.settings.options import OPTIONS, to_bool, to_words
+from stripe_checkout_mw.wsgi.paste import PRICE_KEYS, filter_app_factory
 
 CATALOG = {"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}}
 
@@ -279,7 +280,7 @@ def test_loadapp_refuses_a_typo(tmp_path: Path) -> None:
 
 
 def test_importing_the_filter_does_not_need_pastedeploy() -> None:
-    code = "import sys, stripe_checkout_mw.paste; print('paste.deploy' in sys.modules)"
+    code = "import sys, stripe_checkout_mw.wsgi.paste; print('paste.deploy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "False"

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from stripe_checkout_mw.dialects import SQLiteDialect
-from stripe_checkout_mw.pipeline import (
+from stripe_checkout_mw.ledger.dialects import SQLiteDialect
+from stripe_checkout_mw.ledger.pipeline import (
     Applied,
     EventClaim,
     JobFailed,
@@ -23,7 +23,7 @@ from stripe_checkout_mw.pipeline import (
     JobsPending,
     Pipeline,
 )
-from stripe_checkout_mw.store import Job, NewJob, OrderStore, StoreTransaction
+from stripe_checkout_mw.ledger.store import Job, NewJob, OrderStore, StoreTransaction
 
 
 class Recorder(JobKind):
@@ -94,7 +94,7 @@ def test_a_failed_job_is_retried_with_a_higher_attempt_and_later_jobs_wait(
 
 
 def test_a_held_lease_keeps_a_second_worker_off_the_job(store_url: str) -> None:
-    from stripe_checkout_mw.store import open_store
+    from stripe_checkout_mw.ledger.store import open_store
 
     with open_store(store_url) as one, open_store(store_url) as two:
         slow, other = Recorder(), Recorder()

@@ -13,8 +13,8 @@ import stripe
 from conftest import ServedShop
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
-from stripe_checkout_mw.orders import Order
-from stripe_checkout_mw.payments import PaymentLedger
+from stripe_checkout_mw.ledger.orders import Order
+from stripe_checkout_mw.ledger.payments import PaymentLedger
 from stripe_checkout_mw.testing import StripeEmulator
 
 CATALOG = Catalog({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}})

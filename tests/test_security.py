@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from werkzeug.serving import make_server
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware, ClientPrices, StripeLookupKeys
-from stripe_checkout_mw.orders import Order
+from stripe_checkout_mw.ledger.orders import Order
 from stripe_checkout_mw.testing import StripeEmulator, sign_payload
 
 CATALOG = {

@@ -20,12 +20,12 @@ import stripe
 from conftest import Fulfilments, run_together
 from werkzeug.serving import make_server
 
-from stripe_checkout_mw.http import HTTPError
-from stripe_checkout_mw.orders import Order
-from stripe_checkout_mw.status import OrderStatus
-from stripe_checkout_mw.store import OrderStore, open_store
+from stripe_checkout_mw.errors import HTTPError
+from stripe_checkout_mw.ledger.orders import Order
+from stripe_checkout_mw.ledger.store import OrderStore, open_store
+from stripe_checkout_mw.news.status import OrderStatus
+from stripe_checkout_mw.news.webhooks import WebhookHandlers, WebhookReceiver
 from stripe_checkout_mw.testing import StripeEmulator
-from stripe_checkout_mw.webhooks import WebhookHandlers, WebhookReceiver
 
 PG_URL = os.environ.get("STRIPE_CHECKOUT_TEST_PG", "")
 ITEMS = [{"name": "Tee", "quantity": 1, "unit_amount": 500, "currency": "usd", "price": None}]

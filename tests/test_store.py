@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from stripe_checkout_mw.fulfilment import FulfilJob, settle
-from stripe_checkout_mw.orders import Order
-from stripe_checkout_mw.pipeline import Pipeline
-from stripe_checkout_mw.store import (
+from stripe_checkout_mw.ledger.orders import Order
+from stripe_checkout_mw.ledger.pipeline import Pipeline
+from stripe_checkout_mw.ledger.store import (
     DEFAULT_STORE_URL,
     SCHEMA_VERSION,
     OrderStore,
@@ -24,6 +23,7 @@ from stripe_checkout_mw.store import (
     StoreError,
     open_store,
 )
+from stripe_checkout_mw.news.fulfilment import FulfilJob, settle
 
 
 def make_order(session_id: str = "cs_test_a1order", **changes: Any) -> Order:

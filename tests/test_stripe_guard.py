@@ -22,8 +22,8 @@ import stripe
 from conftest import waitress_serving
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware, OptionError
-from stripe_checkout_mw.http import HTTPError
-from stripe_checkout_mw.stripe_guard import FAILURES_TO_OPEN, StripeGuard, TokenBucket
+from stripe_checkout_mw.errors import HTTPError
+from stripe_checkout_mw.stripe_api.guard import FAILURES_TO_OPEN, StripeGuard, TokenBucket
 from stripe_checkout_mw.testing import StripeEmulator, sign_payload
 
 CATALOG = Catalog({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}})

@@ -15,7 +15,7 @@ import pytest
 import stripe
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware
-from stripe_checkout_mw.stripe_http import stripe_http_client
+from stripe_checkout_mw.stripe_api.client import stripe_http_client
 from stripe_checkout_mw.testing import StripeEmulator
 
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",

@@ -18,7 +18,7 @@ import requests
 from conftest import ServedShop
 
 from stripe_checkout_mw import CheckoutMiddleware, Order, StripeLookupKeys, Subscription
-from stripe_checkout_mw.subscriptions import SubscriptionLedger
+from stripe_checkout_mw.billing.subscriptions import SubscriptionLedger
 from stripe_checkout_mw.testing import StripeEmulator
 
 DAY = 86400
@@ -424,9 +424,9 @@ def stripe_subscription(status: str, price: str = "price_pro", **fields: Any) ->
 
 
 def test_an_answer_fetched_earlier_never_replaces_one_fetched_later(store_url: str) -> None:
-    from stripe_checkout_mw.customers import CustomerDirectory
-    from stripe_checkout_mw.store import open_store
-    from stripe_checkout_mw.subscriptions import Fetched
+    from stripe_checkout_mw.billing.customers import CustomerDirectory
+    from stripe_checkout_mw.billing.subscriptions import Fetched
+    from stripe_checkout_mw.ledger.store import open_store
 
     with open_store(store_url) as store:
         customers = CustomerDirectory(store)
@@ -496,9 +496,9 @@ def test_failed_retries_can_end_unpaid(emu: StripeEmulator, served: Shop) -> Non
     ("paused", False),
 ])
 def test_which_statuses_give_access(store_url: str, status: str, active: bool) -> None:
-    from stripe_checkout_mw.customers import CustomerDirectory
-    from stripe_checkout_mw.store import open_store
-    from stripe_checkout_mw.subscriptions import Fetched
+    from stripe_checkout_mw.billing.customers import CustomerDirectory
+    from stripe_checkout_mw.billing.subscriptions import Fetched
+    from stripe_checkout_mw.ledger.store import open_store
 
     with open_store(store_url) as store:
         customers = CustomerDirectory(store)

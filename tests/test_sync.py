@@ -13,7 +13,7 @@ import pytest
 from conftest import Fulfilments, run_together
 from test_refunds import RefundShop
 
-from stripe_checkout_mw.sync import Reconciler, SyncReport, parse_since
+from stripe_checkout_mw.news.reconcile import Reconciler, SyncReport, parse_since
 from stripe_checkout_mw.testing import StripeEmulator
 
 
@@ -153,9 +153,9 @@ def test_since_is_parsed_and_clamped_to_stripes_thirty_days(shop: RefundShop) ->
 
 
 def test_sync_replays_every_event_type_the_middleware_handles() -> None:
-    from stripe_checkout_mw.refunds import PAYMENT_EVENTS
-    from stripe_checkout_mw.subscriptions import SUBSCRIPTION_EVENTS
-    from stripe_checkout_mw.sync import HANDLED_EVENTS
+    from stripe_checkout_mw.billing.subscriptions import SUBSCRIPTION_EVENTS
+    from stripe_checkout_mw.news.payments import PAYMENT_EVENTS
+    from stripe_checkout_mw.news.reconcile import HANDLED_EVENTS
 
     assert set(HANDLED_EVENTS) >= PAYMENT_EVENTS | SUBSCRIPTION_EVENTS
     assert "checkout.session.completed" in HANDLED_EVENTS

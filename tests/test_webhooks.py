@@ -23,12 +23,12 @@ import pytest
 import stripe
 from conftest import Fulfilments, run_together
 
-from stripe_checkout_mw.fulfilment import FulfilJob
-from stripe_checkout_mw.http import HTTPError
-from stripe_checkout_mw.orders import Order
-from stripe_checkout_mw.pipeline import Pipeline
-from stripe_checkout_mw.store import OrderStore, open_store
-from stripe_checkout_mw.webhooks import HandlersJob, WebhookHandlers, WebhookReceiver
+from stripe_checkout_mw.errors import HTTPError
+from stripe_checkout_mw.ledger.orders import Order
+from stripe_checkout_mw.ledger.pipeline import Pipeline
+from stripe_checkout_mw.ledger.store import OrderStore, open_store
+from stripe_checkout_mw.news.fulfilment import FulfilJob
+from stripe_checkout_mw.news.webhooks import HandlersJob, WebhookHandlers, WebhookReceiver
 
 SECRET = "whsec_test_current_0123456789abcdef"
 OLD_SECRET = "whsec_test_previous_fedcba9876543210"
@@ -511,10 +511,10 @@ def test_store_failure_is_a_500(tmp_path: Path, client: stripe.StripeClient) -> 
 _KILLED_MID_FULFIL = """
 import os, sys
 import stripe
-from stripe_checkout_mw.fulfilment import FulfilJob
-from stripe_checkout_mw.pipeline import Pipeline
-from stripe_checkout_mw.store import open_store
-from stripe_checkout_mw.webhooks import WebhookHandlers, WebhookReceiver
+from stripe_checkout_mw.news.fulfilment import FulfilJob
+from stripe_checkout_mw.ledger.pipeline import Pipeline
+from stripe_checkout_mw.ledger.store import open_store
+from stripe_checkout_mw.news.webhooks import WebhookHandlers, WebhookReceiver
 
 def fulfill(order):
     assert order.fulfilment_attempt == 1
@@ -627,9 +627,9 @@ def test_different_paid_events_racing_fulfil_once(
 _DELIVER_FROM_A_PROCESS = """
 import json, os, sys, time
 import stripe
-from stripe_checkout_mw.http import HTTPError
-from stripe_checkout_mw.store import open_store
-from stripe_checkout_mw.webhooks import WebhookHandlers, WebhookReceiver
+from stripe_checkout_mw.errors import HTTPError
+from stripe_checkout_mw.ledger.store import open_store
+from stripe_checkout_mw.news.webhooks import WebhookHandlers, WebhookReceiver
 
 store_url, secret, header, ledger, go, body_file = sys.argv[1:7]
 

@@ -23,9 +23,9 @@ from importlib import resources
 from string import Template
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..middleware import CheckoutMiddleware
-from ..orders import Order
-from ..prices import Catalog
+from ..checkout.prices import Catalog
+from ..ledger.orders import Order
+from ..wsgi.middleware import CheckoutMiddleware
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

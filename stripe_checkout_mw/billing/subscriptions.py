@@ -1,0 +1,371 @@
+"""The subscriptions ledger: what Stripe says each subscription is now, and who has access.
+
+Stripe sends subscription news in no particular order, and an event's payload is what the
+subscription was when the event was made. So the payload decides nothing here: every event
+about a subscription (:data:`SUBSCRIPTION_EVENTS`, and a completed subscription-mode
+Checkout Session) makes the webhook re-fetch the subscription from Stripe and store what it
+says *now*, through the fulfilment pipeline: the event is claimed first (a duplicate fetches
+nothing), the fetch happens outside the transaction, and the row is written with the time
+the fetch began. A row is only replaced by a fetch that began later, so a slow, old answer
+that commits last cannot move a subscription backwards.
+
+Entitlement answers come from the ledger alone (no Stripe call)::
+
+    mw.subscriptions.is_active("user-42")                 # any subscription giving access
+    mw.subscriptions.is_active("user-42", price="pro")    # one with this price id or lookup key
+    mw.subscriptions.for_customer("user-42")              # [Subscription, ...], newest first
+
+``active`` and ``trialing`` give access; so does ``past_due`` (Stripe is still retrying the
+payment) unless ``past_due_is_active=False``. A subscription set to cancel at period end is
+still ``active`` at Stripe until the period ends, and so keeps access until Stripe ends it.
+
+Each stored change of status or items records a ``subscription_changed`` job, run after the
+commit with the pipeline's attempt semantics (retried until it returns).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable
+
+import stripe
+
+from ..ledger.pipeline import JobKind
+from ..ledger.store import Job, NewJob, SqlStore, StoreTransaction
+from .customers import CustomerDirectory
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "SUBSCRIPTION_CHANGED",
+    "SUBSCRIPTION_EVENTS",
+    "NeedsSubscription",
+    "Subscription",
+    "SubscriptionChangedJob",
+    "SubscriptionItem",
+    "SubscriptionLedger",
+    "subscription_id_of",
+]
+
+logger = logging.getLogger("stripe_checkout_mw")
+
+#: The events that make the ledger re-fetch the subscription they are about.
+SUBSCRIPTION_EVENTS = frozenset({
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "customer.subscription.trial_will_end",
+    "invoice.paid",
+    "invoice.payment_failed",
+})
+#: Statuses that give access; ``past_due`` too unless excluded.
+ACTIVE_STATUSES = frozenset({"active", "trialing"})
+#: The job kind of the ``subscription_changed`` hook; its key is ``{id}#{revision}``.
+SUBSCRIPTION_CHANGED = "subscription_changed"
+
+SubscriptionChanged = Callable[["Subscription"], None]
+
+
+@dataclass(frozen=True)
+class SubscriptionItem:
+    """One item of a subscription: its price (id and lookup key), quantity and period end."""
+
+    price: str
+    lookup_key: str | None
+    quantity: int
+    current_period_end: int | None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A subscription as the ledger stores it (Stripe's values at the last fetch).
+
+    ``customer_ref`` is the app's user id, or ``None`` for a Stripe Customer this shop never
+    sold to through its own checkout (never attached to any user). ``current_period_end`` is
+    the earliest of the items' (Stripe keeps periods on the items now); times are Unix
+    seconds; ``updated_at`` is when the ledger last stored it.
+    """
+
+    id: str
+    customer_ref: str | None
+    stripe_customer: str
+    status: str
+    items: tuple[SubscriptionItem, ...]
+    current_period_end: int | None
+    cancel_at_period_end: bool
+    cancel_at: int | None
+    canceled_at: int | None
+    trial_end: int | None
+    latest_invoice_status: str | None
+    updated_at: float
+
+    def has_price(self, price: str) -> bool:
+        """Whether an item is of ``price`` (a price id or a lookup key)."""
+        return any(price in (item.price, item.lookup_key) for item in self.items)
+
+    def price_names(self) -> list[str]:
+        """The items' price ids and lookup keys: what ``is_active(price=...)`` matches."""
+        names = [item.price for item in self.items]
+        names += [item.lookup_key for item in self.items if item.lookup_key]
+        return names
+
+    def change_key(self) -> tuple[Any, ...]:
+        """What a ``subscription_changed`` call is for: the status, the items' prices and
+        quantities (not their periods: a renewal is no change), and the owner."""
+        items = tuple((item.price, item.quantity) for item in self.items)
+        return (self.status, items, self.customer_ref)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Subscription:
+        values = dict(data)
+        values["items"] = tuple(SubscriptionItem(**item) for item in values["items"])
+        return cls(**values)
+
+    @classmethod
+    def from_stripe(cls, sub: Mapping[str, Any], customer_ref: str | None,
+                    at: float) -> Subscription:
+        """The ledger's view of a Stripe Subscription object (a plain dict)."""
+        items = []
+        for item in ((sub.get("items") or {}).get("data") or []):
+            price = item.get("price") or {}
+            items.append(SubscriptionItem(
+                price=str(price.get("id") if isinstance(price, Mapping) else price),
+                lookup_key=price.get("lookup_key") if isinstance(price, Mapping) else None,
+                quantity=int(item.get("quantity") or 0),
+                current_period_end=_int(item.get("current_period_end")),
+            ))
+        ends = [item.current_period_end for item in items if item.current_period_end]
+        invoice = sub.get("latest_invoice")
+        return cls(
+            id=str(sub["id"]),
+            customer_ref=customer_ref,
+            stripe_customer=_id(sub.get("customer")) or "",
+            status=str(sub.get("status")),
+            items=tuple(items),
+            current_period_end=min(ends) if ends else None,
+            cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
+            cancel_at=_int(sub.get("cancel_at")),
+            canceled_at=_int(sub.get("canceled_at")),
+            trial_end=_int(sub.get("trial_end")),
+            latest_invoice_status=(str(invoice["status"]) if isinstance(invoice, Mapping)
+                                   and invoice.get("status") else None),
+            updated_at=at,
+        )
+
+
+class NeedsSubscription(Exception):
+    """The apply step needs the subscription fetched from Stripe (outside the transaction)."""
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(subscription_id)
+        self.subscription_id = subscription_id
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A subscription as Stripe answered, and when the request began (``None``: gone)."""
+
+    subscription: dict[str, Any] | None
+    started_at: float
+
+
+def subscription_id_of(event_type: str, payload: Mapping[str, Any]) -> str | None:
+    """The subscription an event is about, or ``None``."""
+    data = payload.get("data")
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    if not isinstance(obj, Mapping):
+        return None
+    found: Any = None
+    if event_type.startswith("customer.subscription."):
+        found = obj.get("id")
+    elif event_type.startswith("invoice."):
+        parent = obj.get("parent")
+        details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
+        found = details.get("subscription") if isinstance(details, Mapping) else None
+    elif event_type.startswith("checkout.session.") and obj.get("mode") == "subscription":
+        found = obj.get("subscription")
+    found = _id(found)
+    return found if found and found.startswith("sub_") else None
+
+
+class SubscriptionLedger:
+    """``mw.subscriptions``: reads for the app, and the webhook's apply step.
+
+    :param past_due_is_active: whether ``past_due`` gives access (Stripe is retrying).
+    """
+
+    def __init__(self, store: SqlStore, customers: CustomerDirectory, *,
+                 past_due_is_active: bool = True) -> None:
+        self.store = store
+        self.customers = customers
+        self.statuses = ACTIVE_STATUSES | ({"past_due"} if past_due_is_active else set())
+        q = store.dialect.placeholders
+        self._sql_for_ref = q(
+            "SELECT record, customer_ref FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
+            "ORDER BY created DESC, subscription_id DESC")
+        # The statuses are bound as values too: the SQL is the same text on every call.
+        self._status_params = tuple(sorted(self.statuses))
+        marks = ", ".join("?" for _ in self._status_params)
+        self._sql_active = q(
+            "SELECT prices FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
+            "AND status IN (<marks>)".replace("<marks>", marks))
+        self._sql_any_active = q(
+            "SELECT 1 FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
+            "AND status IN (<marks>) LIMIT 1".replace("<marks>", marks))
+        lock = ("SELECT record, revision, fetched_at FROM stripe_checkout_subscriptions "
+                "WHERE subscription_id = ?")
+        self._sql_lock = q(lock + store.dialect.lock_suffix)
+        self._sql_insert = q(
+            "INSERT INTO stripe_checkout_subscriptions (subscription_id, stripe_customer, "
+            "customer_ref, status, record, prices, revision, fetched_at, created, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription_id) DO NOTHING")
+        self._sql_update = q(
+            "UPDATE stripe_checkout_subscriptions SET stripe_customer = ?, customer_ref = ?, "
+            "status = ?, record = ?, prices = ?, revision = ?, fetched_at = ?, updated_at = ? "
+            "WHERE subscription_id = ?")
+        self._sql_unowned = q(
+            "SELECT record FROM stripe_checkout_subscriptions WHERE customer_ref IS NULL "
+            "ORDER BY created DESC")
+
+    # -- reads -------------------------------------------------------------------------
+
+    def for_customer(self, ref: str) -> list[Subscription]:
+        """The subscriptions of the app's user ``ref``, newest first (from the ledger)."""
+        if not isinstance(ref, str):
+            return []
+        rows = self._read(self._sql_for_ref, (ref,))
+        return [replace(self._record(record), customer_ref=owner) for record, owner in rows]
+
+    def is_active(self, ref: str, price: str | None = None) -> bool:
+        """Whether ``ref`` has a subscription giving access (of ``price``: a price id or a
+        lookup key, when given). One indexed read of the ledger; no Stripe call."""
+        if not isinstance(ref, str):
+            return False
+        if price is None:
+            return bool(self._read(self._sql_any_active, (ref, *self._status_params)))
+        from_json = self.store.dialect.from_json
+        rows = self._read(self._sql_active, (ref, *self._status_params))
+        return any(price in from_json(prices) for (prices,) in rows)
+
+    def unowned(self) -> list[Subscription]:
+        """Subscriptions of Stripe Customers this shop never sold to (for the operator)."""
+        return [self._record(row[0]) for row in self._read(self._sql_unowned, ())]
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        self.store.ensure_schema()
+        with self.store.dialect.connection() as conn:
+            return self.store.dialect.fetchall(conn, sql, params)
+
+    def _record(self, value: Any) -> Subscription:
+        return Subscription.from_dict(self.store.dialect.from_json(value))
+
+    # -- the webhook's side ------------------------------------------------------------
+
+    def fetch(self, client: stripe.StripeClient, subscription_id: str) -> Fetched:
+        """What Stripe says the subscription is now. A subscription Stripe does not know
+        (``resource_missing``) is ``None``; other Stripe errors propagate (retry).
+
+        :raises stripe.StripeError: Stripe could not answer; the delivery is retried.
+        """
+        started = time.time()
+        try:
+            sub = client.v1.subscriptions.retrieve(
+                subscription_id, params={"expand": ["latest_invoice"]})
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status != 404:
+                raise
+            logger.warning("subscription %s is not known to Stripe; not stored",
+                           subscription_id)
+            return Fetched(None, started)
+        return Fetched(sub.to_dict(), started)
+
+    def apply(self, tx: StoreTransaction, subscription_id: str,
+              fetched: Mapping[str, Fetched], subject: str) -> list[NewJob]:
+        """Store what Stripe said (``fetched``), unless a later fetch is stored already;
+        the ``subscription_changed`` job if status or items changed.
+
+        :raises NeedsSubscription: not fetched yet: fetch it outside the transaction.
+        """
+        got = fetched.get(subscription_id)
+        if got is None:
+            raise NeedsSubscription(subscription_id)
+        if got.subscription is None:
+            return []
+        dialect = self.store.dialect
+        sub = got.subscription
+        customer = _id(sub.get("customer")) or ""
+        ref = self.customers.ref_in(tx, customer) if customer else None
+        now = time.time()
+        new = Subscription.from_stripe(sub, ref, now)
+        fetched_at = got.started_at
+        row = dialect.fetchone(tx.conn, self._sql_lock, (subscription_id,))
+        if row is None:
+            created = float(_int(sub.get("created")) or now)
+            inserted = dialect.rowcount(tx.conn, self._sql_insert, (
+                subscription_id, customer, ref, new.status, dialect.to_json(new.to_dict()),
+                dialect.to_json(new.price_names()), 1, fetched_at, created, now))
+            if inserted == 1:
+                return self._changed(new, None, 1, subject)
+            row = dialect.fetchone(tx.conn, self._sql_lock, (subscription_id,))
+            assert row is not None  # inserted by a concurrent transaction, now committed
+        old = Subscription.from_dict(dialect.from_json(row[0]))
+        if float(row[2]) >= fetched_at:
+            # A fetch that began later is stored: this answer may be older, so it only
+            # brings the customer's ref, if that became known meanwhile.
+            if old.customer_ref == ref:
+                return []
+            new = replace(old, customer_ref=ref, updated_at=now)
+            fetched_at = float(row[2])
+        changed = ref is not None and old.change_key() != new.change_key()
+        revision = int(row[1]) + (1 if changed else 0)
+        dialect.execute(tx.conn, self._sql_update, (
+            customer, ref, new.status, dialect.to_json(new.to_dict()),
+            dialect.to_json(new.price_names()), revision, fetched_at, now, subscription_id))
+        return self._changed(new, old, revision, subject) if changed else []
+
+    @staticmethod
+    def _changed(new: Subscription, old: Subscription | None, revision: int,
+                 subject: str) -> list[NewJob]:
+        if new.customer_ref is None:
+            logger.info("subscription %s belongs to Stripe customer %s, which this shop has "
+                        "not sold to; stored without a customer_ref", new.id,
+                        new.stripe_customer)
+            return []
+        return [NewJob(SUBSCRIPTION_CHANGED, f"{new.id}#{revision}", subject,
+                       {"subscription": new.to_dict()})]
+
+
+class SubscriptionChangedJob(JobKind):
+    """Runs the app's ``subscription_changed(subscription)`` for one stored change."""
+
+    kind = SUBSCRIPTION_CHANGED
+
+    def __init__(self, hook: SubscriptionChanged | None) -> None:
+        if hook is not None and not callable(hook):
+            raise TypeError("subscription_changed: expected a callable or None")
+        self.hook = hook
+
+    def run(self, job: Job, known: Mapping[str, Any]) -> None:
+        subscription = Subscription.from_dict(job.payload["subscription"])
+        if self.hook is not None:
+            self.hook(subscription)
+        logger.info("subscription %s change %s handled (attempt %d)", subscription.id,
+                    job.key, job.attempt)
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value,
+                                                                             bool) else None

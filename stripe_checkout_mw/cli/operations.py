@@ -1,0 +1,422 @@
+"""The operator's commands over the ledger: ``orders``, ``events``, ``fulfil-pending``, ``sync``.
+
+Each reads the store from the same places the middleware does: ``STRIPE_CHECKOUT_STORE``,
+then ``--ini FILE`` (its ``[filter:checkout]`` section), then ``--store URL``::
+
+    python -m stripe_checkout_mw orders list --status paid --since 7d
+    python -m stripe_checkout_mw orders show cs_live_...
+    python -m stripe_checkout_mw events list --failed
+    python -m stripe_checkout_mw fulfil-pending --ini production.ini
+    python -m stripe_checkout_mw sync --since 3d --ini production.ini
+
+``orders`` and ``events`` only read (they may add the tables a newer version needs to the
+ledger, as the middleware does on start); ``fulfil-pending`` runs the jobs still due and
+``sync`` also replays Stripe's events (:mod:`stripe_checkout_mw.news.reconcile`): those two call the
+shop's hooks, so they need its ``fulfill`` (from ``--ini``, or ``--fulfill module:function``,
+or ``--no-fulfill`` to record fulfilments without calling anything). Only ``sync`` calls
+Stripe and needs the secret key (``STRIPE_SECRET_KEY`` or the ``.ini`` file's).
+
+Output is a table for people, or JSON with ``--json``. Nothing prints a secret; only the
+``orders`` commands print customers' emails. Exit status 0 done, 1 failed (one line on stderr
+says why, or the report lists the failures), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import OptionError
+from ..settings.options import OPTIONS
+
+__all__ = ["run_events", "run_fulfil_pending", "run_orders", "run_sync"]
+
+
+class CommandError(Exception):
+    """A one-line reason for exit status 1 (or ``status``)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class _Config:
+    store_url: str | None
+    given: dict[str, Any]
+
+    def option(self, name: str) -> Any:
+        """One option converted by the middleware's own table (environment defaults too)."""
+        return OPTIONS[name].convert(name, self.given.get(name, OPTIONS[name].default))
+
+
+def _config(args: argparse.Namespace) -> _Config:
+    from .check import read_ini
+
+    given: dict[str, Any] = read_ini(Path(args.ini), args.section) if args.ini else {}
+    if args.store:
+        given["store"] = args.store
+    if getattr(args, "fulfill", None):
+        given["fulfill"] = args.fulfill
+    return _Config(given.get("store"), given)
+
+
+def _open(config: _Config) -> Any:
+    from ..ledger.store import DEFAULT_STORE_URL, STORE_ENV, SQLiteStore, open_store
+
+    url = config.option("store") or os.environ.get(STORE_ENV, "").strip() or DEFAULT_STORE_URL
+    try:
+        store = open_store(url)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
+        store.close()
+        raise CommandError(f"no ledger at {store.url}; give --store URL, --ini FILE or set "
+                           f"{STORE_ENV}")
+    return store
+
+
+def _run(args: argparse.Namespace, command: Any) -> int:
+    """Run ``command(args, out)`` with errors as one line on stderr and an exit status."""
+    from ..ledger.store import StoreError
+
+    try:
+        return int(command(args, sys.stdout))
+    except CommandError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return exc.status
+    except OptionError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"{args.command}: the ledger cannot be read: {exc}", file=sys.stderr)
+        return 1
+
+
+# -- output ----------------------------------------------------------------------------------
+
+def _when(value: float | None) -> str:
+    if not value:
+        return ""
+    return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _iso(value: float | None) -> str | None:
+    return datetime.fromtimestamp(value, timezone.utc).isoformat() if value else None
+
+
+def _money(amount: int | None, currency: str | None) -> str:
+    if amount is None:
+        return ""
+    return f"{amount / 100:.2f} {currency or ''}".strip()
+
+
+def _table(out: Any, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(c) for c in header], *[["" if c is None else str(c) for c in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(),
+              file=out)
+
+
+def _json(out: Any, value: object) -> None:
+    json.dump(value, out, indent=2, sort_keys=True)
+    print(file=out)
+
+
+# -- orders ----------------------------------------------------------------------------------
+
+_ORDER_LIST = (
+    "SELECT o.session_id, o.status, o.amount_total, o.currency, o.customer_email, "
+    "o.fulfilled, o.created_at, p.amount_refunded, p.dispute_status "
+    "FROM stripe_checkout_orders o LEFT JOIN stripe_checkout_payments p "
+    "ON p.session_id = o.session_id WHERE o.created_at >= ?"
+)
+
+
+def run_orders(args: argparse.Namespace) -> int:
+    """``orders list`` and ``orders show``."""
+    return _run(args, _orders_list if args.orders_command == "list" else _orders_show)
+
+
+def _orders_list(args: argparse.Namespace, out: Any) -> int:
+    from ..ledger.orders import STATUSES
+    from ..news.reconcile import parse_duration
+
+    if args.status is not None and args.status not in STATUSES:
+        raise CommandError(f"--status {args.status!r}: use one of {', '.join(STATUSES)}", 2)
+    try:
+        since = parse_duration(args.since).total_seconds() if args.since else None
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from None
+    store = _open(_config(args))
+    try:
+        store.ensure_schema()
+        sql, params = _ORDER_LIST, [time.time() - since if since else 0.0]
+        if args.status:
+            sql, params = sql + " AND o.status = ?", [*params, args.status]
+        if args.email:
+            sql, params = sql + " AND lower(o.customer_email) = ?", [*params,
+                                                                      args.email.lower()]
+        sql += " ORDER BY o.created_at DESC LIMIT ?"
+        params.append(args.limit)
+        with store.dialect.connection() as conn:
+            rows = store.dialect.fetchall(conn, store.dialect.placeholders(sql), params)
+    finally:
+        store.close()
+    orders = [{
+        "session_id": r[0], "status": r[1], "amount_total": r[2], "currency": r[3],
+        "customer_email": r[4], "fulfilled": bool(r[5]), "created_at": _iso(r[6]),
+        "amount_refunded": int(r[7] or 0), "dispute": r[8],
+    } for r in rows]
+    if args.json:
+        _json(out, orders)
+        return 0
+    _table(out, ("CREATED (UTC)", "SESSION", "STATUS", "TOTAL", "REFUNDED", "FULFILLED",
+                 "EMAIL"), [
+        (_when(r[6]), r[0], r[1] + (f" ({r[8]})" if r[8] else ""), _money(r[2], r[3]),
+         _money(int(r[7]), r[3]) if r[7] else "", "yes" if r[5] else "no", r[4] or "")
+        for r in rows])
+    print(f"{len(rows)} order(s)" + (" (the newest; raise --limit for more)"
+                                    if len(rows) == args.limit else ""), file=out)
+    return 0
+
+
+def _orders_show(args: argparse.Namespace, out: Any) -> int:
+    from ..ledger.payments import PaymentLedger
+    from ..news.status import SESSION_ID_PATTERN
+
+    if not SESSION_ID_PATTERN.fullmatch(args.session_id):
+        raise CommandError(f"{args.session_id!r} is not a Checkout Session id "
+                           "(cs_test_... or cs_live_...)", 2)
+    store = _open(_config(args))
+    try:
+        order = store.get(args.session_id)
+        if order is None:
+            raise CommandError(f"no order {args.session_id} in {store.url}")
+        payment = PaymentLedger(store).get(order.session_id)
+        q = store.dialect.placeholders
+        with store.dialect.connection() as conn:
+            events = store.dialect.fetchall(conn, q(
+                "SELECT event_id, event_type, processed_at FROM stripe_checkout_events "
+                "WHERE session_id = ? ORDER BY processed_at"), (order.session_id,))
+            jobs = store.dialect.fetchall(conn, q(
+                "SELECT kind, job_key, attempt, lease_until, done_at, created_at FROM "
+                "stripe_checkout_jobs WHERE subject = ? ORDER BY seq"), (order.session_id,))
+    finally:
+        store.close()
+    refunds = payment.refunds if payment else {}
+    disputes = payment.disputes if payment else {}
+    shown = {
+        "session_id": order.session_id, "status": order.status, "mode": order.mode,
+        "payment_status": order.payment_status, "currency": order.currency,
+        "amount_subtotal": order.amount_subtotal, "amount_total": order.amount_total,
+        "amount_refunded": payment.amount_refunded if payment else 0,
+        "dispute": payment.dispute_status if payment else None,
+        "payment_intent": payment.payment_intent if payment else None,
+        "customer_email": order.customer_email,
+        "client_reference_id": order.client_reference_id,
+        "fulfilled": order.fulfilled, "created_at": _iso(order.created_at),
+        "updated_at": _iso(order.updated_at), "fulfilled_at": _iso(order.fulfilled_at),
+        "items": order.items,
+        "history": [{"at": _iso(e[2]), "event": e[1], "event_id": e[0]} for e in events],
+        "refunds": [{"id": k, **v} for k, v in refunds.items()],
+        "disputes": [{"id": k, **v} for k, v in disputes.items()],
+        "jobs": [{"kind": j[0], "key": j[1], "attempts": int(j[2]),
+                  "state": _job_state(j[3], j[4]), "done_at": _iso(j[4])} for j in jobs],
+    }
+    if args.json:
+        _json(out, shown)
+        return 0
+    for label, key in (("Order", "session_id"), ("Status", "status"), ("Email", "customer_email"),
+                       ("Reference", "client_reference_id"), ("Payment", "payment_intent"),
+                       ("Created", "created_at"), ("Fulfilled at", "fulfilled_at")):
+        if shown[key] is not None:
+            print(f"{label + ':':<14}{shown[key]}", file=out)
+    print(f"{'Total:':<14}{_money(order.amount_total, order.currency)}"
+          + (f", refunded {_money(int(shown['amount_refunded']), order.currency)}"
+             if shown["amount_refunded"] else ""), file=out)
+    if shown["dispute"]:
+        print(f"{'Dispute:':<14}{shown['dispute']}", file=out)
+    sections: list[tuple[str, Sequence[str], list[Sequence[object]]]] = [
+        ("Items", ("NAME", "QTY", "UNIT", "PRICE"), [
+            (i.get("name"), i.get("quantity"), _money(i.get("unit_amount"), i.get("currency")),
+             i.get("price")) for i in order.items]),
+        ("Status history", ("AT (UTC)", "EVENT", "ID"), [
+            (_when(order.created_at), "created", "")] + [(_when(e[2]), e[1], e[0])
+                                                          for e in events]),
+        ("Refunds", ("ID", "AMOUNT", "STATUS"), [
+            (k, _money(v.get("amount"), order.currency), v.get("status"))
+            for k, v in refunds.items()]),
+        ("Disputes", ("ID", "AMOUNT", "STATUS", "REASON"), [
+            (k, _money(v.get("amount"), order.currency), v.get("status"), v.get("reason"))
+            for k, v in disputes.items()]),
+        ("Jobs (fulfilment and hooks)", ("KIND", "ATTEMPTS", "STATE", "DONE (UTC)"), [
+            (j[0], j[2], _job_state(j[3], j[4]), _when(j[4])) for j in jobs]),
+    ]
+    for title, header, rows in sections:
+        print(f"\n{title}:", file=out)
+        if rows:
+            _table(out, header, rows)
+        else:
+            print("  (none)", file=out)
+    return 0
+
+
+def _job_state(lease_until: float, done_at: float | None) -> str:
+    if done_at is not None:
+        return "done"
+    return "running" if float(lease_until) > time.time() else "pending"
+
+
+# -- events ----------------------------------------------------------------------------------
+
+def run_events(args: argparse.Namespace) -> int:
+    """``events list``: the events the ledger processed, newest first."""
+    return _run(args, _events_list)
+
+
+def _events_list(args: argparse.Namespace, out: Any) -> int:
+    store = _open(_config(args))
+    try:
+        store.ensure_schema()
+        sql = ("SELECT e.event_id, e.event_type, e.session_id, e.processed_at "
+               "FROM stripe_checkout_events e WHERE 1 = 1")
+        params: list[Any] = []
+        if args.type:
+            sql, params = sql + " AND e.event_type = ?", [args.type]
+        if args.failed:
+            # An event whose jobs ran and did not finish: its handlers, or its order's jobs.
+            sql += (" AND EXISTS (SELECT 1 FROM stripe_checkout_jobs j WHERE j.done_at IS NULL "
+                    "AND j.attempt > 0 AND (j.subject = e.session_id OR "
+                    "(j.kind = 'handlers' AND j.job_key = e.event_id)))")
+        sql += " ORDER BY e.processed_at DESC LIMIT ?"
+        params.append(args.limit)
+        with store.dialect.connection() as conn:
+            rows = store.dialect.fetchall(conn, store.dialect.placeholders(sql), params)
+    finally:
+        store.close()
+    if args.json:
+        _json(out, [{"event_id": r[0], "type": r[1], "session_id": r[2],
+                     "processed_at": _iso(r[3])} for r in rows])
+        return 0
+    _table(out, ("PROCESSED (UTC)", "EVENT", "TYPE", "SESSION"),
+           [(_when(r[3]), r[0], r[1], r[2] or "") for r in rows])
+    print(f"{len(rows)} event(s)" + (" with a job still failing" if args.failed else ""),
+          file=out)
+    return 0
+
+
+# -- fulfil-pending and sync -----------------------------------------------------------------
+
+def run_fulfil_pending(args: argparse.Namespace) -> int:
+    """``fulfil-pending``: run the jobs still due (fulfilments, refund and dispute hooks)."""
+    return _run(args, _fulfil_pending)
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    """``sync``: :class:`~stripe_checkout_mw.news.reconcile.Reconciler` from the command line."""
+    return _run(args, _sync)
+
+
+def _reconciler(args: argparse.Namespace, *, needs_stripe: bool) -> Any:
+    import stripe
+
+    from ..billing.customers import CustomerDirectory
+    from ..billing.subscriptions import SubscriptionChangedJob, SubscriptionLedger
+    from ..ledger.pipeline import Pipeline
+    from ..marker import shop_marker
+    from ..news.fulfilment import FulfilJob
+    from ..news.payments import PaymentEvents
+    from ..news.reconcile import Reconciler
+    from ..news.webhooks import WebhookHandlers, WebhookReceiver
+
+    config = _config(args)
+    fulfill = config.option("fulfill")
+    if fulfill is None and not args.no_fulfill:
+        raise CommandError("no fulfill hook: give --ini FILE (its fulfill), --fulfill "
+                           "module:function, or --no-fulfill to record fulfilments without "
+                           "calling anything", 2)
+    # A command that never calls Stripe needs no key; the client is then never used.
+    key = config.option("secret_key") if needs_stripe else "sk_test_unused"
+    api_base = config.option("stripe_api_base")
+    client = stripe.StripeClient(
+        key, base_addresses={"api": api_base.rstrip("/")} if api_base else None,
+        max_network_retries=config.option("max_network_retries"))
+    success_url = config.option("success_url")
+    domain = config.option("domain_url")
+    if success_url is None and domain is not None:
+        success_url = f"{domain.rstrip('/')}/success?session_id={{CHECKOUT_SESSION_ID}}"
+    marker = shop_marker(success_url) if success_url else None
+    store = _open(config)
+    events = PaymentEvents(store, client, marker=marker, refunded=config.option("refunded"),
+                           disputed=config.option("disputed"))
+    # No "handlers" runner: handlers registered in code with mw.on run only in the app (or
+    # mw.sync()); their jobs wait for it instead of being marked done here.
+    subscriptions = SubscriptionLedger(store, CustomerDirectory(store),
+                                       past_due_is_active=config.option("past_due_is_active"))
+    pipeline = Pipeline(store, [FulfilJob(store, fulfill), *events.kinds(),
+                                SubscriptionChangedJob(config.option("subscription_changed"))],
+                        lease=config.option("job_lease"),
+                        retention_days=config.option("event_retention_days"))
+    receiver = WebhookReceiver(
+        store=store, secrets=["unused: events come from the API"], handlers=WebhookHandlers(),
+        fulfill=fulfill, client=client, marker=marker, pipeline=pipeline,
+        payment_events=events, subscriptions=subscriptions)
+    return Reconciler(store=store, client=client, receiver=receiver, pipeline=pipeline,
+                      marker=marker)
+
+
+def _fulfil_pending(args: argparse.Namespace, out: Any) -> int:
+    from ..news.reconcile import SyncReport
+
+    reconciler = _reconciler(args, needs_stripe=False)
+    report = SyncReport(since=time.time())
+    try:
+        reconciler.run_due_jobs(report)
+    finally:
+        reconciler.store.close()
+    if args.json:
+        _json(out, {"jobs_run": report.jobs_run, "busy": report.busy,
+                    "failures": report.failures, "ok": report.ok})
+    else:
+        print(f"jobs run: {report.jobs_run}", file=out)
+        if report.busy:
+            print(f"orders left alone: {report.busy} (a job held by another worker, or an "
+                  "event's handlers, which run in the app)", file=out)
+        print(f"failures: {len(report.failures)}", file=out)
+        for failure in report.failures:
+            print(f"  {failure}", file=out)
+    return 0 if report.ok else 1
+
+
+def _sync(args: argparse.Namespace, out: Any) -> int:
+    from ..news.reconcile import parse_since
+
+    try:
+        since, clamped = parse_since(args.since)
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from None
+    if clamped:
+        print("sync: warning: --since is limited to Stripe's 30 days of events; using 30d",
+              file=sys.stderr)
+    reconciler = _reconciler(args, needs_stripe=True)
+    try:
+        report = reconciler.run(since)
+    finally:
+        reconciler.store.close()
+    if args.json:
+        _json(out, report.as_dict())
+    else:
+        for line in report.lines():
+            if not line.startswith("warning:"):
+                print(line, file=out)
+    return 0 if report.ok else 1

@@ -1,0 +1,886 @@
+"""What SQLite and PostgreSQL do differently, for the one SQL store in :mod:`.store`.
+
+A dialect is a few attributes (the placeholder, the row-lock suffix, the DDL) and the methods
+that really differ: how a connection is made, kept and checked, how a transaction begins and
+commits (durably or not), and how JSON goes in and out. The SQL itself is the store's.
+
+Both dialects close a connection that raised a database error instead of reusing it, and
+turn the error into :class:`StoreError` after logging it once with the redacted store and the
+error class.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+import logging
+import os
+import select
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg_pool
+
+__all__ = ["Dialect", "PostgresDialect", "SQLiteDialect", "StoreError", "redact_url"]
+
+logger = logging.getLogger("stripe_checkout_mw")
+
+# Serialises CREATE TABLE IF NOT EXISTS across hosts starting at once; any constant will do.
+_PG_SCHEMA_LOCK = 0x5C3C_0001
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used right now (the database failed, its file was replaced, its
+    schema is newer than this code, or the store was closed)."""
+
+
+class Dialect(abc.ABC):
+    """The engine-specific half of the store."""
+
+    #: The driver's parameter placeholder.
+    param: str
+    #: Appended to a SELECT that must lock the rows it reads until the transaction ends.
+    lock_suffix: str
+    #: The redacted URL, safe to log and show.
+    url: str
+    #: Where errors are said to come from in logs: host, port and database, or the file.
+    log_name: str
+    #: Whether a non-durable commit survives the database crashing (not the machine losing
+    #: power): see the store's ``crash_safe`` transactions.
+    lazy_commit_survives_crash: bool
+
+    def placeholders(self, sql: str) -> str:
+        """``sql`` written with ``?`` placeholders, in this driver's style."""
+        return sql if self.param == "?" else sql.replace("?", self.param)
+
+    @abc.abstractmethod
+    def connection(self) -> contextlib.AbstractContextManager[Any]:
+        """A healthy connection lent to the caller for the ``with`` block."""
+
+    @abc.abstractmethod
+    def begin(self, conn: Any, durable: bool) -> None: ...
+
+    @abc.abstractmethod
+    def commit(self, conn: Any, durable: bool) -> None: ...
+
+    @abc.abstractmethod
+    def rollback(self, conn: Any) -> None:
+        """Roll back, best effort: a connection that cannot is closed by :meth:`connection`."""
+
+    @abc.abstractmethod
+    def create_schema(self, version: int) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def to_json(self, value: Any) -> Any: ...
+
+    @abc.abstractmethod
+    def from_json(self, value: Any) -> Any: ...
+
+    @abc.abstractmethod
+    def execute(self, conn: Any, sql: str, params: Sequence[Any]) -> None: ...
+
+    @abc.abstractmethod
+    def rowcount(self, conn: Any, sql: str, params: Sequence[Any]) -> int: ...
+
+    @abc.abstractmethod
+    def fetchone(self, conn: Any, sql: str, params: Sequence[Any]) -> Sequence[Any] | None: ...
+
+    @abc.abstractmethod
+    def fetchall(self, conn: Any, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]: ...
+
+    def rowcount_then_fetchall(
+        self, conn: Any, write: tuple[str, Sequence[Any]],
+        reads: Sequence[tuple[str, Sequence[Any]]],
+    ) -> tuple[int, list[list[Sequence[Any]]]]:
+        """The rows ``write`` changed and the rows each of ``reads`` returns, run in that
+        order (in one round trip where the driver can send them all before waiting)."""
+        return (self.rowcount(conn, *write),
+                [self.fetchall(conn, sql, params) for sql, params in reads])
+
+    @abc.abstractmethod
+    def inserted_key(self, conn: Any, sql: str, params: Sequence[Any],
+                     key: str) -> Callable[[], int | None]:
+        """Run an ``INSERT ... ON CONFLICT DO NOTHING`` of one row; the function returned
+        gives the new row's integer ``key`` column, or ``None`` if nothing was inserted. Call
+        it once the transaction has committed: on PostgreSQL the answer comes with the
+        commit, so the insert costs no round trip of its own."""
+
+    def failed(self, exc: BaseException, action: str = "a store operation") -> StoreError:
+        """Log a database error once, with the store and the error class, and wrap it."""
+        detail = _error_detail(exc)
+        logger.error("store %s: %s failed: %s%s", self.log_name, action, type(exc).__name__,
+                     f" ({detail})" if detail else "")
+        error = StoreError(f"store {self.log_name}: {type(exc).__name__}")
+        error.__cause__ = exc
+        return error
+
+
+def _error_detail(exc: BaseException) -> str:
+    """What may be logged of a driver error besides its class: SQLite's fixed messages and
+    PostgreSQL's SQLSTATE, never a server message (it can quote row values)."""
+    if isinstance(exc, sqlite3.Error):
+        return str(exc)[:120]
+    sqlstate = getattr(exc, "sqlstate", None)
+    return f"SQLSTATE {sqlstate}" if isinstance(sqlstate, str) else ""
+
+
+def _check_version(row: Sequence[Any] | None, version: int) -> bool:
+    """Whether the stored version is older than ``version`` (an upgrade is due); raises when
+    it is newer than this code understands."""
+    if row is None:
+        return True
+    stored = int(row[0])
+    if stored > version:
+        raise StoreError(
+            f"store: the ledger's schema version {stored} is newer than this version of "
+            f"stripe-checkout-mw understands ({version}); upgrade stripe-checkout-mw"
+        )
+    return stored < version
+
+
+# --- SQLite ---------------------------------------------------------------------------------
+
+_SQLITE_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_orders (
+        session_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        payment_status TEXT,
+        mode TEXT,
+        currency TEXT,
+        amount_subtotal INTEGER,
+        amount_total INTEGER,
+        customer_email TEXT,
+        client_reference_id TEXT,
+        metadata TEXT NOT NULL,
+        items TEXT NOT NULL,
+        session TEXT,
+        fulfilled INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        fulfilled_at REAL
+    )""",
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_events (
+        event_id TEXT PRIMARY KEY,
+        event_type TEXT NOT NULL,
+        session_id TEXT,
+        processed_at REAL NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_events_processed
+        ON stripe_checkout_events (processed_at)""",
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        job_key TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        lease_until REAL NOT NULL,
+        done_at REAL,
+        created_at REAL NOT NULL,
+        UNIQUE (kind, job_key)
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_jobs_pending
+        ON stripe_checkout_jobs (subject, seq) WHERE done_at IS NULL""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_jobs_done
+        ON stripe_checkout_jobs (done_at) WHERE done_at IS NOT NULL""",
+)
+
+#: The billing tables (customers and subscriptions), a block of their own so that another
+#: block of tables can be added beside it; created with the rest.
+_SQLITE_BILLING_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_customers (
+        stripe_customer TEXT PRIMARY KEY,
+        customer_ref TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_customers_ref
+        ON stripe_checkout_customers (customer_ref, created_at)""",
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_subscriptions (
+        subscription_id TEXT PRIMARY KEY,
+        stripe_customer TEXT NOT NULL,
+        customer_ref TEXT,
+        status TEXT NOT NULL,
+        record TEXT NOT NULL,
+        prices TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        fetched_at REAL NOT NULL,
+        created REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_ref
+        ON stripe_checkout_subscriptions (customer_ref, created)""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_customer
+        ON stripe_checkout_subscriptions (stripe_customer)""",
+)
+
+#: Refunds and disputes (schema version 4): one row per paid order, found by payment intent
+#: (:mod:`stripe_checkout_mw.ledger.payments`); a block of its own, created with the rest.
+_SQLITE_PAYMENTS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_payments (
+        session_id TEXT PRIMARY KEY,
+        payment_intent TEXT UNIQUE,
+        charge TEXT,
+        amount_refunded INTEGER NOT NULL DEFAULT 0,
+        refunds TEXT NOT NULL,
+        disputes TEXT NOT NULL,
+        dispute_status TEXT,
+        updated_at REAL NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_payments_charge
+        ON stripe_checkout_payments (charge)""",
+)
+
+
+class _SQLiteConnection:
+    """A connection, the identity (device, inode) of the file it opened, and whether it holds
+    the process's write lock."""
+
+    __slots__ = ("identity", "locked", "raw")
+
+    def __init__(self, raw: sqlite3.Connection, identity: tuple[int, int]) -> None:
+        self.raw = raw
+        self.identity = identity
+        self.locked = False
+
+
+class SQLiteDialect(Dialect):
+    """SQLite in WAL mode: ``BEGIN IMMEDIATE`` takes the one write lock, so no row locks.
+
+    Connections are kept (closing the last one checkpoints and deletes the WAL, which costs
+    more than the work) at most ``max_idle`` at a time, each lent to one thread at a time and
+    dropped after a fork. Each new connection creates or upgrades the schema, so a file that
+    was deleted and re-created starts with its tables.
+
+    Before every commit the file the connection has open is compared with the file at the
+    path: a deleted, replaced or moved database refuses to commit (an acknowledgement into an
+    unlinked file would be lost on restart).
+    """
+
+    param = "?"
+    lock_suffix = ""
+    # In WAL mode a synchronous=NORMAL commit is in the WAL file (the OS has it) when it
+    # returns; only the OS or the power failing before the next sync loses it.
+    lazy_commit_survives_crash = True
+
+    def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8) -> None:
+        self.path = os.path.abspath(path)
+        self.url = "sqlite:///" + self.path
+        self.log_name = self.url
+        self.busy_timeout = busy_timeout
+        self.max_idle = max_idle
+        self._version = 0
+        self._lock = threading.Lock()
+        self._idle: list[_SQLiteConnection] = []
+        self._pid = os.getpid()
+        self._closed = False
+        # Writers of this process queue here rather than in SQLite's busy handler, which
+        # sleeps a millisecond or more each time it finds the write lock taken.
+        self._write_lock = threading.Lock()
+
+    # -- connections ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[_SQLiteConnection]:
+        conn = self._acquire()
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            self._discard(conn)
+            raise self.failed(exc) from exc
+        except StoreError:
+            self._discard(conn)
+            raise
+        except BaseException:
+            if conn.raw.in_transaction:
+                self._discard(conn)
+            else:
+                self._release(conn)
+            raise
+        self._release(conn)
+
+    def _acquire(self) -> _SQLiteConnection:
+        with self._lock:
+            if self._closed:
+                raise StoreError("store: this store has been closed")
+            if self._pid != os.getpid():
+                self._idle, self._pid = [], os.getpid()
+                self._write_lock = threading.Lock()  # a parent's thread may have held it
+            idle = self._idle.pop() if self._idle else None
+        if idle is not None:
+            if self._same_file(idle):
+                return idle
+            logger.warning("store %s: the database file was replaced or removed; reopening",
+                           self.log_name)
+            self._discard(idle)
+        try:
+            return self._connect()
+        except sqlite3.Error as exc:
+            raise self.failed(exc, "opening the database") from exc
+
+    def _release(self, conn: _SQLiteConnection) -> None:
+        with self._lock:
+            if (not self._closed and self._pid == os.getpid()
+                    and len(self._idle) < self.max_idle and not conn.raw.in_transaction):
+                self._idle.append(conn)
+                return
+        self._discard(conn)
+
+    @staticmethod
+    def _discard(conn: _SQLiteConnection) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            conn.raw.close()
+
+    def _connect(self) -> _SQLiteConnection:
+        # isolation_level=None: transactions are begun explicitly, as BEGIN IMMEDIATE, so a
+        # writer takes the write lock before it reads anything it will act on. A connection
+        # is lent to one thread at a time, so it may move between threads.
+        raw = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                              check_same_thread=False)
+        try:
+            self._enable_wal(raw)
+            raw.execute("PRAGMA synchronous=FULL")
+            self._create_tables(raw)
+            # A file that cannot be written (read-only, immutable) opens read-only, and such a
+            # connection would stay read-only after the file is writable again: refuse it.
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("ROLLBACK")
+            st = os.stat(self.path)
+        except BaseException:
+            raw.close()
+            raise
+        return _SQLiteConnection(raw, (st.st_dev, st.st_ino))
+
+    def _same_file(self, conn: _SQLiteConnection) -> bool:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == conn.identity
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        # WAL lets readers (the status page) proceed while a webhook holds the write lock;
+        # the mode is stored in the file. Switching modes does not wait on the busy handler,
+        # hence the bounded retry while another process is using the file.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                    return
+                mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+                continue
+            if mode != "wal":
+                raise StoreError(
+                    f"store: SQLite cannot use WAL mode for {self.path} (journal mode {mode!r}); "
+                    "put the file on a local disk, not a network file system"
+                )
+
+    def _create_tables(self, conn: sqlite3.Connection) -> None:
+        if not self._version:
+            return  # create_schema() has not said which version yet
+        row = None
+        with contextlib.suppress(sqlite3.OperationalError):  # no meta table yet
+            row = conn.execute(
+                "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
+            ).fetchone()
+        if not _check_version(row, self._version):
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in (*_SQLITE_SCHEMA, *_SQLITE_BILLING_SCHEMA,
+                              *_SQLITE_PAYMENTS_SCHEMA):
+                conn.execute(statement)
+            row = conn.execute(
+                "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            if _check_version(row, self._version):
+                conn.execute(
+                    "INSERT INTO stripe_checkout_meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(self._version),),
+                )
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def create_schema(self, version: int) -> None:
+        self._version = version
+        with self.connection():
+            pass  # a new connection creates the tables; an idle one already has them
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle, self._closed = self._idle, [], True
+        for conn in idle:
+            self._discard(conn)
+
+    # -- transactions -----------------------------------------------------------------
+
+    def begin(self, conn: _SQLiteConnection, durable: bool) -> None:
+        if not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise StoreError(f"store {self.log_name}: no write lock after {self.busy_timeout} s")
+        conn.locked = True
+        try:
+            if not durable:
+                # In WAL mode NORMAL skips the fsync at commit; a later FULL commit or a
+                # checkpoint makes it durable. Restored at commit or rollback.
+                conn.raw.execute("PRAGMA synchronous=NORMAL")
+            conn.raw.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._unlock(conn)
+            raise
+
+    def commit(self, conn: _SQLiteConnection, durable: bool) -> None:
+        try:
+            if not self._same_file(conn):
+                logger.error(
+                    "store %s: the database file %s is no longer the file this connection has "
+                    "open (deleted, replaced or moved); the transaction was not committed",
+                    self.log_name, self.path,
+                )
+                self.rollback(conn)
+                raise StoreError(f"store {self.log_name}: the database file was replaced")
+            conn.raw.execute("COMMIT")
+            if not durable:
+                conn.raw.execute("PRAGMA synchronous=FULL")
+        finally:
+            self._unlock(conn)
+
+    def rollback(self, conn: _SQLiteConnection) -> None:
+        try:
+            if conn.raw.in_transaction:
+                conn.raw.execute("ROLLBACK")
+            conn.raw.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error:
+            pass  # the connection is closed by connection(): it raised
+        finally:
+            self._unlock(conn)
+
+    def _unlock(self, conn: _SQLiteConnection) -> None:
+        if conn.locked:
+            conn.locked = False
+            self._write_lock.release()
+
+    # -- statements -------------------------------------------------------------------
+
+    def to_json(self, value: Any) -> Any:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    def from_json(self, value: Any) -> Any:
+        return json.loads(value)
+
+    def execute(self, conn: _SQLiteConnection, sql: str, params: Sequence[Any]) -> None:
+        conn.raw.execute(sql, params)
+
+    def rowcount(self, conn: _SQLiteConnection, sql: str, params: Sequence[Any]) -> int:
+        return int(conn.raw.execute(sql, params).rowcount)
+
+    def fetchone(
+        self, conn: _SQLiteConnection, sql: str, params: Sequence[Any]
+    ) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = conn.raw.execute(sql, params).fetchone()
+        return row
+
+    def fetchall(
+        self, conn: _SQLiteConnection, sql: str, params: Sequence[Any]
+    ) -> list[Sequence[Any]]:
+        return list(conn.raw.execute(sql, params).fetchall())
+
+    def inserted_key(self, conn: _SQLiteConnection, sql: str, params: Sequence[Any],
+                     key: str) -> Callable[[], int | None]:
+        # ``key`` is the table's INTEGER PRIMARY KEY, so the row's rowid.
+        cursor = conn.raw.execute(sql, params)
+        number = cursor.lastrowid if cursor.rowcount == 1 else None
+        return lambda: number
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+_PG_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_meta (
+        key text PRIMARY KEY,
+        value text NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_orders (
+        session_id text PRIMARY KEY,
+        status text NOT NULL,
+        payment_status text,
+        mode text,
+        currency text,
+        amount_subtotal bigint,
+        amount_total bigint,
+        customer_email text,
+        client_reference_id text,
+        metadata jsonb NOT NULL,
+        items jsonb NOT NULL,
+        session jsonb,
+        fulfilled boolean NOT NULL DEFAULT false,
+        created_at double precision NOT NULL,
+        updated_at double precision NOT NULL,
+        fulfilled_at double precision
+    )""",
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_events (
+        event_id text PRIMARY KEY,
+        event_type text NOT NULL,
+        session_id text,
+        processed_at double precision NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_events_processed
+        ON stripe_checkout_events (processed_at)""",
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_jobs (
+        seq bigserial PRIMARY KEY,
+        kind text NOT NULL,
+        job_key text NOT NULL,
+        subject text NOT NULL,
+        payload jsonb NOT NULL,
+        attempt integer NOT NULL,
+        lease_until double precision NOT NULL,
+        done_at double precision,
+        created_at double precision NOT NULL,
+        UNIQUE (kind, job_key)
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_jobs_pending
+        ON stripe_checkout_jobs (subject, seq) WHERE done_at IS NULL""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_jobs_done
+        ON stripe_checkout_jobs (done_at) WHERE done_at IS NOT NULL""",
+)
+
+#: The billing tables (customers and subscriptions), a block of their own so that another
+#: block of tables can be added beside it; created with the rest.
+_PG_BILLING_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_customers (
+        stripe_customer text PRIMARY KEY,
+        customer_ref text NOT NULL,
+        created_at double precision NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_customers_ref
+        ON stripe_checkout_customers (customer_ref, created_at)""",
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_subscriptions (
+        subscription_id text PRIMARY KEY,
+        stripe_customer text NOT NULL,
+        customer_ref text,
+        status text NOT NULL,
+        record jsonb NOT NULL,
+        prices jsonb NOT NULL,
+        revision integer NOT NULL,
+        fetched_at double precision NOT NULL,
+        created double precision NOT NULL,
+        updated_at double precision NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_ref
+        ON stripe_checkout_subscriptions (customer_ref, created)""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_customer
+        ON stripe_checkout_subscriptions (stripe_customer)""",
+)
+
+#: Refunds and disputes (schema version 4): one row per paid order, found by payment intent
+#: (:mod:`stripe_checkout_mw.ledger.payments`); a block of its own, created with the rest.
+_PG_PAYMENTS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS stripe_checkout_payments (
+        session_id text PRIMARY KEY,
+        payment_intent text UNIQUE,
+        charge text,
+        amount_refunded bigint NOT NULL DEFAULT 0,
+        refunds jsonb NOT NULL,
+        disputes jsonb NOT NULL,
+        dispute_status text,
+        updated_at double precision NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS stripe_checkout_payments_charge
+        ON stripe_checkout_payments (charge)""",
+)
+
+
+@dataclass
+class _PgTransaction:
+    """A PostgreSQL transaction under way: its pipeline (as entered, and the object) and the
+    cursor shared by the statements whose results are not read."""
+
+    entered: contextlib.AbstractContextManager[Any]
+    pipeline: psycopg.Pipeline
+    cursor: psycopg.Cursor[Any]
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL through psycopg 3 and ``psycopg_pool``: row locks with ``FOR UPDATE``.
+
+    The pool is opened on first use (one per process: a forked child opens its own); each
+    connection is checked before it is lent: one the server has closed (a restart, an idle
+    timeout) is dropped and replaced, so the first request after a restart succeeds. Waiting for a
+    connection is bounded by ``connect_timeout``. A non-durable commit is
+    ``SET LOCAL synchronous_commit = off``: it does not wait for the WAL flush.
+    """
+
+    param = "%s"
+    lock_suffix = " FOR UPDATE"
+    # synchronous_commit = off leaves the commit record in the server's WAL buffers until
+    # the WAL writer writes it (up to 3 x wal_writer_delay): a server crash loses it.
+    lazy_commit_survives_crash = False
+
+    def __init__(self, url: str, *, max_size: int = 8, connect_timeout: int = 10) -> None:
+        from psycopg.types.json import Jsonb
+
+        self._jsonb = Jsonb  # imported here: psycopg is an optional dependency
+        self._dsn = url
+        self.url = redact_url(url)
+        self.log_name = _pg_log_name(url)
+        self.max_size = max_size
+        query = dict(parse_qsl(urlsplit(url).query))
+        try:
+            self.connect_timeout = float(query.get("connect_timeout", connect_timeout))
+        except ValueError:
+            self.connect_timeout = float(connect_timeout)
+        self._lock = threading.Lock()
+        self._pool: psycopg_pool.ConnectionPool[Any] | None = None
+        self._inherited: list[Any] = []
+        # Per connection in a transaction: its pipeline (see begin()).
+        self._transactions: dict[int, _PgTransaction] = {}
+        self._pid = os.getpid()
+        self._closed = False
+
+    def _get_pool(self) -> psycopg_pool.ConnectionPool[Any]:
+        with self._lock:
+            if self._closed:
+                raise StoreError("store: this store has been closed")
+            if self._pool is None or self._pid != os.getpid():
+                import psycopg_pool
+
+                if self._pool is not None:
+                    # A forked child: the parent's pool and connections are the parent's.
+                    # Kept referenced, so that collecting them never closes (and so ends
+                    # at the server) a connection the parent is still using.
+                    self._inherited.append(self._pool)
+
+                kwargs: dict[str, Any] = {"autocommit": True}
+                if "connect_timeout" not in self._dsn:
+                    kwargs["connect_timeout"] = int(self.connect_timeout)
+                self._pool = psycopg_pool.ConnectionPool(
+                    self._dsn, kwargs=kwargs, min_size=1, max_size=self.max_size,
+                    open=False, timeout=self.connect_timeout,
+                    name="stripe-checkout-ledger", num_workers=2,
+                )
+                self._pool.open(wait=False)
+                self._pid = os.getpid()
+            return self._pool
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        import psycopg
+
+        pool = self._get_pool()
+        conn = self._checked_connection(pool)
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            conn.close()  # never lent again: the pool drops closed connections
+            pool.putconn(conn)
+            raise self.failed(exc) from exc
+        except BaseException:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.close()
+            pool.putconn(conn)
+            raise
+        pool.putconn(conn)
+
+    def _checked_connection(
+        self, pool: psycopg_pool.ConnectionPool[Any]
+    ) -> psycopg.Connection[Any]:
+        """A connection from the pool that the server has not closed.
+
+        The check is done here rather than with the pool's ``check`` callback, whose retries
+        back off for a second or more per dead connection: after a restart every idle
+        connection is dead, and the first request would time out going through them.
+        """
+        import psycopg
+
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                conn: psycopg.Connection[Any] = pool.getconn(
+                    timeout=max(0.1, deadline - time.monotonic()))
+            except psycopg.Error as exc:
+                raise self.failed(exc, "getting a connection") from exc
+            if _pg_alive(conn):
+                return conn
+            conn.close()  # the pool drops a closed connection and opens a new one
+            pool.putconn(conn)
+
+    def create_schema(self, version: int) -> None:
+        with self.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
+            for statement in (*_PG_SCHEMA, *_PG_BILLING_SCHEMA, *_PG_PAYMENTS_SCHEMA):
+                conn.execute(statement)
+            row = conn.execute(
+                "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            if _check_version(row, version):
+                conn.execute(
+                    "INSERT INTO stripe_checkout_meta (key, value) VALUES ('schema_version', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(version),),
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool, self._closed = self._pool, None, True
+        if pool is not None and self._pid == os.getpid():
+            pool.close()
+
+    def begin(self, conn: psycopg.Connection[Any], durable: bool) -> None:
+        # A transaction runs in psycopg's pipeline mode: statements whose results are not
+        # read (the BEGIN, updates, inserts) are sent without waiting and travel with the
+        # next one that is read, or with the COMMIT, so a transaction costs a round trip per
+        # result it needs, not one per statement; and each statement is still a
+        # server-side prepared one (psycopg prepares what a connection runs often). The
+        # statements whose results are not read share one cursor (errors still surface at
+        # the next result read, or at the commit).
+        entered = conn.pipeline()
+        held = _PgTransaction(entered, entered.__enter__(), conn.cursor())
+        self._transactions[id(conn)] = held
+        held.cursor.execute("BEGIN")
+        if not durable:
+            held.cursor.execute("SET LOCAL synchronous_commit = off")
+
+    def commit(self, conn: psycopg.Connection[Any], durable: bool) -> None:
+        held = self._transactions.pop(id(conn))
+        held.cursor.execute("COMMIT")
+        held.entered.__exit__(None, None, None)  # sends what is queued; raises what failed
+
+    def rollback(self, conn: psycopg.Connection[Any]) -> None:
+        import psycopg
+
+        held = self._transactions.pop(id(conn), None)
+        if held is None:
+            return
+        with contextlib.suppress(psycopg.Error):
+            held.cursor.execute("ROLLBACK")
+        with contextlib.suppress(psycopg.Error):
+            held.entered.__exit__(None, None, None)  # leaves pipeline mode even if it raises
+        # Had either failed, the connection is closed by connection(): it raised.
+
+    def _result(self, conn: psycopg.Connection[Any], sql: str,
+                params: Sequence[Any]) -> psycopg.Cursor[Any]:
+        """Run ``sql`` and wait for its result (and those of the statements queued before)."""
+        cursor = conn.execute(sql, params)
+        held = self._transactions.get(id(conn))
+        if held is not None:
+            held.pipeline.sync()
+        return cursor
+
+    def to_json(self, value: Any) -> Any:
+        return self._jsonb(value)
+
+    def from_json(self, value: Any) -> Any:
+        return value
+
+    def execute(self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> None:
+        held = self._transactions.get(id(conn))
+        if held is None:
+            conn.execute(sql, params)
+        else:
+            held.cursor.execute(sql, params)  # queued, sent with the next result read
+
+    def rowcount(self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> int:
+        return self._result(conn, sql, params).rowcount
+
+    def fetchone(
+        self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]
+    ) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = self._result(conn, sql, params).fetchone()
+        return row
+
+    def fetchall(
+        self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]
+    ) -> list[Sequence[Any]]:
+        return list(self._result(conn, sql, params).fetchall())
+
+    def rowcount_then_fetchall(
+        self, conn: psycopg.Connection[Any], write: tuple[str, Sequence[Any]],
+        reads: Sequence[tuple[str, Sequence[Any]]],
+    ) -> tuple[int, list[list[Sequence[Any]]]]:
+        # Each statement its own cursor, to hold its result; the last one waits for all.
+        statements = [write, *reads]
+        cursors = [conn.execute(*statement) for statement in statements[:-1]]
+        cursors.append(self._result(conn, *statements[-1]))
+        return cursors[0].rowcount, [list(cursor.fetchall()) for cursor in cursors[1:]]
+
+    def inserted_key(self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any],
+                     key: str) -> Callable[[], int | None]:
+        cursor = conn.execute(f"{sql} RETURNING {key}", params)  # its own cursor: read later
+
+        def inserted() -> int | None:
+            row = cursor.fetchone()
+            return None if row is None else int(row[0])
+
+        return inserted
+
+
+def _pg_alive(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection is still open at the server's end.
+
+    An idle connection (no LISTEN here) receives nothing from the server unless the server is
+    ending it: a shutdown or restart sends an error and closes the stream. So a connection
+    whose socket is readable while it sits in the pool is dead; the check is a ``select``
+    with no wait, a system call rather than a round trip.
+    """
+    if conn.closed or conn.broken:
+        return False
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    return not readable
+
+
+def _pg_log_name(url: str) -> str:
+    """``postgresql://host:port/dbname``: where a PostgreSQL store is, without user or
+    password."""
+    try:
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        host = parts.hostname or query.get("host") or "localhost"
+        port = parts.port or query.get("port") or 5432
+        database = parts.path.lstrip("/") or query.get("dbname") or ""
+    except ValueError:
+        return url.partition("://")[0] + "://***"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}:{port}/{database}"
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (in the user part or a ``password=`` parameter), for logs
+    and reprs."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            host = parts.hostname or ""
+            netloc = f"[{host}]" if ":" in host else host
+            if parts.username:
+                netloc = f"{parts.username}:***@{netloc}"
+            if parts.port:
+                netloc = f"{netloc}:{parts.port}"
+        query = "&".join(
+            "password=***" if pair.split("=", 1)[0].lower() == "password" else pair
+            for pair in parts.query.split("&")
+        )
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:
+        return url.partition("://")[0] + "://***"

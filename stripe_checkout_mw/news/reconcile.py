@@ -1,0 +1,289 @@
+"""Reconciliation: recover from Stripe what the webhooks missed.
+
+When the webhook endpoint was down or misconfigured for longer than Stripe's three days of
+retries, paid orders stay ``open`` and refunds go unrecorded. :class:`Reconciler` (behind
+``mw.sync()`` and ``python -m stripe_checkout_mw sync``) repairs that in three steps:
+
+1. **Replay events.** ``GET /v1/events`` for the event types the middleware handles, created
+   since ``since`` (at most Stripe's 30 days), 100 a page, newest first as Stripe lists them,
+   then processed oldest first through the same pipeline a delivery takes. An event already
+   processed is a duplicate and changes nothing, so a replay is harmless.
+2. **Run the jobs still due** (fulfilments and hooks whose last attempt failed).
+3. **Settle stale orders.** Orders of this shop still ``open`` after their session's
+   ``expires_at`` are retrieved from Stripe and moved to what Stripe says (paid, expired).
+
+Safe to run from cron on every host at once: the event claims and the jobs' leases are in the
+ledger (SQLite or PostgreSQL), so two runs fulfil an order once; a job another run holds is
+counted as ``busy``, not as a failure. Stripe calls are bounded (``max_pages`` event pages,
+``max_orders`` retrievals) and paced below the test-mode rate limit, and a 429 is retried
+after a pause.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import stripe
+
+from ..billing.subscriptions import SUBSCRIPTION_EVENTS
+from ..ledger.orders import OPEN, Order, session_to_dict, status_for_session
+from ..ledger.pipeline import JobFailed, JobsPending, Pipeline
+from ..ledger.store import SqlStore, StoreError
+from ..marker import MARKER_KEY
+from .fulfilment import settle
+from .payments import PAYMENT_EVENTS
+from .webhooks import WebhookReceiver
+
+if TYPE_CHECKING:
+    from ..wsgi.middleware import CheckoutMiddleware
+
+__all__ = ["HANDLED_EVENTS", "MAX_SINCE", "Reconciler", "SyncReport", "parse_duration",
+           "parse_since"]
+
+logger = logging.getLogger("stripe_checkout_mw")
+
+#: The event types replayed: the ones the middleware acts on.
+HANDLED_EVENTS = (
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+    *sorted(PAYMENT_EVENTS),
+    *sorted(SUBSCRIPTION_EVENTS),
+)  # 19 types: Stripe takes at most 20 in one list
+#: Stripe lists events of the last 30 days only.
+MAX_SINCE = timedelta(days=30)
+#: Sessions live at least 30 minutes: a younger open order cannot be past its expiry.
+_MIN_SESSION_LIFE = 1800.0
+_T = TypeVar("_T")
+
+
+def parse_duration(text: str, flag: str = "--since") -> timedelta:
+    """``"3d"``, ``"12h"``, ``"90m"`` or ``"2w"`` as a duration.
+
+    :raises ValueError: a one-line message, naming ``flag``, for anything else.
+    """
+    units = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    value = text.strip().lower()
+    number, unit = value[:-1], value[-1:]
+    if unit not in units or not number.isdigit() or int(number) == 0 or len(number) > 6:
+        raise ValueError(f"{flag} {text!r}: expected a positive number and a unit, m, h, d "
+                         "or w (for example 3d or 12h)")
+    return timedelta(seconds=int(number) * units[unit])
+
+
+def parse_since(text: str) -> tuple[timedelta, bool]:
+    """A ``--since`` of :func:`parse_duration`, clamped to :data:`MAX_SINCE`; returns
+    ``(duration, clamped)``."""
+    return _clamp(parse_duration(text))
+
+
+def _clamp(since: timedelta) -> tuple[timedelta, bool]:
+    return (MAX_SINCE, True) if since > MAX_SINCE else (since, False)
+
+
+@dataclass
+class SyncReport:
+    """What one reconciliation found and did."""
+
+    since: float
+    clamped: bool = False
+    events_seen: int = 0
+    events_new: int = 0
+    jobs_run: int = 0
+    busy: int = 0
+    orders_checked: int = 0
+    orders_settled: int = 0
+    stripe_calls: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+    def lines(self) -> list[str]:
+        since = datetime.fromtimestamp(self.since, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        lines = []
+        if self.clamped:
+            lines.append("warning: --since is limited to Stripe's 30 days of events; using 30d")
+        lines += [
+            f"events since {since}: {self.events_seen} seen, {self.events_new} new",
+            f"jobs run: {self.jobs_run}" + (f" ({self.busy} held by another worker)"
+                                           if self.busy else ""),
+            f"open orders past expiry: {self.orders_checked} checked, "
+            f"{self.orders_settled} settled",
+            f"Stripe calls: {self.stripe_calls}",
+            f"failures: {len(self.failures)}",
+            *(f"  {failure}" for failure in self.failures),
+        ]
+        return lines
+
+
+class Reconciler:
+    """Replays events, runs due jobs and settles stale orders (see the module docstring).
+
+    :param receiver: applies each event as a webhook delivery would.
+    :param marker: this shop's marker; only orders carrying it are retrieved (``None``: all).
+    :param page_interval: seconds between two Stripe calls (0.05: at most 20 a second).
+    """
+
+    def __init__(self, *, store: SqlStore, client: stripe.StripeClient,
+                 receiver: WebhookReceiver, pipeline: Pipeline, marker: str | None,
+                 page_interval: float = 0.05, max_pages: int = 100,
+                 max_orders: int = 500) -> None:
+        self.store = store
+        self.client = client
+        self.receiver = receiver
+        self.pipeline = pipeline
+        self.marker = marker
+        self.page_interval = page_interval
+        self.max_pages = max_pages
+        self.max_orders = max_orders
+        q = store.dialect.placeholders
+        self._sql_due = q("SELECT DISTINCT subject FROM stripe_checkout_jobs "
+                          "WHERE done_at IS NULL AND lease_until < ?")
+        self._sql_stale = q("SELECT session_id FROM stripe_checkout_orders WHERE status = ? "
+                            "AND created_at < ? ORDER BY created_at LIMIT ?")
+        self._last_call = 0.0
+
+    @classmethod
+    def for_middleware(cls, mw: CheckoutMiddleware) -> Reconciler:
+        """The reconciler of a configured middleware (it needs a store)."""
+        if mw.store is None or mw.pipeline is None:
+            raise ValueError("sync: the middleware keeps no ledger; configure store= or "
+                             "webhook_secret=")
+        receiver = mw.webhooks or WebhookReceiver(
+            store=mw.store, secrets=["unused: events come from the API"],
+            handlers=mw.handlers, fulfill=mw.settings.fulfill, client=mw.client,
+            marker=mw.checkout.marker, pipeline=mw.pipeline, payment_events=mw.payment_events,
+            subscriptions=mw.subscriptions)
+        return cls(store=mw.store, client=mw.client, receiver=receiver, pipeline=mw.pipeline,
+                   marker=mw.checkout.marker)
+
+    def run(self, since: timedelta = timedelta(days=3)) -> SyncReport:
+        """One reconciliation; never raises for a failure, which the report lists."""
+        if not isinstance(since, timedelta) or since <= timedelta(0):
+            raise ValueError("sync: since must be a positive timedelta, e.g. timedelta(days=3)")
+        since, clamped = _clamp(since)
+        if clamped:
+            logger.warning("sync: since is limited to Stripe's 30 days of events; using 30 days")
+        report = SyncReport(since=time.time() - since.total_seconds(), clamped=clamped)
+        try:
+            events = self._events(report)
+        except stripe.StripeError as exc:
+            report.failures.append(f"listing events: {type(exc).__name__}")
+            events = []
+        for payload in reversed(events):  # Stripe lists newest first
+            report.events_seen += 1
+            self._guard(report, f"event {payload.get('id')} ({payload.get('type')})",
+                        functools.partial(self._replay, report, payload))
+        self._guard(report, "running due jobs", lambda: self.run_due_jobs(report))
+        self._guard(report, "settling open orders", lambda: self.settle_stale_orders(report))
+        logger.info("sync: %s", "; ".join(report.lines()))
+        return report
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _events(self, report: SyncReport) -> list[dict[str, Any]]:
+        # A plain dict (not EventListParams): each page adds starting_after to a copy.
+        params: dict[str, Any] = {"types": list(HANDLED_EVENTS), "limit": 100,
+                                  "created": {"gte": int(report.since)}}
+        found: list[dict[str, Any]] = []
+        for _ in range(self.max_pages):
+            page = self._call(report, functools.partial(self.client.v1.events.list,
+                                                        params=params))  # type: ignore[arg-type]
+            found += [session_to_dict(event) for event in page.data]
+            if not page.has_more or not page.data:
+                return found
+            params = {**params, "starting_after": page.data[-1].id}
+        report.failures.append(f"more than {self.max_pages * 100} events since then; the "
+                               "oldest were not replayed (use a shorter --since)")
+        return found
+
+    def _replay(self, report: SyncReport, payload: dict[str, Any]) -> None:
+        outcome = self.receiver.process_event(payload)
+        report.events_new += not outcome.duplicate
+        report.jobs_run += len(outcome.ran)
+
+    def run_due_jobs(self, report: SyncReport) -> None:
+        """Step 2: drive every subject with a job due and not leased (``fulfil-pending``)."""
+        with self.store.dialect.connection() as conn:
+            rows = self.store.dialect.fetchall(conn, self._sql_due, (time.time(),))
+        for (subject,) in rows:
+            self._guard(report, f"jobs of {subject}",
+                        functools.partial(self._drive, report, str(subject)))
+
+    def _drive(self, report: SyncReport, subject: str) -> None:
+        report.jobs_run += len(self.pipeline.process(None, subject=subject).ran)
+
+    def settle_stale_orders(self, report: SyncReport) -> None:
+        """Step 3: retrieve this shop's orders still open after their session's expiry."""
+        now = time.time()
+        with self.store.dialect.connection() as conn:
+            rows = self.store.dialect.fetchall(
+                conn, self._sql_stale, (OPEN, now - _MIN_SESSION_LIFE, self.max_orders))
+        for (session_id,) in rows:
+            order = self.store.get(str(session_id))
+            if order is None or not self._stale_and_ours(order, now):
+                continue
+            report.orders_checked += 1
+            self._guard(report, f"order {order.session_id}",
+                        functools.partial(self._settle, report, order))
+
+    def _stale_and_ours(self, order: Order, now: float) -> bool:
+        if self.marker is not None and order.metadata.get(MARKER_KEY) != self.marker:
+            return False
+        expires = (order.session or {}).get("expires_at")
+        return isinstance(expires, (int, float)) and expires < now
+
+    def _settle(self, report: SyncReport, order: Order) -> None:
+        session_id = order.session_id
+        session = session_to_dict(self._call(
+            report, lambda: self.client.v1.checkout.sessions.retrieve(session_id)))
+        target = status_for_session(session)
+        if target is None:
+            return
+        outcome = self.pipeline.process(
+            lambda tx: settle(tx, session_id, target, session), subject=session_id)
+        report.jobs_run += len(outcome.ran)
+        if isinstance(outcome.value, Order) and outcome.value.status != order.status:
+            report.orders_settled += 1
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _guard(self, report: SyncReport, what: str, step: Callable[[], object]) -> None:
+        """Run one step; a failure is recorded (class only: no secret, no customer data)."""
+        try:
+            step()
+        except JobsPending:
+            report.busy += 1
+        except JobFailed as exc:
+            report.failures.append(f"{what}: {exc.job.kind} job failed "
+                                   f"({type(exc.cause).__name__}); it will be retried")
+        except (StoreError, stripe.StripeError) as exc:
+            report.failures.append(f"{what}: {type(exc).__name__}")
+
+    def _call(self, report: SyncReport, call: Callable[[], _T]) -> _T:
+        """One Stripe call, paced, with a 429 retried after a pause (three times at most)."""
+        for attempt in range(4):
+            wait = self._last_call + self.page_interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._last_call = time.monotonic()
+            report.stripe_calls += 1
+            try:
+                return call()
+            except stripe.RateLimitError:
+                if attempt == 3:
+                    raise
+                time.sleep(2.0 ** attempt)
+        raise AssertionError("unreachable")

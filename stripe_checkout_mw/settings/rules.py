@@ -1,0 +1,279 @@
+"""The middleware's settings: options read once, checked once, at construction.
+
+Every mistake an operator can make in configuration is reported when the app starts, by
+an :class:`~stripe_checkout_mw.settings.options.OptionError` naming the option and saying how to
+fix it, never on a customer's first checkout. Each option on its own is converted by the
+table in :mod:`.options`; this module adds the rules that involve several options.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Callable, Union
+
+from .. import schema
+from ..checkout.prices import CustomPriceLookup, PriceLookup
+from ..checkout.validation import MAX_ITEMS, DefaultValidator, Validator
+from ..errors import OptionError
+from ..urls import origin_of
+from .options import RESERVED_SESSION_PARAMS, absolute_url, convert_options
+
+if TYPE_CHECKING:
+    from ..ledger.orders import Order
+
+__all__ = ["RESERVED_SESSION_PARAMS", "SessionOptions", "Settings", "Timeout", "load_settings"]
+
+log = logging.getLogger("stripe_checkout_mw")
+
+SessionOptions = Union[Mapping[str, Any], Callable[[dict[str, Any]], Mapping[str, Any]], None]
+Timeout = Union[float, tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The checked configuration of one middleware. Build it with :func:`load_settings`."""
+
+    # repr=False: a Settings repr may end up in a log or a traceback; secrets must not.
+    secret_key: str = field(repr=False)
+    path: str
+    #: ``hosted_page``, ``embedded_page`` or ``elements`` (see :data:`.options.UI_MODES`).
+    ui_mode: str
+    #: None in the embedded modes, where Stripe refuses them.
+    success_url: str | None
+    cancel_url: str | None
+    #: Where Stripe.js sends the customer in the embedded modes (None on the hosted page
+    #: and with ``redirect_on_completion="never"``).
+    return_url: str | None
+    redirect_on_completion: str | None
+    publishable_key: str | None
+    #: ``GET`` here answers ``{"publishableKey", "uiMode"}`` for the shop's page.
+    config_path: str
+    price_lookup: PriceLookup | CustomPriceLookup
+    validator: Validator
+    allowed_countries: tuple[str, ...]
+    mode: str | None
+    session_options: SessionOptions
+    stripe_api_base: str | None
+    max_network_retries: int
+    timeout: tuple[float, float]
+    max_body: int
+    allowed_origins: frozenset[str]
+    webhook_path: str | None
+    webhook_secrets: tuple[str, ...] = field(repr=False)
+    status_path: str | None
+    store: str | None = field(repr=False)  # a database URL may carry a password
+    #: Whether an order ledger is kept: a store or a webhook secret was configured.
+    uses_store: bool
+    fulfill: Callable[[Order], None] | None = None
+    #: ``domain_url``'s origin: the shop's own origin for the CSRF check (None: use Host).
+    shop_origin: str | None = None
+    max_concurrent_stripe_calls: int = 4
+    circuit_cooldown: float = 10.0
+    status_stripe_budget: float = 5.0
+    allow_free_orders: bool = False
+    status_shows_email: bool = False
+    #: Seconds a fulfilment or handler job is held by the worker running it.
+    job_lease: float = 300.0
+    #: Days a processed event id is kept to refuse duplicates.
+    event_retention_days: float = 30.0
+    #: The app's ``customer_ref(environ)`` (its user id), or None: no customers, no portal.
+    customer_ref: Callable[[Any], Any] | None = None
+    #: The billing portal path, served when ``customer_ref`` is set and a store is kept.
+    portal_path: str | None = None
+    #: Where the billing portal sends the customer back.
+    portal_return_url: str | None = None
+    subscription_changed: Callable[[Any], None] | None = None
+    #: Whether ``past_due`` (Stripe still retrying a payment) gives access.
+    past_due_is_active: bool = True
+    #: ``refunded(order)`` and ``disputed(order)``, run after a refund or dispute is recorded.
+    refunded: Callable[[Order], object] | None = None
+    disputed: Callable[[Order], object] | None = None
+
+    @property
+    def return_address(self) -> str:
+        """Where this shop's customers come back to, which tells its sessions apart (the
+        marker): success_url, or return_url in the embedded modes, or with
+        ``redirect_on_completion="never"`` (no URL at all) the publishable key and path."""
+        return self.success_url or self.return_url or f"{self.publishable_key} {self.path}"
+
+    @property
+    def livemode(self) -> bool:
+        return "_live_" in self.secret_key
+
+
+def load_settings(given: Mapping[str, Any]) -> Settings:
+    """Convert and check ``given`` options (see :mod:`.options`), then the rules between them.
+
+    Options not given take the table's default, which for some is the environment.
+
+    :raises OptionError: naming the option and the fix, for the first value refused.
+    """
+    options = convert_options(given)
+    key: str = options["secret_key"]
+    ui_mode: str = options["ui_mode"]
+    secrets = options["webhook_secret"]
+    store = options["store"]
+    uses_store = bool(secrets) or store is not None or bool(os.environ.get("STRIPE_CHECKOUT_STORE"))
+    if ui_mode in PAGE_UI_MODES:
+        success_url = cancel_url = None
+        return_url, redirect = _page_return(options, ui_mode, needs_session_id=(
+            uses_store and options["status_path"] is not None))
+    else:
+        success_url, cancel_url = _hosted_urls(options)
+        return_url = redirect = None
+    back = [url for url in (success_url, cancel_url, return_url) if url is not None]
+    if "_live_" in key and not all(url.startswith("https:") for url in back):
+        log.warning("A live Stripe key is configured with a plain-http success, cancel or "
+                    "return URL; customers will be sent back over an unencrypted connection")
+    publishable_key = _publishable_key(options["publishable_key"], key, ui_mode)
+
+    mode = options["mode"]
+    _check_session_options(options["session_options"], mode, ui_mode)
+    validator = options["validator"]
+    if validator is None:
+        validator = DefaultValidator(
+            require_email=options["require_email"],
+            max_quantity=options["max_quantity"],
+            max_items=MAX_ITEMS[mode or "payment"],
+        )
+
+    webhook_path = options["webhook_path"]
+    if webhook_path is not None and not secrets:
+        raise OptionError("webhook_path", "webhooks need their signing secret; pass "
+                          "webhook_secret='whsec_...' or set STRIPE_WEBHOOK_SECRET")
+    if secrets and webhook_path is None:
+        webhook_path = "/stripe-webhook"
+    status_path = options["status_path"] if uses_store else None
+    portal_path = options["portal_path"] if uses_store and options["customer_ref"] else None
+    config_path = options["path"].rstrip("/") + "/config"
+    paths = [p for p in (options["path"], config_path, webhook_path, status_path, portal_path)
+             if p is not None]
+    if len(set(paths)) != len(paths):
+        raise OptionError("path", f"path, {config_path} (the page's configuration), "
+                          f"webhook_path, status_path and portal_path must all differ")
+    portal_return_url = options["portal_return_url"]
+    base = options["domain_url"] or origin_of(success_url or return_url or "")
+    if portal_return_url is None and base:
+        portal_return_url = absolute_url("portal_return_url", f"{base.rstrip('/')}/account")
+    elif portal_return_url is None and portal_path is not None:
+        raise OptionError("portal_return_url", "needed by the billing portal; pass "
+                          "portal_return_url='https://shop.example.com/account' or "
+                          "domain_url")
+
+    api_base = options["stripe_api_base"]
+    derived = {
+        "success_url": success_url, "cancel_url": cancel_url, "validator": validator,
+        "return_url": return_url, "redirect_on_completion": redirect,
+        "publishable_key": publishable_key, "config_path": config_path,
+        "webhook_path": webhook_path, "webhook_secrets": secrets, "status_path": status_path,
+        "uses_store": uses_store, "portal_path": portal_path,
+        "portal_return_url": portal_return_url,
+        "shop_origin": origin_of(options["domain_url"]) if options["domain_url"] else None,
+        "stripe_api_base": api_base.rstrip("/") if api_base is not None else None,
+    }
+    # An option with a Settings field of its name is carried over as converted.
+    values = {name: value for name, value in options.items() if name in _FIELDS}
+    values.update(derived)
+    return Settings(**values)
+
+
+_FIELDS = frozenset(f.name for f in fields(Settings))
+
+
+def _check_session_options(
+    session_options: SessionOptions, mode: str | None, ui_mode: str
+) -> None:
+    """Refuse a ``session_options`` dict Stripe would refuse in a mode the middleware can
+    produce, with the configured ``ui_mode``: ``mode=None`` chooses per cart, so the options
+    must suit both modes (a callable's result is checked per request instead)."""
+    if not isinstance(session_options, Mapping):
+        return
+    for each in (mode,) if mode else ("payment", "subscription"):
+        try:
+            schema.validate("checkout.sessions.create", {**session_options, "ui_mode": ui_mode},
+                            partial=True, mode=each)
+        except schema.SchemaError as exc:
+            hint = (" (mode=None lets each cart choose payment or subscription; set mode or "
+                    "drop the parameter)" if mode is None else "")
+            raise OptionError("session_options", f"{exc.param or 'the dict'} is refused by "
+                              f"Stripe in {each} mode: {exc.message}{hint}") from None
+
+
+#: The modes whose page runs Stripe.js: a publishable key and a return_url, no
+#: success_url or cancel_url.
+PAGE_UI_MODES = ("embedded_page", "elements")
+
+
+def _domain(options: Mapping[str, Any], needed_for: str) -> str:
+    domain = options["domain_url"]
+    if domain is None:
+        raise OptionError("domain_url", f"needed to build {needed_for}; pass "
+                          f"domain_url='https://shop.example.com' or set WEB_APP_URL (or "
+                          f"give {needed_for} in full)")
+    return str(domain).rstrip("/")
+
+
+def _hosted_urls(options: Mapping[str, Any]) -> tuple[str, str]:
+    """success_url and cancel_url for Stripe's hosted page; return_url has no place there."""
+    for name in ("return_url", "redirect_on_completion"):
+        if options[name] is not None:
+            raise OptionError(name, "applies to ui_mode='embedded_page' or 'elements' only; "
+                              "on the hosted page use success_url and cancel_url")
+    success_url, cancel_url = options["success_url"], options["cancel_url"]
+    if success_url is None or cancel_url is None:
+        domain = _domain(options, "success_url and cancel_url")
+        if success_url is None:
+            success_url = absolute_url(
+                "domain_url", f"{domain}/success?session_id={{CHECKOUT_SESSION_ID}}")
+        if cancel_url is None:
+            cancel_url = absolute_url("domain_url", f"{domain}/cancel")
+    return success_url, cancel_url
+
+
+def _page_return(options: Mapping[str, Any], ui_mode: str,
+                 needs_session_id: bool) -> tuple[str | None, str | None]:
+    """return_url and redirect_on_completion for the embedded modes.
+
+    Stripe refuses success_url and cancel_url there, and applies redirect_on_completion
+    to ``embedded_page`` only; ``"never"`` sends nobody to a return_url.
+    """
+    for name in ("success_url", "cancel_url"):
+        if options[name] is not None:
+            raise OptionError(name, f"Stripe refuses it with ui_mode={ui_mode!r}; the "
+                              f"customer comes back to return_url instead")
+    redirect: str | None = options["redirect_on_completion"]
+    if redirect is not None and ui_mode != "embedded_page":
+        raise OptionError("redirect_on_completion", "applies to ui_mode='embedded_page' only")
+    return_url: str | None = options["return_url"]
+    if redirect == "never":
+        if return_url is not None:
+            raise OptionError("return_url", "redirect_on_completion='never' sends nobody "
+                              "there; drop one of the two")
+        return None, redirect
+    if return_url is None:
+        return_url = absolute_url("domain_url", _domain(options, "return_url")
+                                  + "/return?session_id={CHECKOUT_SESSION_ID}")
+    elif needs_session_id and "{CHECKOUT_SESSION_ID}" not in return_url:
+        raise OptionError("return_url", "the return page looks the order up by its session, "
+                          "so the URL must carry {CHECKOUT_SESSION_ID}, e.g. "
+                          "'https://shop.example.com/return?session_id={CHECKOUT_SESSION_ID}'")
+    return return_url, redirect
+
+
+def _publishable_key(key: str | None, secret_key: str, ui_mode: str) -> str | None:
+    """The key the page gives Stripe.js: required by the embedded modes, same mode as
+    the secret key."""
+    if key is None:
+        if ui_mode in PAGE_UI_MODES:
+            raise OptionError("publishable_key", f"ui_mode={ui_mode!r} runs Stripe.js on the "
+                              f"shop's page, which needs the publishable key; pass "
+                              f"publishable_key='pk_test_...' or set STRIPE_PUBLISHABLE_KEY")
+        return None
+    if ("_live_" in key) != ("_live_" in secret_key):
+        raise OptionError("publishable_key", "its mode does not match the secret key's (one "
+                          "is live, the other test); use the pair from the same dashboard "
+                          "mode")
+    return key

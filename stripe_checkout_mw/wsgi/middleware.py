@@ -1,0 +1,558 @@
+"""``CheckoutMiddleware``: Stripe hosted Checkout for any WSGI application.
+
+Wrap the app once and it owns three paths; every other request goes to the app with
+the same ``environ``, its body unread and its response returned as the app made it::
+
+    from stripe_checkout_mw import CheckoutMiddleware, Catalog
+
+    app = CheckoutMiddleware(
+        app,
+        domain_url="https://shop.example.com",
+        price_lookup=Catalog({"tee": {"name": "T-shirt", "unit_amount": 2000,
+                                      "currency": "usd"}}),
+    )
+
+The paths it owns:
+
+- ``POST {path}`` creates a Checkout Session from the seed's JSON body (or an HTML
+  form) and answers ``{"sessionId", "url"}`` (or ``303`` to the hosted page).
+- ``POST {webhook_path}`` receives Stripe's signed events and fulfils paid orders once
+  their payment is recorded, as the README's fulfil contract says (only when a webhook
+  secret is configured).
+- ``GET {status_path}?session_id=...`` tells the success page how the order stands.
+- ``GET {path}/config`` answers ``{"publishableKey", "uiMode"}``, so the shop's page
+  can start Stripe.js in the configured mode without a server-side template.
+
+With ``ui_mode="embedded_page"`` (Embedded Checkout) or ``"elements"`` the customer
+pays on the shop's own page: ``POST {path}`` answers ``{"sessionId", "clientSecret"}``
+for Stripe.js, which sends the customer to ``return_url`` afterwards; fulfilment still
+comes from the webhook and the return page still asks the status path.
+
+The secret key, the redirect URLs and the prices come from the server only. It is a
+security issue to let any value from the request decide what a customer pays or where
+they are sent after paying; no option here does.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn, TypeVar
+from urllib.parse import parse_qs
+
+import stripe
+
+from ..billing.customers import CustomerDirectory, resolve_ref
+from ..billing.portal import BillingPortal
+from ..billing.subscriptions import Subscription, SubscriptionChangedJob, SubscriptionLedger
+from ..checkout.service import CheckoutService
+from ..errors import HTTPError, OptionTypeError
+from ..ledger.orders import Order
+from ..ledger.pipeline import DEFAULT_LEASE, DEFAULT_RETENTION_DAYS, Pipeline
+from ..ledger.store import OrderStore, open_store
+from ..marker import shop_marker
+from ..news.fulfilment import FulfilJob
+from ..news.payments import PaymentEvents
+from ..news.status import OrderStatus
+from ..news.webhooks import HandlersJob, WebhookHandlers, WebhookReceiver
+from ..settings.options import OPTIONS, unknown_option
+from ..settings.rules import SessionOptions, Timeout, load_settings
+from ..stripe_api.client import stripe_http_client
+from ..stripe_api.guard import StripeGuard, TokenBucket
+from .http import (
+    FORM_TYPE,
+    JSON_TYPE,
+    json_response,
+    media_type,
+    own_origin,
+    parse_form_order,
+    parse_json_object,
+    read_body,
+    redirect_response,
+    request_origin,
+    status_line,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from ..checkout.prices import CustomPriceLookup, PricedItem, PriceLookup
+    from ..checkout.validation import Validator
+    from ..news.reconcile import SyncReport
+
+log = logging.getLogger("stripe_checkout_mw")
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+#: Stripe events can be far larger than a cart; they are signed, so the cap is generous.
+WEBHOOK_MAX_BODY = 1024 * 1024
+_CORS_MAX_AGE = "600"
+
+
+class CheckoutMiddleware:
+    """Adds Stripe hosted Checkout to the wrapped WSGI ``app``.
+
+    :param app: the WSGI application to wrap.
+    :param secret_key: Stripe secret key; default ``STRIPE_SECRET_KEY`` from the
+        environment. Never sent to the browser.
+    :param path: where the browser posts orders. Matched on ``PATH_INFO``, so an app
+        mounted under a ``SCRIPT_NAME`` prefix works.
+    :param domain_url: the shop's public address; default ``WEB_APP_URL``. Used to
+        build the two URLs below when they are not given.
+    :param success_url: where Stripe sends a paying customer; default
+        ``{domain_url}/success?session_id={CHECKOUT_SESSION_ID}``.
+    :param cancel_url: where Stripe sends a customer who gives up; default
+        ``{domain_url}/cancel``.
+    :param ui_mode: ``"hosted_page"`` (Stripe's page, the default), ``"embedded_page"``
+        (Embedded Checkout) or ``"elements"`` (Elements on the shop's page). The last
+        two take no ``success_url``/``cancel_url`` and refuse HTML form posts.
+    :param return_url: where Stripe.js sends the customer in the embedded modes;
+        default ``{domain_url}/return?session_id={CHECKOUT_SESSION_ID}``.
+    :param redirect_on_completion: ``embedded_page`` only: ``"always"`` (Stripe's
+        default), ``"if_required"`` or ``"never"`` (the page's ``onComplete`` runs).
+    :param publishable_key: the ``pk_`` key the shop's page gives Stripe.js; default
+        ``STRIPE_PUBLISHABLE_KEY``; required in the embedded modes.
+    :param price_lookup: required: :class:`Catalog`, :class:`StripeLookupKeys`,
+        :class:`ClientPrices` or a callable ``(items, environ) -> line items``.
+    :param validator: callable ``(body, environ) -> cleaned body`` raising
+        ``ValidationError``; default :class:`DefaultValidator`.
+    :param require_email: refuse orders without ``customer_email`` (default validator).
+    :param max_quantity: largest quantity of one line item (default validator).
+    :param allowed_countries: shipping countries (``["GB", "US"]``); None: no shipping.
+    :param mode: ``"payment"`` or ``"subscription"``; None chooses from the prices.
+    :param session_options: extra Checkout Session parameters, a dict or a callable of
+        the cleaned order (``allow_promotion_codes``, ``metadata``, ``locale`` ...).
+    :param stripe_api_base: another Stripe API address (the emulator in tests); default
+        ``STRIPE_API_BASE``. When set, one warning naming it is logged at construction.
+    :param max_network_retries: SDK retries for network errors, 409 and 5xx.
+    :param timeout: seconds Stripe may take per attempt, or ``(connect, read)``.
+    :param max_body: largest order body in bytes; larger ones get 413 unread.
+    :param allowed_origins: other origins that may call the owned paths (CORS).
+    :param webhook_path: where Stripe posts events; default ``/stripe-webhook`` when a
+        webhook secret is configured.
+    :param webhook_secret: signing secret(s) ``whsec_...``; default
+        ``STRIPE_WEBHOOK_SECRET``. A list accepts any of them (rotation).
+    :param status_path: the success page's order status path (served with a store).
+    :param store: order ledger URL (``sqlite:///orders.db``, ``postgresql://...``);
+        default ``STRIPE_CHECKOUT_STORE`` or a SQLite file (see the README).
+    :param fulfill: ``fulfill(order)``, called for each paid order once its payment is
+        committed, outside any transaction (the README's fulfil contract says exactly when
+        it can be called again; ``order.fulfilment_attempt`` numbers the calls).
+    :param job_lease: seconds a fulfilment (or handler) job is held by the worker running
+        it; longer than ``fulfill`` can take. Default 300.
+    :param event_retention_days: processed event ids are kept this long to refuse
+        duplicates (Stripe retries for 3 days). Default 30.
+    :param customer_ref: ``customer_ref(environ)`` -> the signed-in user's id (a string) or
+        None, from the app's own session: checkouts then reuse the user's Stripe Customer,
+        and ``mw.subscriptions``/``mw.customers`` answer per user (see the README).
+    :param portal_path: where a signed-in user posts to open Stripe's billing portal
+        (served when ``customer_ref`` is set and a store is kept).
+    :param portal_return_url: where the portal sends them back; default
+        ``{domain_url}/account``.
+    :param subscription_changed: ``hook(subscription)``, called once per stored change of
+        a user's subscription status or items, after the commit (retried when it raises).
+    :param past_due_is_active: whether a ``past_due`` subscription (Stripe still retrying
+        the payment) gives access in ``mw.subscriptions.is_active``. Default True.
+    :param refunded: ``refunded(order)``, called after a refund of a paid order is recorded
+        (``order.status`` ``partially_refunded`` or ``refunded``, ``order.amount_refunded``),
+        once per new refunded amount, with the attempt semantics of ``fulfill``.
+    :param disputed: ``disputed(order)``, called after a dispute of the payment is recorded
+        or changes (``order.dispute_status``: ``disputed``, ``won``, ``lost``).
+    :param client: a ready ``stripe.StripeClient``, instead of building one.
+    :param max_concurrent_stripe_calls: checkouts that may wait on Stripe at once in this
+        process (default 4; keep it below the server's thread count, so a hanging Stripe
+        leaves threads for webhooks and the app). One more is answered 503 with
+        ``Retry-After`` at once.
+    :param circuit_cooldown: seconds checkouts fail fast (503) after a run of connection
+        failures or timeouts, before one probe checkout may try Stripe again (default 10).
+    :param status_stripe_budget: Stripe retrieves per second the status path may make in
+        this process (default 5); beyond it the status path answers from the ledger. Per
+        process: N worker processes may make N times as many.
+    :param allow_free_orders: accept orders whose total is 0 (default: refused, 400).
+    :param status_shows_email: show the customer's email in full on the status path
+        (default: masked, ``a***@example.com``; the session id is in access logs).
+
+    Each option is converted and checked by the table in :mod:`stripe_checkout_mw.settings.options`,
+    the same code the PasteDeploy filter and ``check`` use: a value may be given as Python
+    or as an ``.ini`` file writes it (``timeout="3 10"``, ``require_email="yes"``,
+    ``fulfill="shop.orders:fulfill"``). A refused value, or a misspelt keyword (with the
+    nearest option suggested), raises :class:`~stripe_checkout_mw.OptionError`.
+
+    ``with CheckoutMiddleware(...) as mw:`` calls :meth:`close` at the end of the block.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        secret_key: str | None = None,
+        path: str = "/create-checkout-session",
+        domain_url: str | None = None,
+        success_url: str | None = None,
+        cancel_url: str | None = None,
+        ui_mode: str = "hosted_page",
+        return_url: str | None = None,
+        redirect_on_completion: str | None = None,
+        publishable_key: str | None = None,
+        price_lookup: PriceLookup | CustomPriceLookup | None = None,
+        validator: Validator | None = None,
+        require_email: bool = False,
+        max_quantity: int = 999,
+        allowed_countries: Iterable[str] | None = None,
+        mode: str | None = None,
+        session_options: SessionOptions = None,
+        stripe_api_base: str | None = None,
+        max_network_retries: int = 2,
+        timeout: Timeout = 10.0,
+        max_body: int = 65536,
+        allowed_origins: Iterable[str] = (),
+        webhook_path: str | None = None,
+        webhook_secret: str | Sequence[str] | None = None,
+        status_path: str | None = "/checkout-session",
+        store: str | None = None,
+        fulfill: Callable[[Order], None] | None = None,
+        job_lease: float = DEFAULT_LEASE,
+        event_retention_days: float = DEFAULT_RETENTION_DAYS,
+        customer_ref: Callable[[WSGIEnvironment], str | None] | None = None,
+        portal_path: str = "/billing-portal",
+        portal_return_url: str | None = None,
+        subscription_changed: Callable[[Subscription], None] | None = None,
+        past_due_is_active: bool = True,
+        refunded: Callable[[Order], object] | None = None,
+        disputed: Callable[[Order], object] | None = None,
+        client: stripe.StripeClient | None = None,
+        max_concurrent_stripe_calls: int = 4,
+        circuit_cooldown: float = 10.0,
+        status_stripe_budget: float = 5.0,
+        allow_free_orders: bool = False,
+        status_shows_email: bool = False,
+        **misspelt: NoReturn,
+    ) -> None:
+        if not callable(app):
+            raise OptionTypeError(
+                "app", "CheckoutMiddleware wraps a WSGI application; pass it first")
+        if misspelt:
+            raise unknown_option(min(misspelt))
+        self.app = app
+        # Every keyword above but app and client is a row of the options table; they are
+        # converted and checked there, the same way as the .ini filter's and check's.
+        given = {name: value for name, value in locals().items() if name in OPTIONS}
+        self.settings = settings = load_settings(given)
+        fulfill = settings.fulfill
+        self._http_client: stripe.RequestsClient | None = None
+        if client is None:
+            self._http_client = stripe_http_client(settings.timeout, settings.stripe_api_base)
+            client = stripe.StripeClient(
+                settings.secret_key,
+                base_addresses=(
+                    {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+                ),
+                max_network_retries=settings.max_network_retries,
+                http_client=self._http_client,
+            )
+            if settings.stripe_api_base is not None:
+                log.warning("Not talking to Stripe: API requests go to %s (stripe_api_base or "
+                            "STRIPE_API_BASE)", settings.stripe_api_base)
+        self.client = client
+        self.handlers = WebhookHandlers()
+        self.store: OrderStore | None = None
+        self.webhooks: WebhookReceiver | None = None
+        self.status: OrderStatus | None = None
+        self.guard = StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
+                                 cooldown=settings.circuit_cooldown)
+        self.pipeline: Pipeline | None = None
+        self.customers: CustomerDirectory | None = None
+        self.subscriptions: SubscriptionLedger | None = None
+        self.portal: BillingPortal | None = None
+        self.payment_events: PaymentEvents | None = None
+        # Put in every session's metadata (the checkout does), so the webhook and the status
+        # path recognise this shop's sessions without their ledger row.
+        marker = shop_marker(settings.return_address)
+        # Plain functions, not bound methods: a route table holding self would make the
+        # middleware a reference cycle, freed only by the garbage collector.
+        routes = {settings.path: _Route(CheckoutMiddleware._create_session, "POST, OPTIONS"),
+                  settings.config_path: _Route(CheckoutMiddleware._page_config,
+                                               "GET, HEAD, OPTIONS")}
+        if settings.uses_store:
+            store_ = self.store = open_store(settings.store)
+            self.pipeline = Pipeline(
+                store_, [HandlersJob(self.handlers, self.client), FulfilJob(store_, fulfill),
+                         SubscriptionChangedJob(settings.subscription_changed)],
+                lease=settings.job_lease, retention_days=settings.event_retention_days,
+            )
+            self.customers = CustomerDirectory(store_)
+            self.subscriptions = SubscriptionLedger(
+                store_, self.customers, past_due_is_active=settings.past_due_is_active)
+            self.payment_events = PaymentEvents(
+                store_, self.client, marker=marker, refunded=settings.refunded,
+                disputed=settings.disputed)
+            for kind in self.payment_events.kinds():
+                self.pipeline.add_kind(kind)
+        if self.store is not None and settings.webhook_path is not None:
+            self.webhooks = WebhookReceiver(
+                store=self.store, secrets=settings.webhook_secrets, handlers=self.handlers,
+                fulfill=fulfill, client=self.client, marker=marker, pipeline=self.pipeline,
+                subscriptions=self.subscriptions,
+                payment_events=self.payment_events,
+            )
+            routes[settings.webhook_path] = _Route(CheckoutMiddleware._receive_webhook, "POST")
+        if self.store is not None and settings.status_path is not None:
+            budget = TokenBucket(settings.status_stripe_budget)
+            guard = self.guard
+            self.status = OrderStatus(
+                store=self.store, client=self.client, fulfill=fulfill,
+                may_call_stripe=lambda: not guard.is_open() and budget.take(),
+                marker=marker, pipeline=self.pipeline,
+            )
+            routes[settings.status_path] = _Route(CheckoutMiddleware._order_status,
+                                                  "GET, HEAD, OPTIONS")
+        self.checkout = CheckoutService(
+            settings, self.client,
+            functools.partial(_record_session, self.store, self.status)
+            if self.store is not None else None,
+            guard=self.guard,
+        )
+        if self.customers is not None and settings.customer_ref is not None:
+            directory, ref = self.customers, settings.customer_ref
+            self.checkout.customers = lambda environ: directory.checkout_params(
+                resolve_ref(ref, environ))
+            self.portal = BillingPortal(self.client, directory, ref,
+                                        settings.portal_return_url or "")
+            if settings.portal_path is not None:
+                routes[settings.portal_path] = _Route(CheckoutMiddleware._open_portal,
+                                                      "POST, OPTIONS")
+        self._routes = routes
+
+    def close(self) -> None:
+        """Release the store and the calling thread's connections to Stripe.
+
+        For tests and orderly shutdowns; a long-running server need not call it.
+        """
+        if self._http_client is not None:
+            self._http_client.close()  # type: ignore[no-untyped-call]  # untyped in the SDK
+        if self.store is not None:
+            self.store.close()
+
+    def __enter__(self) -> CheckoutMiddleware:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def sync(self, since: timedelta = timedelta(days=3)) -> SyncReport:
+        """Recover what webhooks missed: replay Stripe's events back to ``since`` (at most 30
+        days), run the jobs still due and settle open orders past their session's expiry.
+
+        See :mod:`stripe_checkout_mw.news.reconcile`; safe to run on every host at once.
+        """
+        from ..news.reconcile import Reconciler
+
+        return Reconciler.for_middleware(self).run(since)
+
+    def on(self, event_type: str) -> Callable[[_Handler], _Handler]:
+        """Register a handler for a webhook event type (``"*"`` for all)::
+
+            @mw.on("checkout.session.expired")
+            def expired(event): ...
+
+        Handlers run after the event is committed to the ledger, before ``fulfill``;
+        raising answers 500 and the redelivery runs them again, so make them idempotent.
+        """
+        return self.handlers.on(event_type)
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        route = self._routes.get(environ.get("PATH_INFO", ""))
+        if route is None:
+            return self.app(environ, start_response)
+        return self._serve(route, environ, start_response)
+
+    def _serve(
+        self, route: _Route, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Run an owned path's endpoint and render its answer or error as JSON."""
+        cors = self._cors_headers(environ)
+        method = environ.get("REQUEST_METHOD", "GET")
+        try:
+            if method not in route.methods:
+                raise HTTPError(405, f"Use {route.allow.split(',')[0]} on this path.",
+                                headers=[("Allow", route.allow)])
+            if method == "OPTIONS":
+                return self._preflight(start_response, cors, route.allow)
+            answer = route.endpoint(self, environ)
+        except HTTPError as exc:
+            return _no_body_on_head(method, json_response(
+                start_response, exc.status, exc.payload(), [*exc.headers, *cors]))
+        except Exception as exc:
+            # Only the exception's type is logged: its message or traceback could carry
+            # a secret or a customer's details into log files.
+            log.error("%s %s failed: %s", method, environ.get("PATH_INFO"), type(exc).__name__)
+            error = HTTPError(500, "The request failed; nothing was charged. Try again.",
+                              type="api_error")
+            return _no_body_on_head(
+                method, json_response(start_response, 500, error.payload(), cors))
+        if answer.location is not None:
+            return redirect_response(start_response, answer.location, cors)
+        return _no_body_on_head(
+            method, json_response(start_response, answer.status, answer.payload, cors))
+
+    # -- the endpoints -----------------------------------------------------------------
+
+    def _create_session(self, environ: WSGIEnvironment) -> _Answer:
+        self._check_origin(environ)
+        kind = media_type(environ)
+        if kind not in (JSON_TYPE, FORM_TYPE):
+            raise HTTPError(415, "Send the order as application/json or as an HTML form.")
+        if kind == FORM_TYPE and self.settings.ui_mode != "hosted_page":
+            raise HTTPError(400, f"This checkout runs on the shop's page "
+                                 f"(ui_mode {self.settings.ui_mode}) and needs JavaScript: "
+                                 f"post the order as JSON and start Stripe.js with the "
+                                 f"answer's clientSecret.")
+        body = read_body(environ, self.settings.max_body)
+        order = parse_json_object(body) if kind == JSON_TYPE else parse_form_order(body)
+        created = self.checkout.create(order, environ, _idempotency_key(environ))
+        if created.url is None:
+            return _Answer(200, {"sessionId": created.session_id,
+                                 "clientSecret": created.client_secret})
+        if kind == FORM_TYPE:
+            return _Answer(303, {}, created.url)
+        return _Answer(200, {"sessionId": created.session_id, "url": created.url})
+
+    def _open_portal(self, environ: WSGIEnvironment) -> _Answer:
+        self._check_origin(environ, "open the billing portal")
+        kind = media_type(environ)
+        read_body(environ, self.settings.max_body)  # never read for the customer: drained
+        assert self.portal is not None  # the route exists only with a portal
+        url = self.portal.url_for(environ)
+        if kind == FORM_TYPE:
+            return _Answer(303, {}, url)
+        return _Answer(200, {"url": url})
+
+    def _page_config(self, environ: WSGIEnvironment) -> _Answer:
+        return _Answer(200, {"publishableKey": self.settings.publishable_key,
+                             "uiMode": self.settings.ui_mode})
+
+    def _receive_webhook(self, environ: WSGIEnvironment) -> _Answer:
+        assert self.webhooks is not None  # the route exists only with a receiver
+        body = read_body(environ, WEBHOOK_MAX_BODY)
+        return _Answer(200, self.webhooks.handle(body, environ.get("HTTP_STRIPE_SIGNATURE")))
+
+    def _order_status(self, environ: WSGIEnvironment) -> _Answer:
+        assert self.status is not None  # the route exists only with a status lookup
+        ids = parse_qs(environ.get("QUERY_STRING", "")).get("session_id", [])
+        if len(ids) != 1:
+            raise HTTPError(400, "Give one session_id.", param="session_id")
+        payload = self.status.lookup(ids[0])
+        if self.settings.status_shows_email:
+            return _Answer(200, payload)
+        return _Answer(200, _with_masked_email(payload))
+
+    # -- shared helpers ----------------------------------------------------------------
+
+    def _cors_headers(self, environ: WSGIEnvironment) -> list[tuple[str, str]]:
+        if not self.settings.allowed_origins:
+            return []
+        origin = request_origin(environ) if "HTTP_ORIGIN" in environ else None
+        if origin is None or origin not in self.settings.allowed_origins:
+            return [("Vary", "Origin")]
+        return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+
+    def _preflight(
+        self, start_response: StartResponse, cors: list[tuple[str, str]], allow: str
+    ) -> Iterable[bytes]:
+        headers = [("Allow", allow), ("Content-Length", "0"), *cors]
+        if any(name == "Access-Control-Allow-Origin" for name, _ in cors):
+            headers += [
+                ("Access-Control-Allow-Methods", allow),
+                ("Access-Control-Allow-Headers", "Content-Type, Idempotency-Key"),
+                ("Access-Control-Max-Age", _CORS_MAX_AGE),
+            ]
+        start_response(status_line(204), headers)
+        return []
+
+    def _check_origin(self, environ: WSGIEnvironment,
+                      action: str = "create checkout sessions") -> None:
+        """Refuse cross-site posts (CSRF): only the app's own origin and allowed ones.
+
+        A request naming neither ``Origin`` nor ``Referer`` is not from a current
+        browser's cross-site form (they send ``Origin`` on every POST), so it passes.
+        """
+        origin = request_origin(environ)
+        # domain_url says where the shop is; Host is the browser's word (a DNS-rebinding
+        # page sends its own), trusted only when no domain_url is configured.
+        own = self.settings.shop_origin or own_origin(environ)
+        # "null" is what an unparsable Host gives too: it never counts as our own origin.
+        if origin is None or (origin != "null" and origin == own):
+            return
+        if origin not in self.settings.allowed_origins:
+            raise HTTPError(403, f"This origin may not {action}.",
+                            type="permission_error")
+
+
+class _Route:
+    """An owned path: its endpoint and the methods it answers (``allow``, as in ``Allow``)."""
+
+    __slots__ = ("allow", "endpoint", "methods")
+
+    def __init__(
+        self, endpoint: Callable[[CheckoutMiddleware, WSGIEnvironment], _Answer], allow: str
+    ) -> None:
+        self.endpoint = endpoint
+        self.allow = allow
+        self.methods = frozenset(method.strip() for method in allow.split(","))
+
+
+class _Answer(NamedTuple):
+    status: int
+    payload: Mapping[str, Any]
+    location: str | None = None
+
+
+def _record_session(
+    store: OrderStore, status: OrderStatus | None, session: stripe.checkout.Session,
+    priced: list[PricedItem], order: dict[str, Any],
+) -> None:
+    items = [item.ledger_entry() for item in priced]
+    try:
+        store.record_open(Order.from_session(session, items=items, status="open"))
+    except Exception as exc:
+        # The session carries the marker: the webhook (or this process's status lookup)
+        # records it from Stripe, so the customer still gets to pay.
+        log.error("checkout session %s was not written to the ledger (%s); it will be "
+                  "recorded from Stripe when it is paid or looked up", session.id,
+                  type(exc).__name__)
+        if status is not None:
+            status.note_unrecorded(session.id)
+
+
+def _no_body_on_head(method: str, body: list[bytes]) -> list[bytes]:
+    """A HEAD answer carries the GET answer's headers and no body (RFC 9110, 9.3.2)."""
+    return [] if method == "HEAD" else body
+
+
+def _with_masked_email(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    email = payload.get("customer_email")
+    if not isinstance(email, str):
+        return payload
+    return {**payload, "customer_email": mask_email(email)}
+
+
+def mask_email(email: str) -> str:
+    """``alice@example.com`` -> ``a***@example.com``: enough to recognise, not to use."""
+    local, at, domain = email.rpartition("@")
+    if not at or not local:
+        return "***"
+    return f"{local[0]}***@{domain}"
+
+
+def _idempotency_key(environ: WSGIEnvironment) -> str | None:
+    """The request's own ``Idempotency-Key`` if it sent one (checked), else None."""
+    key: str | None = environ.get("HTTP_IDEMPOTENCY_KEY")
+    if key is None:
+        return None
+    if not 0 < len(key) <= 255 or not key.isascii() or not key.isprintable():
+        raise HTTPError(400, "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+                        param="Idempotency-Key")
+    return key
