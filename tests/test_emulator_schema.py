@@ -42,8 +42,8 @@ from stripe_checkout_mw.schema import (
 from stripe_checkout_mw.testing import StripeEmulator
 from stripe_checkout_mw.testing.api import ApiError, StripeState
 from stripe_checkout_mw.testing.api.checkout_sessions import NOT_ON_THE_SESSION
+from stripe_checkout_mw.testing.api.routes import ROUTES
 from stripe_checkout_mw.testing.api.shapes import declared, problems
-from stripe_checkout_mw.testing.api.state import ROUTES
 from stripe_checkout_mw.testing.forms import FormError, decode_form
 
 CREATE = "checkout.sessions.create"

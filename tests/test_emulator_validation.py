@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from stripe_checkout_mw.testing.api import ApiError, StripeState
-from stripe_checkout_mw.testing.api.state import ROUTES
+from stripe_checkout_mw.testing.api.routes import ROUTES
 from stripe_checkout_mw.testing.api.validation import ENDPOINTS, validate_params
 
 NOW = 1_800_000_000

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
-from .api import API_VERSION, ApiError, StripeState, new_id
+from .api import API_VERSION, ApiError, StripeState, checkout_sessions, new_id, prices, products
 from .billing import BillingControls
 from .cards import payment_error
 from .forms import FormError, decode_form
@@ -372,8 +372,8 @@ class StripeEmulator(BillingControls):
                     metadata: dict[str, str] | None = None) -> dict[str, Any]:
         """Create a product directly (no HTTP); returns it as the API would."""
         with self._lock:
-            return copy.deepcopy(self._require_state().new_product(
-                name, description=description, metadata=metadata))
+            return copy.deepcopy(products.new_product(
+                self._require_state(), name, description=description, metadata=metadata))
 
     def add_price(
         self,
@@ -402,11 +402,11 @@ class StripeEmulator(BillingControls):
             state = self._require_state()
             if product is None:
                 name = product_name or (f"Product {lookup_key}" if lookup_key else "Product")
-                product = str(state.new_product(name)["id"])
+                product = str(products.new_product(state, name)["id"])
             elif product not in state.products:
                 raise ValueError(f"no such product {product!r}")
-            return copy.deepcopy(state.new_price(
-                unit_amount=unit_amount, currency=currency.lower(), product=product,
+            return copy.deepcopy(prices.new_price(
+                state, unit_amount=unit_amount, currency=currency.lower(), product=product,
                 lookup_key=lookup_key, recurring=recurring, nickname=nickname,
                 active=active, metadata=metadata,
             ))
@@ -475,13 +475,14 @@ class StripeEmulator(BillingControls):
             first = len(state.events)
             try:
                 if session["status"] == "open":
-                    state.complete(session_id, email=email,
+                    checkout_sessions.complete(state, session_id, email=email,
                                    delayed=delayed or async_payment is not None)
                 elif async_payment is None:
                     raise ValueError(f"session {session_id} is {session['status']}, "
                                      "not open")
                 if async_payment is not None:
-                    state.settle(session_id, succeeded=async_payment == "succeeded")
+                    checkout_sessions.settle(state, session_id,
+                                             succeeded=async_payment == "succeeded")
             except ApiError as exc:
                 raise ValueError(exc.message) from None
             events = [e["id"] for e in state.events[first:]]
@@ -496,7 +497,7 @@ class StripeEmulator(BillingControls):
             state = self._require_state()
             self._session(session_id)
             try:
-                event = state.expire(session_id, request=None)
+                event = checkout_sessions.expire(state, session_id, request=None)
             except ApiError as exc:
                 raise ValueError(exc.message) from None
         if wait:
@@ -556,7 +557,7 @@ class StripeEmulator(BillingControls):
 
     def _session(self, session_id: str) -> dict[str, Any]:
         try:
-            return self._require_state().session(session_id)
+            return checkout_sessions.stored_session(self._require_state(), session_id)
         except ApiError:
             raise KeyError(f"no such checkout session {session_id!r}") from None
 
@@ -707,7 +708,7 @@ class StripeEmulator(BillingControls):
         with self._lock:
             state = self._require_state()
             try:
-                session = state.session(session_id)
+                session = checkout_sessions.stored_session(state, session_id)
             except ApiError:
                 return self._html(404, render_notice("Not found",
                                                      "There is no such Checkout Session."))
@@ -738,7 +739,8 @@ class StripeEmulator(BillingControls):
                 return self._html(200, render_checkout(session, items, action=action,
                                                        error=error, email=email,
                                                        cardnumber=field("cardnumber")))
-            event = state.complete(session_id, email=email, delayed=delayed)
+            event = checkout_sessions.complete(state, session_id, email=email,
+                                               delayed=delayed)
             success_url = session["success_url"]
         # Outside the lock: the receiver may call back into the emulator's API.
         if self.hosted_page_webhook_wait > 0:

@@ -41,7 +41,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from .api import ApiError
+from .api import ApiError, checkout_sessions
 from .cards import payment_error
 from .forms import FormError, decode_form
 from .page import format_amount, render_checkout, render_notice
@@ -179,7 +179,7 @@ class ClientPages:
             raise _Refusal(401, "Invalid API Key provided: use the emulator's publishable key "
                                 "with Stripe(...).")
         try:
-            session = self._state().session(session_id)
+            session = checkout_sessions.stored_session(self._state(), session_id)
         except ApiError:
             raise _Refusal(404, "There is no such Checkout Session.") from None
         given = args.get("client_secret", "")
@@ -201,7 +201,8 @@ class ClientPages:
         error = payment_error(email, card, delayed)
         if error is not None:
             return error, None
-        event = self._state().complete(session["id"], email=email, delayed=delayed)
+        event = checkout_sessions.complete(self._state(), session["id"], email=email,
+                                          delayed=delayed)
         return None, str(event["id"])
 
     @staticmethod

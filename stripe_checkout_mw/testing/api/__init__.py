@@ -11,8 +11,12 @@ test against the emulator fails where production would.
 Laid out like the services it imitates (moto's state / request decoding / routes /
 errors, stripe-python's module per resource):
 
-- :mod:`.state`: :class:`StripeState`, the stored objects, the routes table and
-  idempotency; it serves a decoded request.
+- :mod:`.state`: :class:`StripeState`, the stored objects (moto's backend);
+  :mod:`.idempotency`: the answers to idempotent POSTs.
+- :mod:`.routes`: the route table (method, path pattern -> endpoint, handler);
+  :mod:`.service`: serving one decoded request (route, idempotency, validation,
+  handler). The HTTP side (form decoding, auth, faults, rendering) is the
+  emulator's front door, outside this package.
 - :mod:`.validation`: :func:`~.validation.validate_params`, the one place a
   request's params are checked: Stripe's schema from the installed SDK
   (:mod:`stripe_checkout_mw.schema`), then a table of what it cannot say.
@@ -33,7 +37,8 @@ from __future__ import annotations
 
 from .errors import ApiError
 from .ids import new_id
-from .state import ApiResponse, StripeState
+from .service import ApiResponse
+from .state import StripeState
 from .version import API_VERSION
 
 __all__ = [

@@ -21,7 +21,8 @@ from .params import as_str, as_url
 from .rules import ParamRule, RuleContext, plain
 
 if TYPE_CHECKING:
-    from .state import ApiCall, StripeState
+    from .routes import ApiCall
+    from .state import StripeState
 
 __all__ = ["CREATE_RULES", "DEFAULT_CONFIGURATION", "create_session"]
 

@@ -17,7 +17,8 @@ from .lists import filter_created, list_object
 from .params import as_str
 
 if TYPE_CHECKING:
-    from .state import ApiCall, StripeState
+    from .routes import ApiCall
+    from .state import StripeState
 
 __all__ = ["card_details", "list_charges", "new_charge", "retrieve_charge",
            "stored_charge"]

@@ -39,7 +39,8 @@ from .shapes import blank, declared, shaped
 from .version import API_VERSION
 
 if TYPE_CHECKING:
-    from .state import ApiCall, StripeState
+    from .routes import ApiCall
+    from .state import StripeState
 
 __all__ = [
     "CREATE_RULES",

@@ -19,7 +19,8 @@ from .params import as_metadata, as_str
 from .rules import ParamRule, RuleContext, plain
 
 if TYPE_CHECKING:
-    from .state import ApiCall, StripeState
+    from .routes import ApiCall
+    from .state import StripeState
 
 __all__ = [
     "CREATE_RULES",

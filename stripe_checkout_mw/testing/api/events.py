@@ -20,7 +20,8 @@ from .shapes import blank
 from .version import API_VERSION
 
 if TYPE_CHECKING:
-    from .state import ApiCall, StripeState
+    from .routes import ApiCall
+    from .state import StripeState
 
 __all__ = ["LIST_RULES", "RETENTION", "emit", "list_events",
            "retrieve_event"]

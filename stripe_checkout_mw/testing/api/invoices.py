@@ -24,7 +24,8 @@ from .lists import filter_created, list_object
 from .params import as_str
 
 if TYPE_CHECKING:
-    from .state import ApiCall, StripeState
+    from .routes import ApiCall
+    from .state import StripeState
 
 __all__ = ["STATUSES", "announce", "attempt", "finalize", "list_invoices",
            "new_invoice", "retrieve_invoice", "stored_invoice"]

@@ -21,7 +21,8 @@ from .lists import filter_created, list_object
 from .params import as_str
 
 if TYPE_CHECKING:
-    from .state import ApiCall, StripeState
+    from .routes import ApiCall
+    from .state import StripeState
 
 __all__ = ["list_payment_intents", "retrieve_payment_intent",
            "settle_payment", "take_payment"]

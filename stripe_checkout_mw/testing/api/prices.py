@@ -31,7 +31,8 @@ from .products import new_product
 from .shapes import blank, declared, shaped
 
 if TYPE_CHECKING:
-    from .state import ApiCall, StripeState
+    from .routes import ApiCall
+    from .state import StripeState
 
 __all__ = [
     "create_price",

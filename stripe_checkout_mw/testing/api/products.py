@@ -1,6 +1,6 @@
 """Products: ``/v1/products`` (create, retrieve, list) and the product factory.
 
-Handlers take the shared :class:`~.state.StripeState` and the :class:`~.state.ApiCall`
+Handlers take the shared :class:`~.state.StripeState` and the :class:`~.routes.ApiCall`
 being served, and return the JSON object to answer with; the state's routes table
 maps URLs to them.
 """
@@ -19,7 +19,8 @@ from .params import as_bool, as_list, as_metadata, as_str
 from .shapes import blank, declared, shaped
 
 if TYPE_CHECKING:
-    from .state import ApiCall, StripeState
+    from .routes import ApiCall
+    from .state import StripeState
 
 __all__ = [
     "create_product",

@@ -19,7 +19,8 @@ from .lists import filter_created, list_object
 from .params import as_str
 
 if TYPE_CHECKING:
-    from .state import ApiCall, StripeState
+    from .routes import ApiCall
+    from .state import StripeState
 
 __all__ = ["REASONS", "list_refunds", "refund_charge", "retrieve_refund"]
 

@@ -54,7 +54,8 @@ from .params import (
 from .rules import ParamRule, RuleContext, plain
 
 if TYPE_CHECKING:
-    from .state import ApiCall, StripeState
+    from .routes import ApiCall
+    from .state import StripeState
 
 __all__ = [
     "CANCEL_RULES",
