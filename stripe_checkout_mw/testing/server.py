@@ -11,15 +11,23 @@ their threads end, then joined, and no socket is left for the garbage collector.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import socketserver
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Callable
+from typing import Any, Callable
 
-__all__ = ["HttpRequest", "HttpResponse", "HttpServer"]
+__all__ = [
+    "HttpRequest",
+    "HttpResponse",
+    "HttpServer",
+    "html_response",
+    "json_response",
+    "redirect_response",
+]
 
 logger = logging.getLogger("stripe_checkout_mw.testing")
 
@@ -46,6 +54,26 @@ class HttpResponse:
 
 
 Handler = Callable[[HttpRequest], HttpResponse]
+
+
+def json_response(status: int, body: dict[str, Any],
+                  headers: list[tuple[str, str]] | None = None) -> HttpResponse:
+    """``body`` as indented JSON, the way Stripe's API answers."""
+    return HttpResponse(status, json.dumps(body, indent=2).encode("utf-8"),
+                        [("Content-Type", "application/json"), *(headers or [])])
+
+
+def html_response(status: int, html: str,
+                  headers: list[tuple[str, str]] | None = None) -> HttpResponse:
+    """A page of the emulator's own (never cached: it shows live state)."""
+    return HttpResponse(status, html.encode("utf-8"),
+                        [("Content-Type", "text/html; charset=utf-8"),
+                         ("Cache-Control", "no-store"), *(headers or [])])
+
+
+def redirect_response(location: str) -> HttpResponse:
+    """A ``303 See Other``: where a page's form sends the browser next."""
+    return HttpResponse(303, b"", [("Location", location), ("Cache-Control", "no-store")])
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
