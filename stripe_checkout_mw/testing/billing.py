@@ -6,7 +6,7 @@ webhooks that a customer, a bank or time would do at Stripe.
 emulator (``emu.refund(session_id)``). Every method that causes events waits, by
 default, until their webhook deliveries are done (or given up), like ``pay()``.
 
-Renewals and retries follow :data:`~.api.subscriptions.RETRY_DAYS`: a renewal set
+Renewals and retries follow :data:`~.api.subscription_objects.RETRY_DAYS`: a renewal set
 to fail with :meth:`BillingControls.fail_next_renewal` leaves the subscription
 ``past_due``; it is retried 3, 5 and 7 days after that first failure, and when the
 last retry fails it becomes ``canceled`` (or ``unpaid``, if asked). The customer's
@@ -18,8 +18,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .api import StripeState, charges, disputes, refunds, subscriptions
+from .api import StripeState, charges, disputes, refunds, subscription_changes
 from .api.objects import RenewalFailure
+from .api.subscription_clock import run_due
 from .controls import ControlHooks
 
 __all__ = ["BillingControls"]
@@ -73,7 +74,7 @@ class BillingControls(ControlHooks):
             state = self._require_state()
             if subscription_id not in state.billing.subscriptions:
                 raise KeyError(f"no such subscription {subscription_id!r}")
-            subscriptions.fail_next_renewal(
+            subscription_changes.fail_next_renewal(
                 state, subscription_id, RenewalFailure(retries_fail, ending))
 
     def cancel_subscription(self, subscription_id: str, *, at_period_end: bool = False,
@@ -84,9 +85,9 @@ class BillingControls(ControlHooks):
         def action(state: StripeState) -> dict[str, Any]:
             sub = self._stored_subscription(state, subscription_id)
             if at_period_end:
-                subscriptions.set_cancel_at_period_end(state, sub, True, request=None)
+                subscription_changes.set_cancel_at_period_end(state, sub, True, request=None)
             else:
-                subscriptions.cancel_now(
+                subscription_changes.cancel_now(
                     state, sub, reason="cancellation_requested", request=None)
             return sub
 
@@ -94,7 +95,7 @@ class BillingControls(ControlHooks):
 
     def _run_clock(self, *, wait: bool, timeout: float) -> None:
         """Do what the clock's new time makes due: renewals, retries, trial ends."""
-        self._emitting(subscriptions.run_due, wait=wait, timeout=timeout)
+        self._emitting(run_due, wait=wait, timeout=timeout)
 
     @staticmethod
     def _stored_subscription(state: StripeState, subscription_id: str) -> dict[str, Any]:

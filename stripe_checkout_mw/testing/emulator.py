@@ -321,7 +321,7 @@ class StripeEmulator(CheckoutControls, BillingControls):
         ``checkout.session.expired``) the next time anything looks at them: an API
         call, the hosted page or :meth:`session`. Subscriptions do at once, in time
         order, what became due: trial ends, renewals, retries, cancellations (see
-        :mod:`.api.subscriptions`); with ``wait`` this returns once their webhooks
+        :mod:`.api.subscription_clock`); with ``wait`` this returns once their webhooks
         are delivered.
         """
         if seconds < 0:

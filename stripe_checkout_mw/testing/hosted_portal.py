@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from .api import subscriptions
 from .api.errors import ApiError
 from .api.objects import RenewalFailure
+from .api.subscription_changes import set_cancel_at_period_end, switch_price, update_card
+from .api.subscription_objects import LIVE_STATUSES
 from .forms import FormError, decode_form
 from .hosted_checkout import form_field, method_not_allowed
 from .page import render_notice
@@ -89,7 +90,7 @@ def _page(state: StripeState, portal: dict[str, Any], *,
     customer = state.billing.customers[portal["customer"]]
     live = [s for s in reversed(state.billing.subscriptions.values())
             if s["customer"] == customer["id"]
-            and s["status"] in subscriptions.LIVE_STATUSES]
+            and s["status"] in LIVE_STATUSES]
     prices = [p for p in state.prices.values()
               if p["active"] and p["type"] == "recurring"]
     return render_portal(portal, customer, live, prices, notice=notice, error=error)
@@ -106,16 +107,16 @@ def _do_action(state: StripeState, portal: dict[str, Any],
         return "", "There is no such subscription for this customer."
     try:
         if action == "cancel":
-            subscriptions.set_cancel_at_period_end(state, sub, True, request=None)
+            set_cancel_at_period_end(state, sub, True, request=None)
             return "canceled", None
         if action == "resume":
-            subscriptions.set_cancel_at_period_end(state, sub, False, request=None)
+            set_cancel_at_period_end(state, sub, False, request=None)
             return "resumed", None
         if action == "switch":
             price = state.prices.get(form_field(form, "price"))
             if price is None:
                 return "", "There is no such price."
-            subscriptions.switch_price(state, sub, sub["items"]["data"][0]["id"],
+            switch_price(state, sub, sub["items"]["data"][0]["id"],
                                        price, request=None)
             return "switched", None
     except ApiError as exc:
@@ -130,10 +131,10 @@ def _save_card(state: StripeState, customer_id: str, number: str) -> tuple[str, 
     if card not in (_CARD_OK, _CARD_SAVED_BUT_DECLINES):
         return "", ("Your card number is incorrect. In the emulator use "
                     "4242 4242 4242 4242.")
-    subscriptions.update_card(state, customer_id, card[-4:])
+    update_card(state, customer_id, card[-4:])
     if card == _CARD_SAVED_BUT_DECLINES:
         for sub in state.billing.subscriptions.values():
             if (sub["customer"] == customer_id
-                    and sub["status"] in subscriptions.LIVE_STATUSES):
+                    and sub["status"] in LIVE_STATUSES):
                 state.billing.renewal_failures[sub["id"]] = RenewalFailure()
     return "card", None

@@ -9,37 +9,24 @@ With ``subscription_data[trial_period_days]`` it starts ``trialing`` and its fir
 invoice bills only the one-time items. The current period lives on each item
 (``items.data[].current_period_start/_end``), as at Stripe since 2025-03-31.
 
-What time does (:func:`run_due`, called when the emulator's clock moves):
-
-- ``trial_will_end`` three days before a trial ends (at once for shorter trials);
-- at a period end: a ``subscription_cycle`` invoice; paid -> the next period
-  (``trialing`` becomes ``active``); declined -> ``past_due``;
-- retries of a declined renewal :data:`RETRY_DAYS` days after the first failure;
-  one that succeeds makes it ``active`` again; when the last fails it becomes
-  ``canceled`` (``customer.subscription.deleted``) or ``unpaid``, as the
-  ``fail_next_renewal`` call said. ``unpaid`` and ``past_due`` subscriptions do
-  not renew further;
-- ``cancel_at`` (set by ``cancel_at_period_end``) ends it: ``canceled``,
-  ``ended_at``, ``customer.subscription.deleted``.
+What time does is :mod:`.subscription_clock`; the changes a customer or the
+shop asks for are :mod:`.subscription_changes`; the object, its items and periods
+are :mod:`.subscription_objects`.
 
 Every change emits ``customer.subscription.updated`` with ``previous_attributes``.
 """
 
 from __future__ import annotations
 
-import calendar
 import copy
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from . import invoices
-from .charges import card_details
-from .errors import ApiError, invalid, no_such
+from .errors import ApiError, invalid
 from .events import emit
 from .ids import new_id
 from .lists import filter_created, list_object
-from .objects import RenewalFailure
 from .params import (
     as_bool,
     as_dict,
@@ -52,6 +39,18 @@ from .params import (
     sub,
 )
 from .rules import ParamRule, RuleContext, plain
+from .subscription_changes import cancel_now, set_cancel_at_period_end, switch_price
+from .subscription_clock import announce_trial
+from .subscription_objects import (
+    DAY,
+    STATUSES,
+    emit_updated,
+    new_item,
+    new_payment_method,
+    new_subscription,
+    period_end,
+    stored_subscription,
+)
 
 if TYPE_CHECKING:
     from .routes import ApiCall
@@ -59,35 +58,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CANCEL_RULES",
-    "LIVE_STATUSES",
-    "RETRY_DAYS",
-    "STATUSES",
-    "TRIAL_NOTICE",
     "UPDATE_RULES",
-    "add_interval",
-    "cancel_now",
     "cancel_subscription",
     "create_from_session",
-    "fail_next_renewal",
     "list_subscriptions",
     "retrieve_subscription",
-    "run_due",
-    "set_cancel_at_period_end",
     "settle_first_invoice",
-    "stored_subscription",
-    "switch_price",
-    "update_card",
     "update_subscription",
 ]
-
-STATUSES = frozenset({"incomplete", "incomplete_expired", "trialing", "active",
-                      "past_due", "canceled", "unpaid", "paused"})
-LIVE_STATUSES = STATUSES - {"canceled", "incomplete_expired"}
-RETRY_DAYS = (3, 5, 7)
-"""Days after a renewal's first failed attempt at which it is retried."""
-TRIAL_NOTICE = 3 * 86400
-"""``trial_will_end`` is sent this many seconds before the trial ends."""
-DAY = 86400
 
 _UPDATE_SUPPORTED = frozenset({"cancel_at_period_end", "cancellation_details",
                                "description", "expand", "items", "metadata",
@@ -123,63 +101,6 @@ CANCEL_RULES: tuple[ParamRule, ...] = (
 )
 
 
-def add_interval(ts: int, interval: str, count: int = 1) -> int:
-    """``ts`` plus ``count`` intervals; months and years are calendar ones (UTC),
-    clamped to the month's last day as Stripe does (31 Jan + 1 month = 28/29 Feb)."""
-    when = datetime.fromtimestamp(ts, timezone.utc)
-    if interval == "day":
-        return ts + count * DAY
-    if interval == "week":
-        return ts + count * 7 * DAY
-    months = count * (12 if interval == "year" else 1)
-    month0 = when.month - 1 + months
-    year, month = when.year + month0 // 12, month0 % 12 + 1
-    day = min(when.day, calendar.monthrange(year, month)[1])
-    return int(when.replace(year=year, month=month, day=day).timestamp())
-
-
-def _period_end(start: int, price: dict[str, Any], anchor: int) -> int:
-    """The end of the period starting at ``start``: the first whole number of
-    intervals after ``anchor`` past ``start``, counted from the anchor so that a
-    cycle anchored on the 31st comes back to the 31st after a short month."""
-    recurring = price["recurring"]
-    count = int(recurring["interval_count"])
-    n = 1
-    while (end := add_interval(anchor, recurring["interval"], n * count)) <= start:
-        n += 1
-    return end
-
-
-def _item(subscription_id: str, price: dict[str, Any], quantity: int, start: int,
-          end: int, now: int) -> dict[str, Any]:
-    return {
-        "id": new_id("si_", 14),
-        "object": "subscription_item",
-        "billing_thresholds": None,
-        "created": now,
-        "current_period_end": end,
-        "current_period_start": start,
-        "discounts": [],
-        "metadata": {},
-        "price": copy.deepcopy(price),
-        "quantity": quantity,
-        "subscription": subscription_id,
-        "tax_rates": [],
-    }
-
-
-def _period(subscription: dict[str, Any]) -> tuple[int, int]:
-    """The current period: items share one here (one billing cycle per subscription)."""
-    items = subscription["items"]["data"]
-    return (min(int(i["current_period_start"]) for i in items),
-            min(int(i["current_period_end"]) for i in items))
-
-
-def _updated(state: StripeState, subscription: dict[str, Any],
-             previous: dict[str, Any], request: dict[str, Any] | None = None) -> None:
-    emit(state, "customer.subscription.updated", subscription, request, previous=previous)
-
-
 def create_from_session(
     state: StripeState,
     session: dict[str, Any],
@@ -202,60 +123,14 @@ def create_from_session(
     for line in line_items:
         price = line["price"]
         if price["type"] == "recurring":
-            end = trial_end if trial_end is not None else _period_end(now, price, now)
-            items.append(_item(subscription_id, price, int(line["quantity"]), now, end, now))
+            end = trial_end if trial_end is not None else period_end(now, price, now)
+            items.append(new_item(subscription_id, price, int(line["quantity"]), now, end, now))
         else:
             one_time.append((price, int(line["quantity"])))
-    payment_method = _payment_method(state, session["customer"], "4242")
-    subscription: dict[str, Any] = {
-        "id": subscription_id,
-        "object": "subscription",
-        "application": None,
-        "application_fee_percent": None,
-        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
-        "billing_cycle_anchor": items[0]["current_period_end"] if trial_end else now,
-        "billing_cycle_anchor_config": None,
-        "billing_thresholds": None,
-        "cancel_at": None,
-        "cancel_at_period_end": False,
-        "canceled_at": None,
-        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
-        "collection_method": "charge_automatically",
-        "created": now,
-        "currency": session["currency"],
-        "customer": session["customer"],
-        "customer_account": None,
-        "days_until_due": None,
-        "default_payment_method": payment_method["id"],
-        "default_source": None,
-        "default_tax_rates": [],
-        "description": None,
-        "discounts": [],
-        "ended_at": None,
-        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
-        "items": {"object": "list", "data": items, "has_more": False,
-                  "url": f"/v1/subscription_items?subscription={subscription_id}"},
-        "latest_invoice": None,
-        "livemode": False,
-        "metadata": dict(data.get("metadata") or {}),
-        "next_pending_invoice_item_invoice": None,
-        "on_behalf_of": None,
-        "pause_collection": None,
-        "payment_settings": {"payment_method_options": None, "payment_method_types": None,
-                             "save_default_payment_method": "off"},
-        "pending_invoice_item_interval": None,
-        "pending_setup_intent": None,
-        "pending_update": None,
-        "schedule": None,
-        "start_date": now,
-        "status": "trialing" if trial_end else "incomplete",
-        "status_details": None,
-        "test_clock": None,
-        "transfer_data": None,
-        "trial_end": trial_end,
-        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
-        "trial_start": now if trial_end else None,
-    }
+    payment_method = new_payment_method(state, session["customer"], "4242")
+    subscription = new_subscription(
+        subscription_id, session, items, now=now, trial_end=trial_end,
+        payment_method=payment_method["id"], metadata=dict(data.get("metadata") or {}))
     state.billing.subscriptions[subscription_id] = subscription
     first = invoices.new_invoice(state, subscription, billing_reason="subscription_create",
                                  one_time=one_time, free=trial_end is not None)
@@ -265,7 +140,7 @@ def create_from_session(
     invoices.finalize(state, first)
     if not delayed or first["amount_due"] == 0:
         _pay_first(state, subscription, first)
-    _announce_trial(state, subscription)
+    announce_trial(state, subscription)
     return subscription
 
 
@@ -274,7 +149,7 @@ def _pay_first(state: StripeState, subscription: dict[str, Any],
     invoices.attempt(state, first, succeeds=True, next_attempt=None)
     if subscription["status"] == "incomplete":
         subscription["status"] = "active"
-        _updated(state, subscription, {"status": "incomplete"})
+        emit_updated(state, subscription, {"status": "incomplete"})
 
 
 def settle_first_invoice(state: StripeState, subscription_id: str, *,
@@ -290,240 +165,7 @@ def settle_first_invoice(state: StripeState, subscription_id: str, *,
         invoices.attempt(state, first, succeeds=False, next_attempt=None)
 
 
-def _payment_method(state: StripeState, customer: str, last4: str) -> dict[str, Any]:
-    method: dict[str, Any] = {
-        "id": new_id("pm_"),
-        "object": "payment_method",
-        "allow_redisplay": "always",
-        "billing_details": {"address": None, "email": None, "name": None, "phone": None,
-                            "tax_id": None},
-        "card": card_details(last4),
-        "created": state.now(),
-        "customer": customer,
-        "livemode": False,
-        "metadata": {},
-        "type": "card",
-    }
-    state.billing.payment_methods[method["id"]] = method
-    return method
-
-
-def update_card(state: StripeState, customer_id: str, last4: str) -> None:
-    """The customer saved a working card: it becomes the default for the customer and
-    their live subscriptions (``payment_method.attached``, ``customer.updated``,
-    ``customer.subscription.updated``); pending renewal failures are forgotten, and
-    a ``past_due`` subscription's open invoice is paid with it at once."""
-    customer = state.billing.customers[customer_id]
-    method = _payment_method(state, customer_id, last4)
-    emit(state, "payment_method.attached", method, None)
-    old = customer["invoice_settings"]["default_payment_method"]
-    customer["invoice_settings"]["default_payment_method"] = method["id"]
-    emit(state, "customer.updated", customer, None,
-         previous={"invoice_settings": {"default_payment_method": old}})
-    for subscription in list(state.billing.subscriptions.values()):
-        if subscription["customer"] != customer_id or subscription["status"] not in (
-                LIVE_STATUSES):
-            continue
-        state.billing.renewal_failures.pop(subscription["id"], None)
-        previous: dict[str, Any] = {"default_payment_method":
-                                    subscription["default_payment_method"]}
-        subscription["default_payment_method"] = method["id"]
-        invoice = state.billing.invoices.get(subscription["latest_invoice"] or "")
-        if subscription["status"] == "past_due" and invoice and invoice["status"] == "open":
-            invoices.attempt(state, invoice, succeeds=True, next_attempt=None)
-            previous["status"] = "past_due"
-            subscription["status"] = "active"
-        _updated(state, subscription, previous)
-
-
-def _announce_trial(state: StripeState, subscription: dict[str, Any]) -> None:
-    trial_end = subscription["trial_end"]
-    if (subscription["status"] == "trialing" and trial_end is not None
-            and subscription["id"] not in state.billing.trial_notices
-            and state.now() >= trial_end - TRIAL_NOTICE):
-        state.billing.trial_notices.add(subscription["id"])
-        emit(state, "customer.subscription.trial_will_end", subscription, None)
-
-
-# -- what the clock does -------------------------------------------------------------
-
-def _next_due(subscription: dict[str, Any], state: StripeState) -> tuple[int, str] | None:
-    status = subscription["status"]
-    if status not in ("trialing", "active", "past_due"):
-        return None
-    due: list[tuple[int, str]] = []
-    if status == "trialing" and subscription["id"] not in state.billing.trial_notices:
-        due.append((int(subscription["trial_end"]) - TRIAL_NOTICE, "trial_notice"))
-    if subscription["cancel_at"] is not None:
-        due.append((int(subscription["cancel_at"]), "cancel"))
-    if status == "past_due":
-        invoice = state.billing.invoices[subscription["latest_invoice"]]
-        if invoice["status"] == "open" and invoice["next_payment_attempt"] is not None:
-            due.append((int(invoice["next_payment_attempt"]), "retry"))
-    else:
-        due.append((_period(subscription)[1], "renew"))
-    return min(due)
-
-
-def run_due(state: StripeState) -> int:
-    """Do, in time order, everything due by now on every subscription; how many steps."""
-    steps = 0
-    while steps < 10_000:
-        now = state.now()
-        candidates = []
-        for subscription in state.billing.subscriptions.values():
-            due = _next_due(subscription, state)
-            if due is not None and due[0] <= now:
-                candidates.append((due, subscription["id"]))
-        if not candidates:
-            return steps
-        (_, what), subscription_id = min(candidates)
-        subscription = state.billing.subscriptions[subscription_id]
-        if what == "trial_notice":
-            _announce_trial(state, subscription)
-        elif what == "cancel":
-            cancel_now(state, subscription, reason="cancellation_requested",
-                       ended_at=int(subscription["cancel_at"]), request=None)
-        elif what == "retry":
-            _retry(state, subscription)
-        else:
-            _renew(state, subscription)
-        steps += 1
-    return steps
-
-
-def _renew(state: StripeState, subscription: dict[str, Any]) -> None:
-    previous: dict[str, Any] = {"items": copy.deepcopy(subscription["items"]),
-                                "latest_invoice": subscription["latest_invoice"]}
-    start = _period(subscription)[1]
-    for item in subscription["items"]["data"]:
-        item["current_period_start"] = start
-        item["current_period_end"] = _period_end(start, item["price"],
-                                                 int(subscription["billing_cycle_anchor"]))
-    invoice = invoices.new_invoice(state, subscription, billing_reason="subscription_cycle")
-    subscription["latest_invoice"] = invoice["id"]
-    invoices.announce(state, invoice)
-    invoices.finalize(state, invoice)
-    failure = state.billing.renewal_failures.get(subscription["id"])
-    if failure is not None and not failure.retries_fail:
-        del state.billing.renewal_failures[subscription["id"]]
-    first_retry = int(invoice["status_transitions"]["finalized_at"]) + RETRY_DAYS[0] * DAY
-    invoices.attempt(state, invoice, succeeds=failure is None, next_attempt=first_retry)
-    old_status = subscription["status"]
-    subscription["status"] = "active" if invoice["status"] == "paid" else "past_due"
-    if subscription["status"] != old_status:
-        previous["status"] = old_status
-    _updated(state, subscription, previous)
-
-
-def _retry(state: StripeState, subscription: dict[str, Any]) -> None:
-    invoice = state.billing.invoices[subscription["latest_invoice"]]
-    failure = state.billing.renewal_failures.get(subscription["id"])
-    attempts = int(invoice["attempt_count"])  # the attempts made so far, >= 1
-    first_failure = int(invoice["status_transitions"]["finalized_at"])
-    next_attempt = (first_failure + RETRY_DAYS[attempts] * DAY
-                    if attempts < len(RETRY_DAYS) else None)
-    invoices.attempt(state, invoice, succeeds=failure is None, next_attempt=next_attempt)
-    if invoice["status"] == "paid":
-        subscription["status"] = "active"
-        _updated(state, subscription, {"status": "past_due"})
-    elif next_attempt is None:
-        ending = failure.ending if failure is not None else "canceled"
-        state.billing.renewal_failures.pop(subscription["id"], None)
-        if ending == "unpaid":
-            subscription["status"] = "unpaid"
-            _updated(state, subscription, {"status": "past_due"})
-        else:
-            cancel_now(state, subscription, reason="payment_failed", request=None)
-
-
-# -- changes asked for (API, portal, helpers) ----------------------------------------
-
-def fail_next_renewal(state: StripeState, subscription_id: str,
-                      failure: RenewalFailure) -> None:
-    """Decline the next renewal of ``subscription_id`` (and its retries, if said)."""
-    if failure.ending not in ("canceled", "unpaid"):
-        raise ValueError("ending must be 'canceled' or 'unpaid'")
-    state.billing.renewal_failures[stored_subscription(state, subscription_id)["id"]] = (
-        failure)
-
-
-def cancel_now(state: StripeState, subscription: dict[str, Any], *, reason: str,
-               request: dict[str, Any] | None, ended_at: int | None = None,
-               details: dict[str, Any] | None = None) -> None:
-    """End ``subscription`` now: ``canceled`` and ``customer.subscription.deleted``."""
-    if subscription["status"] in ("canceled", "incomplete_expired"):
-        raise invalid(f"A canceled subscription can only update its cancellation_details "
-                      f"and metadata (subscription {subscription['id']}).", "subscription")
-    now = state.now()
-    subscription["status"] = "canceled"
-    subscription["ended_at"] = ended_at if ended_at is not None else now
-    if subscription["canceled_at"] is None:
-        subscription["canceled_at"] = now
-    subscription["cancellation_details"].update(details or {}, reason=reason)
-    emit(state, "customer.subscription.deleted", subscription, request)
-
-
-def set_cancel_at_period_end(state: StripeState, subscription: dict[str, Any], flag: bool,
-                             *, request: dict[str, Any] | None,
-                             details: dict[str, Any] | None = None) -> None:
-    """Schedule (or call off) the end of ``subscription`` at its current period end.
-
-    Like Stripe, scheduling sets ``cancel_at`` to the period end and ``canceled_at``
-    to now; calling it off clears both.
-    """
-    if subscription["status"] not in LIVE_STATUSES:
-        raise invalid("A canceled subscription can only update its cancellation_details "
-                      "and metadata.", "cancel_at_period_end")
-    previous = {"cancel_at": subscription["cancel_at"],
-                "cancel_at_period_end": subscription["cancel_at_period_end"],
-                "canceled_at": subscription["canceled_at"],
-                "cancellation_details": copy.deepcopy(subscription["cancellation_details"])}
-    if flag:
-        subscription.update(cancel_at=_period(subscription)[1], cancel_at_period_end=True,
-                            canceled_at=state.now())
-        subscription["cancellation_details"].update(details or {},
-                                                    reason="cancellation_requested")
-    else:
-        subscription.update(cancel_at=None, cancel_at_period_end=False, canceled_at=None)
-        subscription["cancellation_details"] = {"comment": None, "feedback": None,
-                                                "reason": None}
-    _updated(state, subscription, previous, request)
-
-
-def switch_price(state: StripeState, subscription: dict[str, Any], item_id: str,
-                 price: dict[str, Any], *, request: dict[str, Any] | None) -> None:
-    """Move one item to another recurring price of the same currency and interval,
-    from now, without proration (``proration_behavior=none``)."""
-    item = next((i for i in subscription["items"]["data"] if i["id"] == item_id), None)
-    if item is None:
-        raise ApiError(f"No such subscription item: '{item_id}'", param="items[0][id]",
-                       code="resource_missing")
-    if subscription["status"] not in LIVE_STATUSES:
-        raise invalid("A canceled subscription cannot change its items.", "items")
-    if price["type"] != "recurring" or not price["active"]:
-        raise invalid(f"The price {price['id']} is not an active recurring price.",
-                      "items[0][price]")
-    if price["currency"] != subscription["currency"]:
-        raise invalid(f"The price {price['id']} is in {price['currency']}, but this "
-                      f"subscription is in {subscription['currency']}.", "items[0][price]")
-    if price["id"] == item["price"]["id"]:
-        raise invalid(f"The subscription is already on price {price['id']}.",
-                      "items[0][price]")
-    previous = {"items": copy.deepcopy(subscription["items"])}
-    item["price"] = copy.deepcopy(price)
-    _updated(state, subscription, previous, request)
-
-
 # -- endpoints ---------------------------------------------------------------------
-
-def stored_subscription(state: StripeState, subscription_id: str,
-                        param: str = "id") -> dict[str, Any]:
-    subscription = state.billing.subscriptions.get(subscription_id)
-    if subscription is None:
-        raise no_such("subscription", subscription_id, param)
-    return subscription
-
 
 def _view(state: StripeState, subscription: dict[str, Any],
           expand: list[str]) -> dict[str, Any]:
@@ -604,7 +246,7 @@ def update_subscription(state: StripeState, call: ApiCall) -> dict[str, Any]:
                 subscription["metadata"] = {}
         if "description" in valid:
             subscription["description"] = valid["description"]
-        _updated(state, subscription, previous, call.request)
+        emit_updated(state, subscription, previous, call.request)
     if "cancel_at_period_end" in valid:
         set_cancel_at_period_end(state, subscription, valid["cancel_at_period_end"],
                                  request=call.request,
@@ -620,3 +262,4 @@ def cancel_subscription(state: StripeState, call: ApiCall) -> dict[str, Any]:
     cancel_now(state, subscription, reason="cancellation_requested", request=call.request,
                details=call.valid.get("cancellation_details"))
     return _view(state, subscription, expand_list(call.params))
+
