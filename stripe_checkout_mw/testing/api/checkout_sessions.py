@@ -1,10 +1,11 @@
 """Checkout Sessions and their line items: ``/v1/checkout/sessions`` and the
 transitions the hosted page and the test helpers drive (complete, settle, expire).
 
-A create request is judged by Stripe's schema and then by :data:`CREATE_RULES` (what
-the schema cannot say), both in :func:`~.validation.validate_params`, before
-:func:`create_session` is called with the coerced values; line items, which look
-prices up and may create products, are resolved by the handler itself. A session
+A create request is judged by Stripe's schema and then by
+:data:`~.checkout_session_rules.CREATE_RULES` (what the schema cannot say), both in
+:func:`~.validation.validate_params`, before :func:`create_session` is called with
+the coerced values; line items, which look prices up and may create products, are
+resolved by the handler itself (:mod:`.checkout_line_items`). A session
 starts as the SDK class's blank object and echoes each accepted option in the
 session's shape.
 """
@@ -14,40 +15,24 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from stripe import LineItem
 from stripe.checkout import Session
 
 from ... import schema
 from . import checkout_payments
-from .errors import ApiError, invalid, missing, no_such
+from .checkout_line_items import resolve_line_items
+from .errors import ApiError, invalid, no_such
 from .events import emit
 from .ids import new_id
 from .lists import filter_created, list_object
-from .params import (
-    as_currency,
-    as_dict,
-    as_int,
-    as_list,
-    as_str,
-    as_url,
-    expand_list,
-    sub,
-)
-from .prices import new_price, parse_amount, parse_recurring, product_for
-from .rules import ParamRule, RuleContext, plain
+from .params import as_currency, as_dict, as_str, expand_list
 from .shapes import blank, declared, shaped
-from .version import API_VERSION
 
 if TYPE_CHECKING:
     from .routes import ApiCall
     from .state import StripeState
 
 __all__ = [
-    "CREATE_RULES",
-    "HINT_RULES",
     "NOT_ON_THE_SESSION",
-    "OLD_UI_MODES",
-    "REMOVED_CREATE_PARAMS",
     "complete",
     "create_session",
     "expire",
@@ -58,181 +43,6 @@ __all__ = [
     "settle",
     "stored_session",
 ]
-
-REMOVED_CREATE_PARAMS = {
-    "payment_method_types": (
-        f". It can no longer be sent on create at API version {API_VERSION}: "
-        "Stripe chooses payment methods dynamically; use "
-        "excluded_payment_method_types to narrow them."
-    ),
-}
-"""Parameters older API versions took, with the hint appended to "unknown"."""
-OLD_UI_MODES = {"hosted": "hosted_page", "embedded": "embedded_page", "custom": "elements"}
-"""The ``ui_mode`` values of older API versions, with the one that replaced each."""
-
-
-# -- create parameters, one coercer per row of CREATE_RULES -----------------------
-
-def _old_ui_mode(value: Any, param: str, ctx: RuleContext) -> Any:
-    if isinstance(value, str) and value in OLD_UI_MODES:
-        raise invalid(
-            f"Invalid ui_mode: '{value}' is no longer supported at API version "
-            f"{API_VERSION}; use '{OLD_UI_MODES[value]}'.",
-            param,
-        )
-    return value
-
-
-# The create params' docstrings: redirect_on_completion "applies to `ui_mode:
-# embedded_page`" and "defaults to `always`" (success_url and cancel_url per ui_mode are
-# the schema's rules).
-REDIRECTS = ("always", "if_required", "never")
-
-
-def _return_url(value: Any, param: str, ctx: RuleContext) -> str:
-    if ctx.valid.get("ui_mode", "hosted_page") == "hosted_page":
-        raise invalid(f"{param} can only be used when ui_mode is `embedded_page`, "
-                      "`elements` or `form`.", param)
-    return as_url(value, param)
-
-
-def _redirect_on_completion(value: Any, param: str, ctx: RuleContext) -> str:
-    if ctx.valid.get("ui_mode", "hosted_page") != "embedded_page":
-        raise invalid(f"{param} can only be used when ui_mode is `embedded_page`.", param)
-    redirect = as_str(value, param)
-    if redirect not in REDIRECTS:
-        raise invalid(f"Invalid {param}: must be one of {', '.join(REDIRECTS)}", param)
-    return redirect
-
-
-def _customer(value: Any, param: str, ctx: RuleContext) -> str:
-    customer = as_str(value, param)
-    if not customer.startswith("cus_"):
-        raise ApiError(f"No such customer: '{customer}'", param=param,
-                       code="resource_missing")
-    return customer
-
-
-def _customer_email(value: Any, param: str, ctx: RuleContext) -> str:
-    email = as_str(value, param)
-    if "@" not in email:
-        raise invalid("Invalid email address: " + email, param, "email_invalid")
-    return email
-
-
-def _client_reference_id(value: Any, param: str, ctx: RuleContext) -> str:
-    text = as_str(value, param)
-    if len(text) > 200:
-        raise invalid("client_reference_id can be at most 200 characters.", param)
-    return text
-
-
-HINT_RULES: tuple[ParamRule, ...] = (ParamRule("ui_mode", _old_ui_mode),)
-"""Checked before the schema: an old ``ui_mode`` gets the value that replaced it."""
-
-CREATE_RULES: tuple[ParamRule, ...] = (
-    ParamRule("success_url", plain(as_url)),
-    ParamRule("cancel_url", plain(as_url)),
-    ParamRule("return_url", _return_url),
-    ParamRule("redirect_on_completion", _redirect_on_completion),
-    ParamRule("customer", _customer),
-    ParamRule("customer_email", _customer_email),
-    ParamRule("client_reference_id", _client_reference_id),
-)
-"""What Stripe checks beyond its schema (run after it): well-formed URLs and email,
-a customer id, the length of ``client_reference_id``."""
-
-
-# -- line items --------------------------------------------------------------------
-
-def _line_item(state: StripeState, raw: Any, index: int, mode: str) -> dict[str, Any]:
-    param = sub("line_items", index)
-    item = as_dict(raw, param)
-    if "price" in item and "price_data" in item:
-        raise invalid("You may only specify one of these parameters: price, price_data.",
-                      param)
-    if "price" in item:
-        price_id = as_str(item["price"], sub(param, "price"))
-        price = state.prices.get(price_id)
-        if price is None:
-            raise ApiError(f"No such price: '{price_id}'", param=sub(param, "price"),
-                           code="resource_missing")
-        if not price["active"]:
-            raise invalid(f"The price specified ({price_id}) is inactive. This field "
-                          "only accepts active prices.", sub(param, "price"))
-    elif "price_data" in item:
-        pparam = sub(param, "price_data")
-        data = as_dict(item["price_data"], pparam)
-        if "currency" not in data:
-            raise missing(sub(pparam, "currency"))
-        currency = as_currency(data["currency"], sub(pparam, "currency"))
-        amount, decimal_text = parse_amount(data, pparam)
-        recurring = (parse_recurring(data["recurring"], sub(pparam, "recurring"))
-                     if "recurring" in data else None)
-        product = product_for(state, data, pparam)
-        # Inline prices exist only for this session, so lookups never return them.
-        price = new_price(state, unit_amount=amount, unit_amount_decimal=decimal_text,
-                          currency=currency, product=product, recurring=recurring,
-                          active=False)
-    else:
-        raise ApiError("You must specify either `price` or `price_data` in each line "
-                       "item.", param=param, code="parameter_missing")
-    if "quantity" not in item:
-        raise missing(sub(param, "quantity"))
-    quantity = as_int(item["quantity"], sub(param, "quantity"), 1)
-    if "adjustable_quantity" in item:
-        as_dict(item["adjustable_quantity"], sub(param, "adjustable_quantity"))
-    if mode == "payment" and price["type"] == "recurring":
-        raise invalid(
-            "You specified `payment` mode but passed a recurring price. Either switch "
-            "to `subscription` mode or use only one-time prices.",
-            sub(param, "price") if "price" in item else sub(param, "price_data"),
-        )
-    product_obj = state.products.get(price["product"])
-    amount_each = int(price["unit_amount"] or 0)
-    line_item = blank(LineItem)
-    line_item.update({
-        "id": new_id("li_"),
-        "object": "item",
-        "amount_discount": 0,
-        "amount_subtotal": amount_each * quantity,
-        "amount_tax": 0,
-        "amount_total": amount_each * quantity,
-        "currency": price["currency"],
-        "description": product_obj["name"] if product_obj else None,
-        "price": copy.deepcopy(price),
-        "quantity": quantity,
-    })
-    return line_item
-
-
-def _line_items(state: StripeState, raw_items: Any, mode: str) -> list[dict[str, Any]]:
-    """The session's line items, with the per-mode count rules."""
-    raw = as_list(raw_items, "line_items")
-    if mode == "setup" and raw:
-        raise invalid("line_items cannot be used in `setup` mode.", "line_items")
-    if mode in ("payment", "subscription") and not raw:
-        raise ApiError(f"line_items is required in `{mode}` mode.", param="line_items",
-                       code="parameter_missing")
-    items = [_line_item(state, item, index, mode) for index, item in enumerate(raw)]
-    recurring_count = sum(1 for i in items if i["price"]["type"] == "recurring")
-    one_time_count = len(items) - recurring_count
-    if mode == "payment" and len(items) > 100:
-        raise invalid("You may only specify up to 100 line items in `payment` mode.",
-                      "line_items")
-    if mode == "subscription":
-        if recurring_count == 0:
-            raise invalid("You must provide at least one recurring price in "
-                          "`subscription` mode when using prices.", "line_items")
-        if recurring_count > 20 or one_time_count > 20:
-            raise invalid("You may only specify up to 20 recurring and 20 one-time "
-                          "line items in `subscription` mode.", "line_items")
-    currencies = sorted({i["currency"] for i in items})
-    if len(currencies) > 1:
-        raise invalid("All line items must have the same currency; got "
-                      f"{', '.join(currencies)}.", "line_items")
-    return items
-
 
 # -- handlers --------------------------------------------------------------------
 
@@ -267,7 +77,7 @@ def create_session(state: StripeState, call: ApiCall) -> dict[str, Any]:
     mode: str = valid.get("mode") or schema.session_mode(valid, state.recurring_price)
     ui_mode: str = valid.get("ui_mode", "hosted_page")
     customer: str | None = valid.get("customer")
-    items = _line_items(state, params.get("line_items", []), mode)
+    items = resolve_line_items(state, params.get("line_items", []), mode)
     currency: str | None = items[0]["currency"] if items else None
     if "currency" in params:
         currency = as_currency(params["currency"], "currency")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ... import schema
-from . import billing_portal, checkout_sessions, customers, events, subscriptions
+from . import billing_portal, checkout_session_rules, customers, events, subscriptions
 from .errors import ApiError, unknown
 from .rules import ParamRule, RuleContext, apply_rules
 
@@ -38,9 +38,9 @@ class EndpointParams:
 
 ENDPOINTS: dict[str, EndpointParams] = {
     "checkout.sessions.create": EndpointParams(
-        checkout_sessions.CREATE_RULES,
-        checkout_sessions.REMOVED_CREATE_PARAMS,
-        checkout_sessions.HINT_RULES,
+        checkout_session_rules.CREATE_RULES,
+        checkout_session_rules.REMOVED_CREATE_PARAMS,
+        checkout_session_rules.HINT_RULES,
     ),
     "checkout.sessions.list": EndpointParams(),
     "checkout.sessions.retrieve": EndpointParams(),
