@@ -36,23 +36,7 @@ def refund_charge(
     Raises :class:`~.errors.ApiError` for a charge already fully refunded, an
     amount above what is left, or a charge that did not succeed.
     """
-    left = int(charge["amount"]) - int(charge["amount_refunded"])
-    if charge["status"] != "succeeded":
-        raise invalid(f"Charge {charge['id']} has not succeeded and cannot be refunded.",
-                      "charge")
-    if left <= 0:
-        raise invalid(f"Charge {charge['id']} has already been refunded.", "charge",
-                      "charge_already_refunded")
-    if amount is None:
-        amount = left
-    if amount < 1:
-        raise invalid("The refund amount must be a positive integer.", "amount")
-    if amount > left:
-        raise invalid(f"Refund amount ({amount}) is greater than unrefunded amount on "
-                      f"charge ({left})", "amount")
-    if reason is not None and reason not in REASONS:
-        raise invalid(f"Invalid reason: must be one of {', '.join(sorted(REASONS))}",
-                      "reason")
+    amount = _refundable(charge, amount, reason)
     refund_id = new_id("re_")
     refund: dict[str, Any] = {
         "id": refund_id,
@@ -88,6 +72,28 @@ def refund_charge(
                   balance_transaction=new_id("txn_"))
     emit(state, "refund.updated", refund, None, previous={"status": "pending"})
     return refund
+
+
+def _refundable(charge: dict[str, Any], amount: int | None, reason: str | None) -> int:
+    """The amount to refund (default: what is left), or Stripe's refusal."""
+    left = int(charge["amount"]) - int(charge["amount_refunded"])
+    if charge["status"] != "succeeded":
+        raise invalid(f"Charge {charge['id']} has not succeeded and cannot be refunded.",
+                      "charge")
+    if left <= 0:
+        raise invalid(f"Charge {charge['id']} has already been refunded.", "charge",
+                      "charge_already_refunded")
+    if amount is None:
+        amount = left
+    if amount < 1:
+        raise invalid("The refund amount must be a positive integer.", "amount")
+    if amount > left:
+        raise invalid(f"Refund amount ({amount}) is greater than unrefunded amount on "
+                      f"charge ({left})", "amount")
+    if reason is not None and reason not in REASONS:
+        raise invalid(f"Invalid reason: must be one of {', '.join(sorted(REASONS))}",
+                      "reason")
+    return amount
 
 
 def retrieve_refund(state: StripeState, call: ApiCall) -> dict[str, Any]:
