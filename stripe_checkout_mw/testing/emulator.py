@@ -33,6 +33,14 @@ return, so tests are deterministic. The hosted page's Pay button waits at most
 ``hosted_page_webhook_wait`` seconds for the first delivery attempt before it
 redirects, so a shop usually has the webhook before the customer reaches the
 success page; set it to 0 to test the other order.
+
+Layout: this class is the life cycle and the test controls; the work is done by
+parts it builds on :meth:`~StripeEmulator.start`. :class:`~.front_door.FrontDoor`
+sends each request to :class:`~.api_door.ApiDoor` (``/v1``: decoding, faults from
+:mod:`.faults`, the key, :mod:`.request_log`, rendering), the pages of
+:mod:`.hosted_checkout`, :mod:`.hosted_portal` and :mod:`.stripejs`;
+:class:`~.api.state.StripeState` holds the objects, served through
+:mod:`.api.routes`; :class:`~.outbox.WebhookOutbox` sends the events.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ errors, stripe-python's module per resource):
   :mod:`.idempotency`: the answers to idempotent POSTs.
 - :mod:`.routes`: the route table (method, path pattern -> endpoint, handler);
   :mod:`.service`: serving one decoded request (route, idempotency, validation,
-  handler). The HTTP side (form decoding, auth, faults, rendering) is the
-  emulator's front door, outside this package.
+  handler). The HTTP side (form decoding, auth, faults, rendering) is
+  :mod:`stripe_checkout_mw.testing.api_door`, outside this package.
 - :mod:`.validation`: :func:`~.validation.validate_params`, the one place a
   request's params are checked: Stripe's schema from the installed SDK
   (:mod:`stripe_checkout_mw.schema`), then a table of what it cannot say.
@@ -24,8 +24,11 @@ errors, stripe-python's module per resource):
 - :mod:`.rules`: per-parameter rules as table rows; :mod:`.params`: decoding
   form values into typed ones; :mod:`.errors`: Stripe's error shape.
 - :mod:`.checkout_sessions`, :mod:`.prices`, :mod:`.products`, :mod:`.events`: one
-  module per resource, its parameters, handlers and transitions.
-- :mod:`.customers`, :mod:`.subscriptions` (and what time does to them),
+  module per resource, its parameters, handlers and transitions; a session's
+  create rules and line items are :mod:`.checkout_session_rules` and
+  :mod:`.checkout_line_items`.
+- :mod:`.customers`, :mod:`.subscriptions` (with :mod:`.subscription_objects`,
+  :mod:`.subscription_changes` and :mod:`.subscription_clock`: what time does),
   :mod:`.invoices`, :mod:`.payment_intents`, :mod:`.charges`, :mod:`.refunds`,
   :mod:`.disputes`, :mod:`.billing_portal`: the billing resources, stored in
   :class:`~.objects.BillingObjects`; :mod:`.checkout_payments`: what paying a

@@ -1,7 +1,8 @@
 """Serving one decoded API request: route, idempotency, validation, handler.
 
-This is the layer between the HTTP front door (:mod:`..api_door`, which decodes
-the form, authenticates and renders) and the resource modules: it knows nothing
+This is the layer between the HTTP front door
+(:mod:`stripe_checkout_mw.testing.api_door`, which decodes the form,
+authenticates and renders) and the resource modules: it knows nothing
 about sockets or headers beyond the idempotency key, so tests can drive the API
 through :meth:`~.state.StripeState.handle` without a server.
 """
