@@ -15,8 +15,9 @@ import stripe
 from conftest import ServedShop
 
 from stripe_checkout_mw import Catalog, CheckoutMiddleware, OptionError
-from stripe_checkout_mw.ledger.orders import Order, session_to_dict
+from stripe_checkout_mw.ledger.orders import Order
 from stripe_checkout_mw.marker import MARKER_KEY, shop_marker
+from stripe_checkout_mw.stripe_api.plain import to_plain
 from stripe_checkout_mw.testing import StripeEmulator
 
 CATALOG = Catalog({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}})
@@ -267,7 +268,7 @@ def test_malformed_lease_and_retention_are_refused_at_construction(
 
 
 def test_a_session_is_read_as_the_json_stripe_sent(emu: StripeEmulator) -> None:
-    # session_to_dict takes an object the SDK just returned from the JSON it was built from;
+    # to_plain takes an object the SDK just returned from the JSON it was built from;
     # that must be the same dict the SDK's own conversion gives, for a created, a retrieved
     # and a listed session (a list's items share the list's response, and are converted).
     client = stripe.StripeClient(emu.secret_key, base_addresses={"api": emu.api_base})
@@ -280,7 +281,7 @@ def test_a_session_is_read_as_the_json_stripe_sent(emu: StripeEmulator) -> None:
     retrieved = client.v1.checkout.sessions.retrieve(created.id)
     listed = client.v1.checkout.sessions.list(params={"limit": 1}).data[0]
     for session in (created, retrieved, listed):
-        as_dict = session_to_dict(session)
+        as_dict = to_plain(session)
         assert as_dict == session.to_dict(for_json=True)
         assert as_dict["id"] == created.id and as_dict["metadata"] == {"note": "kept"}
-    assert session_to_dict({"id": "cs_plain"}) == {"id": "cs_plain"}
+    assert to_plain({"id": "cs_plain"}) == {"id": "cs_plain"}

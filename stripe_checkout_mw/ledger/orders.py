@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from ..stripe_api.plain import to_plain
+
 __all__ = [
     "AWAITING_PAYMENT",
     "EXPIRED",
@@ -39,7 +41,6 @@ __all__ = [
     "Order",
     "advance",
     "items_from_session",
-    "session_to_dict",
     "status_for_session",
 ]
 
@@ -154,7 +155,7 @@ class Order:
         expanded), else left empty. ``status`` defaults to what the session says
         (:func:`status_for_session`).
         """
-        data = session_to_dict(session)
+        data = to_plain(session)
         session_id = data.get("id")
         if not isinstance(session_id, str) or not session_id:
             raise ValueError("order: the session has no id")
@@ -208,28 +209,6 @@ class Order:
         if self.dispute_status:
             view["dispute"] = self.dispute_status
         return view
-
-
-def session_to_dict(session: Any) -> dict[str, Any]:
-    """A Stripe object or mapping as a plain, JSON-able ``dict``.
-
-    An object the SDK just returned carries the JSON it was built from
-    (``last_response.data``): that is used as it is, rather than converted back from the
-    object (which costs about as much as building it did).
-    """
-    response = getattr(session, "last_response", None)
-    data = getattr(response, "data", None)
-    object_id = getattr(session, "id", None)
-    if isinstance(data, dict) and object_id is not None and data.get("id") == object_id:
-        return data
-    to_dict = getattr(session, "to_dict", None)
-    if callable(to_dict):
-        result = to_dict(for_json=True)
-        if isinstance(result, dict):
-            return result
-    if isinstance(session, Mapping):
-        return dict(session)
-    raise TypeError(f"expected a Stripe session or a mapping, got {type(session).__name__}")
 
 
 def items_from_session(session: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -29,11 +29,11 @@ from ..ledger.orders import (
     Order,
     advance,
     items_from_session,
-    session_to_dict,
 )
 from ..ledger.payments import record_payment_intent
 from ..ledger.pipeline import Applied, JobKind
 from ..ledger.store import Job, NewJob, SqlStore, StoreTransaction
+from ..stripe_api.plain import to_plain
 
 __all__ = ["FULFIL", "FulfilJob", "NeedsItems", "fetch_items", "order_from_stripe", "settle"]
 
@@ -129,7 +129,7 @@ def fetch_items(client: stripe.StripeClient, session_id: str) -> list[dict[str, 
     :raises stripe.StripeError: Stripe could not be asked; the caller answers 5xx.
     """
     listed = client.v1.checkout.sessions.line_items.list(session_id, params={"limit": 100})
-    return items_from_session({"line_items": session_to_dict(listed)})
+    return items_from_session({"line_items": to_plain(listed)})
 
 
 def order_from_stripe(session: Mapping[str, Any], items: list[dict[str, Any]]) -> Order:

@@ -38,13 +38,13 @@ from ..ledger.orders import (
     REFUNDED,
     STATUSES,
     Order,
-    session_to_dict,
     status_for_session,
 )
 from ..ledger.payments import Payment, PaymentLedger
 from ..ledger.pipeline import Applied, EventClaim, JobKind, Outcome, Pipeline
 from ..ledger.store import Job, NewJob, SqlStore, StoreTransaction
 from ..marker import is_marked
+from ..stripe_api.plain import to_plain
 from .fulfilment import FULFIL, NeedsItems, fetch_items, order_from_stripe, settle
 
 __all__ = ["DISPUTED", "PAYMENT_EVENTS", "REFUNDED_HOOK", "HookJob", "PaymentEvents"]
@@ -191,7 +191,7 @@ class PaymentEvents:
             return None
         listed = self.client.v1.checkout.sessions.list(
             params={"payment_intent": intent, "limit": 1})
-        sessions = [session_to_dict(s) for s in listed.data]
+        sessions = [to_plain(s) for s in listed.data]
         session = sessions[0] if sessions else None
         if session is not None and isinstance(session.get("id"), str):
             if self.store.get(session["id"]) is not None:

@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import stripe
 
 from ..billing.subscriptions import SUBSCRIPTION_EVENTS
-from ..ledger.orders import OPEN, Order, session_to_dict, status_for_session
+from ..ledger.orders import OPEN, Order, status_for_session
 from ..ledger.pipeline import JobFailed, JobsPending, Pipeline
 from ..ledger.store import SqlStore, StoreError
 from ..marker import MARKER_KEY
+from ..stripe_api.plain import to_plain
 from .fulfilment import settle
 from .payments import PAYMENT_EVENTS
 from .webhooks import WebhookReceiver
@@ -201,7 +202,7 @@ class Reconciler:
         for _ in range(self.max_pages):
             page = self._call(report, functools.partial(self.client.v1.events.list,
                                                         params=params))  # type: ignore[arg-type]
-            found += [session_to_dict(event) for event in page.data]
+            found += [to_plain(event) for event in page.data]
             if not page.has_more or not page.data:
                 return found
             params = {**params, "starting_after": page.data[-1].id}
@@ -247,7 +248,7 @@ class Reconciler:
 
     def _settle(self, report: SyncReport, order: Order) -> None:
         session_id = order.session_id
-        session = session_to_dict(self._call(
+        session = to_plain(self._call(
             report, lambda: self.client.v1.checkout.sessions.retrieve(session_id)))
         target = status_for_session(session)
         if target is None:

@@ -40,13 +40,13 @@ from ..ledger.orders import (
     STATUSES,
     FulfillFunc,
     Order,
-    session_to_dict,
     status_for_session,
 )
 from ..ledger.payments import PaymentLedger
 from ..ledger.pipeline import JobFailed, JobsPending, Pipeline
 from ..ledger.store import OrderStore, StoreError
 from ..marker import is_marked
+from ..stripe_api.plain import to_plain
 from .fulfilment import FULFIL, FulfilJob, fetch_items, order_from_stripe, settle
 
 __all__ = ["SESSION_ID_PATTERN", "OrderStatus"]
@@ -209,7 +209,7 @@ class OrderStatus:
 
     def _retrieve(self, session_id: str, *, missing_is_404: bool = False) -> dict[str, Any]:
         try:
-            session = session_to_dict(self.client.v1.checkout.sessions.retrieve(session_id))
+            session = to_plain(self.client.v1.checkout.sessions.retrieve(session_id))
         except stripe.InvalidRequestError as exc:
             if missing_is_404 and exc.http_status == 404:
                 raise _not_found() from None
