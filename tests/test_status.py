@@ -23,8 +23,10 @@ from werkzeug.serving import make_server
 from stripe_checkout_mw.errors import HTTPError
 from stripe_checkout_mw.ledger.orders import Order
 from stripe_checkout_mw.ledger.store import OrderStore, open_store
+from stripe_checkout_mw.news.handlers import WebhookHandlers
+from stripe_checkout_mw.news.router import EventRouter
 from stripe_checkout_mw.news.status import OrderStatus
-from stripe_checkout_mw.news.webhooks import WebhookHandlers, WebhookReceiver
+from stripe_checkout_mw.news.webhooks import WebhookReceiver
 from stripe_checkout_mw.testing import StripeEmulator
 
 PG_URL = os.environ.get("STRIPE_CHECKOUT_TEST_PG", "")
@@ -208,11 +210,11 @@ def test_paid_before_the_webhook_is_fulfilled_once_by_the_lookup(
     completed = next(e for e in emu.events if e["type"] == "checkout.session.completed")
     payload = json.dumps(completed)
     receiver = WebhookReceiver(
-        store=store,
         secrets=[emu.webhook_secret],
-        handlers=WebhookHandlers(),
-        fulfill=fulfilments,
         client=client,
+        events=EventRouter.build(
+            store=store, handlers=WebhookHandlers(), fulfill=fulfilments, client=client
+        ),
     )
     header = stripe.WebhookSignature.generate_signature_header(payload, emu.webhook_secret)
     assert hook(receiver, payload.encode(), header) == (200, {"received": True})
@@ -333,11 +335,11 @@ def test_lookup_and_webhook_racing_fulfil_once(
             payload.decode(), emu.webhook_secret
         )
         receiver = WebhookReceiver(
-            store=opened,
             secrets=[emu.webhook_secret],
-            handlers=WebhookHandlers(),
-            fulfill=fulfilments,
             client=client,
+            events=EventRouter.build(
+                store=opened, handlers=WebhookHandlers(), fulfill=fulfilments, client=client
+            ),
         )
         lookup = status_for(opened, client, fulfilments)
         jobs = [
@@ -394,11 +396,11 @@ def test_emulator_deliveries_end_to_end(
     handlers = WebhookHandlers()
     handlers.on("*")(lambda event: handled.append(event.type))
     holder["receiver"] = WebhookReceiver(
-        store=store,
         secrets=["whsec_previous_secret_still_configured", emu.webhook_secret],
-        handlers=handlers,
-        fulfill=fulfilments,
         client=client,
+        events=EventRouter.build(
+            store=store, handlers=handlers, fulfill=fulfilments, client=client
+        ),
     )
     emu.set_webhook_url(f"http://127.0.0.1:{server.server_port}/stripe-webhook")
 

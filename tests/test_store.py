@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from stripe_checkout_mw.ledger.order_state import move_order
 from stripe_checkout_mw.ledger.orders import Order
 from stripe_checkout_mw.ledger.pipeline import Pipeline
 from stripe_checkout_mw.ledger.store import (
@@ -23,7 +24,7 @@ from stripe_checkout_mw.ledger.store import (
     StoreError,
     open_store,
 )
-from stripe_checkout_mw.news.fulfilment import FulfilJob, settle
+from stripe_checkout_mw.news.fulfilment import FulfilJob
 
 
 def make_order(session_id: str = "cs_test_a1order", **changes: Any) -> Order:
@@ -339,7 +340,7 @@ def settle_order(
     """Settle through the pipeline, as the webhook and status paths do."""
     pipeline = Pipeline(store, [FulfilJob(store, fulfill)])
     value = pipeline.process(
-        lambda tx: settle(tx, session_id, status, session), subject=session_id
+        lambda tx: move_order(tx, session_id, status, session), subject=session_id
     ).value
     assert value is None or isinstance(value, Order)
     return value

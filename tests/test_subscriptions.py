@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+import stripe
 from conftest import ServedShop
 
 from stripe_checkout_mw import CheckoutMiddleware, Order, StripeLookupKeys, Subscription
@@ -425,12 +426,14 @@ def stripe_subscription(status: str, price: str = "price_pro", **fields: Any) ->
 
 def test_an_answer_fetched_earlier_never_replaces_one_fetched_later(store_url: str) -> None:
     from stripe_checkout_mw.billing.customers import CustomerDirectory
-    from stripe_checkout_mw.billing.subscriptions import Fetched
     from stripe_checkout_mw.ledger.store import open_store
+    from stripe_checkout_mw.news.reads import Fetched
+    from stripe_checkout_mw.news.subscriptions import SubscriptionEvents
 
     with open_store(store_url) as store:
         customers = CustomerDirectory(store)
         ledger = SubscriptionLedger(store, customers)
+        applier = SubscriptionEvents(ledger, stripe.StripeClient("sk_test_unused"))
         with store.transaction() as tx:
             customers.record(tx, "ann", "cus_race")
         # Two deliveries fetch at t=10 (still active) and t=20 (canceled); the later
@@ -438,14 +441,14 @@ def test_an_answer_fetched_earlier_never_replaces_one_fetched_later(store_url: s
         newer = {"sub_race": Fetched(stripe_subscription("canceled"), 20.0)}
         older = {"sub_race": Fetched(stripe_subscription("active"), 10.0)}
         with store.transaction() as tx:
-            first = ledger.apply(tx, "sub_race", newer, "evt_2")
+            first = applier.apply(tx, "sub_race", newer, "evt_2")
         with store.transaction() as tx:
-            second = ledger.apply(tx, "sub_race", older, "evt_1")
+            second = applier.apply(tx, "sub_race", older, "evt_1")
         assert [job.key for job in first] == ["sub_race#1"] and second == []
         assert only(ledger.for_customer("ann")).status == "canceled"
         # A later fetch that finds a new price is one more change.
         with store.transaction() as tx:
-            third = ledger.apply(tx, "sub_race", {"sub_race": Fetched(
+            third = applier.apply(tx, "sub_race", {"sub_race": Fetched(
                 stripe_subscription("canceled", "price_basic"), 30.0)}, "evt_3")
         assert [job.key for job in third] == ["sub_race#2"]
         assert ledger.is_active("ann") is False
@@ -497,16 +500,18 @@ def test_failed_retries_can_end_unpaid(emu: StripeEmulator, served: Shop) -> Non
 ])
 def test_which_statuses_give_access(store_url: str, status: str, active: bool) -> None:
     from stripe_checkout_mw.billing.customers import CustomerDirectory
-    from stripe_checkout_mw.billing.subscriptions import Fetched
     from stripe_checkout_mw.ledger.store import open_store
+    from stripe_checkout_mw.news.reads import Fetched
+    from stripe_checkout_mw.news.subscriptions import SubscriptionEvents
 
     with open_store(store_url) as store:
         customers = CustomerDirectory(store)
         ledger = SubscriptionLedger(store, customers)
+        applier = SubscriptionEvents(ledger, stripe.StripeClient("sk_test_unused"))
         with store.transaction() as tx:
             customers.record(tx, "ann", "cus_race")
-            ledger.apply(tx, "sub_race", {"sub_race": Fetched(stripe_subscription(status), 1.0)},
-                         "evt_1")
+            applier.apply(tx, "sub_race",
+                          {"sub_race": Fetched(stripe_subscription(status), 1.0)}, "evt_1")
         assert ledger.is_active("ann") is active
         assert ledger.is_active("ann", price="price_pro") is active
         assert ledger.is_active("ann", price="price_other") is False

@@ -153,10 +153,9 @@ def test_since_is_parsed_and_clamped_to_stripes_thirty_days(shop: RefundShop) ->
 
 
 def test_sync_replays_every_event_type_the_middleware_handles() -> None:
-    from stripe_checkout_mw.billing.subscriptions import SUBSCRIPTION_EVENTS
-    from stripe_checkout_mw.news.payments import PAYMENT_EVENTS
     from stripe_checkout_mw.news.reconcile import HANDLED_EVENTS
+    from stripe_checkout_mw.news.router import PAYMENTS, SUBSCRIPTIONS, event_types
 
-    assert set(HANDLED_EVENTS) >= PAYMENT_EVENTS | SUBSCRIPTION_EVENTS
+    assert set(HANDLED_EVENTS) >= set(event_types(PAYMENTS)) | set(event_types(SUBSCRIPTIONS))
     assert "checkout.session.completed" in HANDLED_EVENTS
     assert len(HANDLED_EVENTS) <= 20  # Stripe's limit for types[]

@@ -28,7 +28,9 @@ from stripe_checkout_mw.ledger.orders import Order
 from stripe_checkout_mw.ledger.pipeline import Pipeline
 from stripe_checkout_mw.ledger.store import OrderStore, open_store
 from stripe_checkout_mw.news.fulfilment import FulfilJob
-from stripe_checkout_mw.news.webhooks import HandlersJob, WebhookHandlers, WebhookReceiver
+from stripe_checkout_mw.news.handlers import HandlersJob, WebhookHandlers
+from stripe_checkout_mw.news.router import EventRouter
+from stripe_checkout_mw.news.webhooks import WebhookReceiver
 
 SECRET = "whsec_test_current_0123456789abcdef"
 OLD_SECRET = "whsec_test_previous_fedcba9876543210"
@@ -64,13 +66,14 @@ def receiver_for(
         options["pipeline"] = Pipeline(
             store, [HandlersJob(handlers, client), FulfilJob(store, fulfill)], lease=lease
         )
+    receiver_options = {key: options.pop(key) for key in ("tolerance",) if key in options}
     return WebhookReceiver(
-        store=store,
         secrets=[SECRET] if secrets is None else secrets,
-        handlers=handlers,
-        fulfill=fulfill,
         client=client,
-        **options,
+        events=EventRouter.build(
+            store=store, handlers=handlers, fulfill=fulfill, client=client, **options
+        ),
+        **receiver_options,
     )
 
 
@@ -254,7 +257,10 @@ def test_receiver_needs_a_secret_and_a_tolerance(
     with pytest.raises(ValueError, match="tolerance must be a positive"):
         receiver_for(store, client, tolerance=0)
     receiver = WebhookReceiver(
-        store=store, secrets=SECRET, handlers=WebhookHandlers(), fulfill=None, client=client
+        secrets=SECRET,
+        client=client,
+        events=EventRouter.build(store=store, handlers=WebhookHandlers(), fulfill=None,
+                                 client=client),
     )
     assert SECRET not in repr(receiver)
 
@@ -514,17 +520,21 @@ import stripe
 from stripe_checkout_mw.news.fulfilment import FulfilJob
 from stripe_checkout_mw.ledger.pipeline import Pipeline
 from stripe_checkout_mw.ledger.store import open_store
-from stripe_checkout_mw.news.webhooks import WebhookHandlers, WebhookReceiver
+from stripe_checkout_mw.news.handlers import WebhookHandlers
+from stripe_checkout_mw.news.router import EventRouter
+from stripe_checkout_mw.news.webhooks import WebhookReceiver
 
 def fulfill(order):
     assert order.fulfilment_attempt == 1
     os._exit(17)  # the process dies in fulfill(), after the payment was committed
 
 store = open_store(sys.argv[1])
+client = stripe.StripeClient("sk_test_unused", base_addresses={"api": "http://127.0.0.1:9"})
 receiver = WebhookReceiver(
-    store=store, secrets=[sys.argv[2]], handlers=WebhookHandlers(), fulfill=fulfill,
-    client=stripe.StripeClient("sk_test_unused", base_addresses={"api": "http://127.0.0.1:9"}),
-    pipeline=Pipeline(store, [FulfilJob(store, fulfill)], lease=1),
+    secrets=[sys.argv[2]], client=client,
+    events=EventRouter.build(
+        store=store, handlers=WebhookHandlers(), fulfill=fulfill, client=client,
+        pipeline=Pipeline(store, [FulfilJob(store, fulfill)], lease=1)),
 )
 receiver.handle(sys.stdin.buffer.read(), sys.argv[3])
 """
@@ -629,7 +639,9 @@ import json, os, sys, time
 import stripe
 from stripe_checkout_mw.errors import HTTPError
 from stripe_checkout_mw.ledger.store import open_store
-from stripe_checkout_mw.news.webhooks import WebhookHandlers, WebhookReceiver
+from stripe_checkout_mw.news.handlers import WebhookHandlers
+from stripe_checkout_mw.news.router import EventRouter
+from stripe_checkout_mw.news.webhooks import WebhookReceiver
 
 store_url, secret, header, ledger, go, body_file = sys.argv[1:7]
 
@@ -641,9 +653,11 @@ def fulfill(order):
 with open(body_file, "rb") as source:
     body = source.read()
 with open_store(store_url) as store:
+    client = stripe.StripeClient("sk_test_unused", base_addresses={"api": "http://127.0.0.1:9"})
     receiver = WebhookReceiver(
-        store=store, secrets=[secret], handlers=WebhookHandlers(), fulfill=fulfill,
-        client=stripe.StripeClient("sk_test_unused", base_addresses={"api": "http://127.0.0.1:9"}),
+        secrets=[secret], client=client,
+        events=EventRouter.build(store=store, handlers=WebhookHandlers(), fulfill=fulfill,
+                                 client=client),
     )
     deadline = time.monotonic() + 60
     while not os.path.exists(go) and time.monotonic() < deadline:

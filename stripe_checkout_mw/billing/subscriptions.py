@@ -2,12 +2,11 @@
 
 Stripe sends subscription news in no particular order, and an event's payload is what the
 subscription was when the event was made. So the payload decides nothing here: every event
-about a subscription (:data:`SUBSCRIPTION_EVENTS`, and a completed subscription-mode
-Checkout Session) makes the webhook re-fetch the subscription from Stripe and store what it
-says *now*, through the fulfilment pipeline: the event is claimed first (a duplicate fetches
-nothing), the fetch happens outside the transaction, and the row is written with the time
-the fetch began. A row is only replaced by a fetch that began later, so a slow, old answer
-that commits last cannot move a subscription backwards.
+about a subscription makes its applier (:mod:`stripe_checkout_mw.news.subscriptions`)
+re-fetch the subscription from Stripe and store what it says *now*
+(:meth:`SubscriptionLedger.store_fetched`) with the time the fetch began. A row is only
+replaced by a fetch that began later, so a slow, old answer that commits last cannot move a
+subscription backwards.
 
 Entitlement answers come from the ledger alone (no Stripe call)::
 
@@ -19,55 +18,32 @@ Entitlement answers come from the ledger alone (no Stripe call)::
 payment) unless ``past_due_is_active=False``. A subscription set to cancel at period end is
 still ``active`` at Stripe until the period ends, and so keeps access until Stripe ends it.
 
-Each stored change of status or items records a ``subscription_changed`` job, run after the
-commit with the pipeline's attempt semantics (retried until it returns).
+Each stored change of status or items is returned to the applier, which records a
+``subscription_changed`` job, run after the commit with the pipeline's attempt semantics
+(retried until it returns).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
-import stripe
-
-from ..ledger.pipeline import JobKind
-from ..ledger.store import Job, NewJob, SqlStore, StoreTransaction
+from ..ledger.store import SqlStore, StoreTransaction
+from ..stripe_api.plain import id_of
 from .customers import CustomerDirectory
 
 __all__ = [
     "ACTIVE_STATUSES",
-    "SUBSCRIPTION_CHANGED",
-    "SUBSCRIPTION_EVENTS",
-    "NeedsSubscription",
     "Subscription",
-    "SubscriptionChangedJob",
     "SubscriptionItem",
     "SubscriptionLedger",
-    "subscription_id_of",
 ]
 
-logger = logging.getLogger("stripe_checkout_mw")
 
-#: The events that make the ledger re-fetch the subscription they are about.
-SUBSCRIPTION_EVENTS = frozenset({
-    "customer.subscription.created",
-    "customer.subscription.updated",
-    "customer.subscription.deleted",
-    "customer.subscription.paused",
-    "customer.subscription.resumed",
-    "customer.subscription.trial_will_end",
-    "invoice.paid",
-    "invoice.payment_failed",
-})
 #: Statuses that give access; ``past_due`` too unless excluded.
 ACTIVE_STATUSES = frozenset({"active", "trialing"})
-#: The job kind of the ``subscription_changed`` hook; its key is ``{id}#{revision}``.
-SUBSCRIPTION_CHANGED = "subscription_changed"
-
-SubscriptionChanged = Callable[["Subscription"], None]
 
 
 @dataclass(frozen=True)
@@ -146,7 +122,7 @@ class Subscription:
         return cls(
             id=str(sub["id"]),
             customer_ref=customer_ref,
-            stripe_customer=_id(sub.get("customer")) or "",
+            stripe_customer=id_of(sub.get("customer")) or "",
             status=str(sub.get("status")),
             items=tuple(items),
             current_period_end=min(ends) if ends else None,
@@ -160,43 +136,8 @@ class Subscription:
         )
 
 
-class NeedsSubscription(Exception):
-    """The apply step needs the subscription fetched from Stripe (outside the transaction)."""
-
-    def __init__(self, subscription_id: str) -> None:
-        super().__init__(subscription_id)
-        self.subscription_id = subscription_id
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """A subscription as Stripe answered, and when the request began (``None``: gone)."""
-
-    subscription: dict[str, Any] | None
-    started_at: float
-
-
-def subscription_id_of(event_type: str, payload: Mapping[str, Any]) -> str | None:
-    """The subscription an event is about, or ``None``."""
-    data = payload.get("data")
-    obj = data.get("object") if isinstance(data, Mapping) else None
-    if not isinstance(obj, Mapping):
-        return None
-    found: Any = None
-    if event_type.startswith("customer.subscription."):
-        found = obj.get("id")
-    elif event_type.startswith("invoice."):
-        parent = obj.get("parent")
-        details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
-        found = details.get("subscription") if isinstance(details, Mapping) else None
-    elif event_type.startswith("checkout.session.") and obj.get("mode") == "subscription":
-        found = obj.get("subscription")
-    found = _id(found)
-    return found if found and found.startswith("sub_") else None
-
-
 class SubscriptionLedger:
-    """``mw.subscriptions``: reads for the app, and the webhook's apply step.
+    """``mw.subscriptions``: reads for the app, and the write of what Stripe said.
 
     :param past_due_is_active: whether ``past_due`` gives access (Stripe is retrying).
     """
@@ -266,45 +207,23 @@ class SubscriptionLedger:
     def _record(self, value: Any) -> Subscription:
         return Subscription.from_dict(self.store.dialect.from_json(value))
 
-    # -- the webhook's side ------------------------------------------------------------
+    # -- the applier's write ----------------------------------------------------------
 
-    def fetch(self, client: stripe.StripeClient, subscription_id: str) -> Fetched:
-        """What Stripe says the subscription is now. A subscription Stripe does not know
-        (``resource_missing``) is ``None``; other Stripe errors propagate (retry).
+    def store_fetched(self, tx: StoreTransaction, sub: Mapping[str, Any],
+                      fetched_at: float) -> tuple[Subscription, int] | None:
+        """Store a subscription as Stripe answered a fetch that began at ``fetched_at``,
+        unless a fetch that began later is stored already (then only a newly known
+        customer ref is kept).
 
-        :raises stripe.StripeError: Stripe could not answer; the delivery is retried.
+        :returns: the subscription as stored and its revision when it is new or its status,
+            items or owner changed (a ``subscription_changed`` is due); ``None`` otherwise.
         """
-        started = time.time()
-        try:
-            sub = client.v1.subscriptions.retrieve(
-                subscription_id, params={"expand": ["latest_invoice"]})
-        except stripe.InvalidRequestError as exc:
-            if exc.http_status != 404:
-                raise
-            logger.warning("subscription %s is not known to Stripe; not stored",
-                           subscription_id)
-            return Fetched(None, started)
-        return Fetched(sub.to_dict(), started)
-
-    def apply(self, tx: StoreTransaction, subscription_id: str,
-              fetched: Mapping[str, Fetched], subject: str) -> list[NewJob]:
-        """Store what Stripe said (``fetched``), unless a later fetch is stored already;
-        the ``subscription_changed`` job if status or items changed.
-
-        :raises NeedsSubscription: not fetched yet: fetch it outside the transaction.
-        """
-        got = fetched.get(subscription_id)
-        if got is None:
-            raise NeedsSubscription(subscription_id)
-        if got.subscription is None:
-            return []
         dialect = self.store.dialect
-        sub = got.subscription
-        customer = _id(sub.get("customer")) or ""
+        subscription_id = str(sub["id"])
+        customer = id_of(sub.get("customer")) or ""
         ref = self.customers.ref_in(tx, customer) if customer else None
         now = time.time()
         new = Subscription.from_stripe(sub, ref, now)
-        fetched_at = got.started_at
         row = dialect.fetchone(tx.conn, self._sql_lock, (subscription_id,))
         if row is None:
             created = float(_int(sub.get("created")) or now)
@@ -312,7 +231,7 @@ class SubscriptionLedger:
                 subscription_id, customer, ref, new.status, dialect.to_json(new.to_dict()),
                 dialect.to_json(new.price_names()), 1, fetched_at, created, now))
             if inserted == 1:
-                return self._changed(new, None, 1, subject)
+                return new, 1
             row = dialect.fetchone(tx.conn, self._sql_lock, (subscription_id,))
             assert row is not None  # inserted by a concurrent transaction, now committed
         old = Subscription.from_dict(dialect.from_json(row[0]))
@@ -320,7 +239,7 @@ class SubscriptionLedger:
             # A fetch that began later is stored: this answer may be older, so it only
             # brings the customer's ref, if that became known meanwhile.
             if old.customer_ref == ref:
-                return []
+                return None
             new = replace(old, customer_ref=ref, updated_at=now)
             fetched_at = float(row[2])
         changed = ref is not None and old.change_key() != new.change_key()
@@ -328,42 +247,7 @@ class SubscriptionLedger:
         dialect.execute(tx.conn, self._sql_update, (
             customer, ref, new.status, dialect.to_json(new.to_dict()),
             dialect.to_json(new.price_names()), revision, fetched_at, now, subscription_id))
-        return self._changed(new, old, revision, subject) if changed else []
-
-    @staticmethod
-    def _changed(new: Subscription, old: Subscription | None, revision: int,
-                 subject: str) -> list[NewJob]:
-        if new.customer_ref is None:
-            logger.info("subscription %s belongs to Stripe customer %s, which this shop has "
-                        "not sold to; stored without a customer_ref", new.id,
-                        new.stripe_customer)
-            return []
-        return [NewJob(SUBSCRIPTION_CHANGED, f"{new.id}#{revision}", subject,
-                       {"subscription": new.to_dict()})]
-
-
-class SubscriptionChangedJob(JobKind):
-    """Runs the app's ``subscription_changed(subscription)`` for one stored change."""
-
-    kind = SUBSCRIPTION_CHANGED
-
-    def __init__(self, hook: SubscriptionChanged | None) -> None:
-        if hook is not None and not callable(hook):
-            raise TypeError("subscription_changed: expected a callable or None")
-        self.hook = hook
-
-    def run(self, job: Job, known: Mapping[str, Any]) -> None:
-        subscription = Subscription.from_dict(job.payload["subscription"])
-        if self.hook is not None:
-            self.hook(subscription)
-        logger.info("subscription %s change %s handled (attempt %d)", subscription.id,
-                    job.key, job.attempt)
-
-
-def _id(value: Any) -> str | None:
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    return value if isinstance(value, str) and value else None
+        return (new, revision) if changed else None
 
 
 def _int(value: Any) -> int | None:

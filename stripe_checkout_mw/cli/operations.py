@@ -331,13 +331,15 @@ def _reconciler(args: argparse.Namespace, *, needs_stripe: bool) -> Any:
     import stripe
 
     from ..billing.customers import CustomerDirectory
-    from ..billing.subscriptions import SubscriptionChangedJob, SubscriptionLedger
+    from ..billing.subscriptions import SubscriptionLedger
     from ..ledger.pipeline import Pipeline
     from ..marker import shop_marker
     from ..news.fulfilment import FulfilJob
+    from ..news.handlers import WebhookHandlers
     from ..news.payments import PaymentEvents
     from ..news.reconcile import Reconciler
-    from ..news.webhooks import WebhookHandlers, WebhookReceiver
+    from ..news.router import EventRouter
+    from ..news.subscriptions import SubscriptionChangedJob
 
     config = _config(args)
     fulfill = config.option("fulfill")
@@ -367,11 +369,10 @@ def _reconciler(args: argparse.Namespace, *, needs_stripe: bool) -> Any:
                                 SubscriptionChangedJob(config.option("subscription_changed"))],
                         lease=config.option("job_lease"),
                         retention_days=config.option("event_retention_days"))
-    receiver = WebhookReceiver(
-        store=store, secrets=["unused: events come from the API"], handlers=WebhookHandlers(),
-        fulfill=fulfill, client=client, marker=marker, pipeline=pipeline,
-        payment_events=events, subscriptions=subscriptions)
-    return Reconciler(store=store, client=client, receiver=receiver, pipeline=pipeline,
+    router = EventRouter.build(
+        store=store, handlers=WebhookHandlers(), fulfill=fulfill, client=client, marker=marker,
+        pipeline=pipeline, payment_events=events, subscriptions=subscriptions)
+    return Reconciler(store=store, client=client, events=router, pipeline=pipeline,
                       marker=marker)
 
 

@@ -4,10 +4,10 @@ An :class:`Order` is one Checkout Session as this shop knows it: what was sold (
 amounts as the server priced them when the session was created), who bought it, and where the
 payment stands. The ledger (:mod:`stripe_checkout_mw.ledger.store`) keeps one row per order.
 
-Two paths learn that an order is paid: the webhook (:mod:`stripe_checkout_mw.news.webhooks`) and the
-success-page status lookup (:mod:`stripe_checkout_mw.news.status`). Both hand it to the fulfilment
-step (:mod:`stripe_checkout_mw.news.fulfilment`), which moves the order with its row locked and
-records the fulfilment as a job that runs once the move is committed.
+Stripe's events (:mod:`stripe_checkout_mw.news.router`, from the webhook or ``sync``) and the
+success-page status lookup (:mod:`stripe_checkout_mw.news.status`) learn that an order is paid.
+Each moves it with :func:`~stripe_checkout_mw.ledger.order_state.move_order`, which locks the
+row and records the fulfilment as a job that runs once the move is committed.
 
 Statuses only move up this ranking, so deliveries arriving out of order cannot undo one
 another::

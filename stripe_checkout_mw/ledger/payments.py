@@ -6,7 +6,7 @@ the refunds and disputes seen so far (id -> amount and Stripe status, as JSON); 
 ``amount_refunded``; and the order's ``dispute_status`` (``disputed``, ``won`` or ``lost``).
 
 The row is first written in the transaction that moves an order to ``paid``
-(:func:`record_payment_intent`, from :func:`~stripe_checkout_mw.news.fulfilment.settle`), and
+(:func:`record_payment_intent`, from :func:`~stripe_checkout_mw.ledger.order_state.move_order`), and
 changed only by :mod:`stripe_checkout_mw.news.payments`, under the order's row lock.
 """
 

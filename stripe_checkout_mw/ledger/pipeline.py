@@ -23,7 +23,7 @@ Jobs are generic (a kind, a key, a subject, a JSON payload); a :class:`JobKind` 
 kind runs and what its completion writes. Processed-event rows are pruned here too, in small
 batches after new events, once they are older than the retention.
 
-Usage (what :class:`~stripe_checkout_mw.news.webhooks.WebhookReceiver` does)::
+Usage (what an event applier of :mod:`stripe_checkout_mw.news.router` does)::
 
     pipeline = Pipeline(store, [FulfilJob(store, fulfill)], lease=300, retention_days=30)
     outcome = pipeline.process(apply, subject=session_id,

@@ -1,8 +1,8 @@
 """Refunds and disputes: what happens to a paid order afterwards, from Stripe's events.
 
-:class:`PaymentEvents` handles ``charge.refunded``, ``refund.created/updated/failed`` and
-``charge.dispute.created/updated/closed`` for the webhook receiver (and so for
-reconciliation, which replays events through it):
+:class:`PaymentEvents` applies ``charge.refunded``, ``refund.created/updated/failed`` and
+``charge.dispute.created/updated/closed``, which the router (:mod:`stripe_checkout_mw.news.router`)
+sends here from a webhook delivery or from reconciliation's replay:
 
 1. **Which order?** The event names a PaymentIntent and a Charge, not a session. The ledger
    maps them back (:mod:`stripe_checkout_mw.ledger.payments`, written when the order was paid); for
@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import stripe
 
+from ..ledger.order_state import FULFIL, move_order, order_from_stripe
 from ..ledger.orders import (
     PAID,
     PARTIALLY_REFUNDED,
@@ -44,18 +45,13 @@ from ..ledger.payments import Payment, PaymentLedger
 from ..ledger.pipeline import Applied, EventClaim, JobKind, Outcome, Pipeline
 from ..ledger.store import Job, NewJob, SqlStore, StoreTransaction
 from ..marker import is_marked
-from ..stripe_api.plain import to_plain
-from .fulfilment import FULFIL, NeedsItems, fetch_items, order_from_stripe, settle
+from ..stripe_api.plain import event_object, to_plain
+from .reads import NeedsItems, Reads, apply_with_reads
 
-__all__ = ["DISPUTED", "PAYMENT_EVENTS", "REFUNDED_HOOK", "HookJob", "PaymentEvents"]
+__all__ = ["DISPUTED", "REFUNDED_HOOK", "HookJob", "PaymentEvents"]
 
 logger = logging.getLogger("stripe_checkout_mw")
 
-#: The event types :class:`PaymentEvents` handles.
-PAYMENT_EVENTS = frozenset({
-    "charge.refunded", "refund.created", "refund.updated", "refund.failed",
-    "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
-})
 #: Job kinds of the two hooks (key: what changed, subject: the session id).
 REFUNDED_HOOK = "refunded"
 DISPUTED = "disputed"
@@ -135,10 +131,6 @@ class PaymentEvents:
         return [HookJob(REFUNDED_HOOK, self.store, self.refunded),
                 HookJob(DISPUTED, self.store, self.disputed)]
 
-    @staticmethod
-    def handles(event_type: str) -> bool:
-        return event_type in PAYMENT_EVENTS
-
     def process(self, pipeline: Pipeline, known: Mapping[str, Any], payload: dict[str, Any],
                 handler_jobs: Callable[[str], list[NewJob]]) -> Outcome:
         """Run one event through ``pipeline``.
@@ -148,17 +140,17 @@ class PaymentEvents:
         :raises stripe.StripeError: Stripe could not be asked which session it is about.
         """
         event_id, event_type = str(payload["id"]), str(payload["type"])
-        obj = _object(payload)
+        obj = event_object(payload) or {}
         target = self._resolve(obj, event_type)
         subject = target.session_id if target is not None else event_id
-        items: list[dict[str, Any]] | None = None
 
-        def apply(tx: StoreTransaction) -> Applied:
+        def apply(tx: StoreTransaction, reads: Reads) -> Applied:
             jobs = handler_jobs(subject)
             if target is None:
                 return Applied(jobs)
             record = None
             if target.record:
+                items = reads.items.get(target.session_id)
                 if items is None:
                     raise NeedsItems(target.session_id)
                 assert target.session is not None
@@ -168,15 +160,8 @@ class PaymentEvents:
             return applied
 
         claim = EventClaim(event_id, event_type, target.session_id if target else None)
-        while True:
-            try:
-                outcome = pipeline.process(apply, subject=subject, event=claim,
-                                           known=known)
-            except NeedsItems:
-                assert target is not None
-                items = fetch_items(self.client, target.session_id)
-                continue
-            return outcome
+        return apply_with_reads(pipeline, self.client, apply, subject=subject, event=claim,
+                                known=known)
 
     # -- which order ------------------------------------------------------------------
 
@@ -215,7 +200,7 @@ class PaymentEvents:
         if (order is None or STATUSES[order.status] < STATUSES[PAID]) and target.session:
             # The payment event never reached this ledger: take the payment from Stripe's
             # session first (it records the payment intent and the fulfilment job).
-            applied = settle(tx, session_id, status_for_session(target.session),
+            applied = move_order(tx, session_id, status_for_session(target.session),
                              target.session, record=record, locked=(order,))
             jobs, order = applied.jobs, applied.value
         if order is None or STATUSES[order.status] < STATUSES[PAID]:
@@ -284,12 +269,6 @@ def _update(payment: Payment, event_type: str, obj: Mapping[str, Any]) -> str | 
                                     "created": _int(obj.get("created"))}
     payment.dispute_status = _DISPUTE_OUTCOME.get(status, "disputed")
     return dispute_id
-
-
-def _object(payload: Mapping[str, Any]) -> Mapping[str, Any]:
-    data = payload.get("data")
-    obj = data.get("object") if isinstance(data, Mapping) else None
-    return obj if isinstance(obj, Mapping) else {}
 
 
 def _text(value: object) -> str | None:

@@ -31,15 +31,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import stripe
 
-from ..billing.subscriptions import SUBSCRIPTION_EVENTS
+from ..ledger.order_state import move_order
 from ..ledger.orders import OPEN, Order, status_for_session
 from ..ledger.pipeline import JobFailed, JobsPending, Pipeline
 from ..ledger.store import SqlStore, StoreError
 from ..marker import MARKER_KEY
 from ..stripe_api.plain import to_plain
-from .fulfilment import settle
-from .payments import PAYMENT_EVENTS
-from .webhooks import WebhookReceiver
+from .router import EventRouter, event_types
 
 if TYPE_CHECKING:
     from ..wsgi.middleware import CheckoutMiddleware
@@ -49,15 +47,8 @@ __all__ = ["HANDLED_EVENTS", "MAX_SINCE", "Reconciler", "SyncReport", "parse_dur
 
 logger = logging.getLogger("stripe_checkout_mw")
 
-#: The event types replayed: the ones the middleware acts on.
-HANDLED_EVENTS = (
-    "checkout.session.completed",
-    "checkout.session.async_payment_succeeded",
-    "checkout.session.async_payment_failed",
-    "checkout.session.expired",
-    *sorted(PAYMENT_EVENTS),
-    *sorted(SUBSCRIPTION_EVENTS),
-)  # 19 types: Stripe takes at most 20 in one list
+#: The event types replayed: the ones the router acts on (Stripe takes at most 20 in one list).
+HANDLED_EVENTS = event_types()
 #: Stripe lists events of the last 30 days only.
 MAX_SINCE = timedelta(days=30)
 #: Sessions live at least 30 minutes: a younger open order cannot be past its expiry.
@@ -132,18 +123,19 @@ class SyncReport:
 class Reconciler:
     """Replays events, runs due jobs and settles stale orders (see the module docstring).
 
-    :param receiver: applies each event as a webhook delivery would.
+    :param events: applies each event as a webhook delivery would (no signature: the
+        Events API authenticates what it lists).
     :param marker: this shop's marker; only orders carrying it are retrieved (``None``: all).
     :param page_interval: seconds between two Stripe calls (0.05: at most 20 a second).
     """
 
     def __init__(self, *, store: SqlStore, client: stripe.StripeClient,
-                 receiver: WebhookReceiver, pipeline: Pipeline, marker: str | None,
+                 events: EventRouter, pipeline: Pipeline, marker: str | None,
                  page_interval: float = 0.05, max_pages: int = 100,
                  max_orders: int = 500) -> None:
         self.store = store
         self.client = client
-        self.receiver = receiver
+        self.events = events
         self.pipeline = pipeline
         self.marker = marker
         self.page_interval = page_interval
@@ -162,12 +154,8 @@ class Reconciler:
         if mw.store is None or mw.pipeline is None:
             raise ValueError("sync: the middleware keeps no ledger; configure store= or "
                              "webhook_secret=")
-        receiver = mw.webhooks or WebhookReceiver(
-            store=mw.store, secrets=["unused: events come from the API"],
-            handlers=mw.handlers, fulfill=mw.settings.fulfill, client=mw.client,
-            marker=mw.checkout.marker, pipeline=mw.pipeline, payment_events=mw.payment_events,
-            subscriptions=mw.subscriptions)
-        return cls(store=mw.store, client=mw.client, receiver=receiver, pipeline=mw.pipeline,
+        assert mw.events is not None  # built with the store
+        return cls(store=mw.store, client=mw.client, events=mw.events, pipeline=mw.pipeline,
                    marker=mw.checkout.marker)
 
     def run(self, since: timedelta = timedelta(days=3)) -> SyncReport:
@@ -211,7 +199,7 @@ class Reconciler:
         return found
 
     def _replay(self, report: SyncReport, payload: dict[str, Any]) -> None:
-        outcome = self.receiver.process_event(payload)
+        outcome = self.events.apply(payload)
         report.events_new += not outcome.duplicate
         report.jobs_run += len(outcome.ran)
 
@@ -254,7 +242,7 @@ class Reconciler:
         if target is None:
             return
         outcome = self.pipeline.process(
-            lambda tx: settle(tx, session_id, target, session), subject=session_id)
+            lambda tx: move_order(tx, session_id, target, session), subject=session_id)
         report.jobs_run += len(outcome.ran)
         if isinstance(outcome.value, Order) and outcome.value.status != order.status:
             report.orders_settled += 1

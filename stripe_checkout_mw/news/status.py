@@ -33,6 +33,7 @@ from typing import Any, Callable
 import stripe
 
 from ..errors import HTTPError
+from ..ledger.order_state import FULFIL, move_order, order_from_stripe
 from ..ledger.orders import (
     AWAITING_PAYMENT,
     OPEN,
@@ -47,7 +48,8 @@ from ..ledger.pipeline import JobFailed, JobsPending, Pipeline
 from ..ledger.store import OrderStore, StoreError
 from ..marker import is_marked
 from ..stripe_api.plain import to_plain
-from .fulfilment import FULFIL, FulfilJob, fetch_items, order_from_stripe, settle
+from .fulfilment import FulfilJob
+from .reads import fetch_items
 
 __all__ = ["SESSION_ID_PATTERN", "OrderStatus"]
 
@@ -187,7 +189,7 @@ class OrderStatus:
     ) -> dict[str, object]:
         try:
             outcome = self.pipeline.process(
-                lambda tx: settle(tx, session_id, target, session, record=record),
+                lambda tx: move_order(tx, session_id, target, session, record=record),
                 subject=session_id,
             )
         except (StoreError, JobFailed, JobsPending) as exc:

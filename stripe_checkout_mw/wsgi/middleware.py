@@ -46,7 +46,7 @@ import stripe
 
 from ..billing.customers import CustomerDirectory, resolve_ref
 from ..billing.portal import BillingPortal
-from ..billing.subscriptions import Subscription, SubscriptionChangedJob, SubscriptionLedger
+from ..billing.subscriptions import Subscription, SubscriptionLedger
 from ..checkout.service import CheckoutService
 from ..errors import HTTPError, OptionTypeError
 from ..ledger.orders import Order
@@ -54,9 +54,12 @@ from ..ledger.pipeline import DEFAULT_LEASE, DEFAULT_RETENTION_DAYS, Pipeline
 from ..ledger.store import OrderStore, open_store
 from ..marker import shop_marker
 from ..news.fulfilment import FulfilJob
+from ..news.handlers import HandlersJob, WebhookHandlers
 from ..news.payments import PaymentEvents
+from ..news.router import EventRouter
 from ..news.status import OrderStatus
-from ..news.webhooks import HandlersJob, WebhookHandlers, WebhookReceiver
+from ..news.subscriptions import SubscriptionChangedJob
+from ..news.webhooks import WebhookReceiver
 from ..settings.options import OPTIONS, unknown_option
 from ..settings.rules import SessionOptions, Timeout, load_settings
 from ..stripe_api.client import stripe_http_client
@@ -258,6 +261,7 @@ class CheckoutMiddleware:
         self.handlers = WebhookHandlers()
         self.store: OrderStore | None = None
         self.webhooks: WebhookReceiver | None = None
+        self.events: EventRouter | None = None
         self.status: OrderStatus | None = None
         self.guard = StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
                                  cooldown=settings.circuit_cooldown)
@@ -289,13 +293,13 @@ class CheckoutMiddleware:
                 disputed=settings.disputed)
             for kind in self.payment_events.kinds():
                 self.pipeline.add_kind(kind)
-        if self.store is not None and settings.webhook_path is not None:
-            self.webhooks = WebhookReceiver(
-                store=self.store, secrets=settings.webhook_secrets, handlers=self.handlers,
-                fulfill=fulfill, client=self.client, marker=marker, pipeline=self.pipeline,
-                subscriptions=self.subscriptions,
-                payment_events=self.payment_events,
-            )
+            self.events = EventRouter.build(
+                store=store_, handlers=self.handlers, fulfill=fulfill, client=self.client,
+                marker=marker, pipeline=self.pipeline, subscriptions=self.subscriptions,
+                payment_events=self.payment_events)
+        if self.events is not None and settings.webhook_path is not None:
+            self.webhooks = WebhookReceiver(secrets=settings.webhook_secrets, events=self.events,
+                                            client=self.client)
             routes[settings.webhook_path] = _Route(CheckoutMiddleware._receive_webhook, "POST")
         if self.store is not None and settings.status_path is not None:
             budget = TokenBucket(settings.status_stripe_budget)
