@@ -1,0 +1,117 @@
+"""The router: one table of the Stripe event types this shop acts on, read by everything that
+lists event types (the webhook path, sync's replay list, the README) and checked against the
+event types the installed SDK knows."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ServedShop
+from test_refunds import CATALOG, app
+
+from stripe_checkout_mw import CheckoutMiddleware, Order
+from stripe_checkout_mw.news.reconcile import HANDLED_EVENTS
+from stripe_checkout_mw.news.router import ROUTES, EventRouter, event_types
+from stripe_checkout_mw.schema.sdk import enum_values
+from stripe_checkout_mw.testing import StripeEmulator
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BEGIN = "<!-- webhook event types:"
+END = "<!-- end of webhook event types -->"
+
+
+def test_each_event_type_has_one_row_and_is_one_stripe_sends() -> None:
+    types = [route.event_type for route in ROUTES]
+    assert len(types) == len(set(types))
+    # What a webhook endpoint may enable, read from the installed SDK.
+    enabled = set(enum_values("WebhookEndpointCreateParams", ["enabled_events", "[]"]))
+    assert set(types) <= enabled, set(types) - enabled
+
+
+def test_sync_replays_exactly_the_routed_event_types() -> None:
+    assert event_types() == HANDLED_EVENTS
+    assert len(HANDLED_EVENTS) <= 20  # Stripe's limit for one list's types[]
+
+
+def test_the_readme_lists_the_routed_event_types_for_the_webhook_endpoint() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    block = text.split(BEGIN, 1)[1].split(END, 1)[0].split("-->", 1)[1]
+    listed = re.findall(r"`([a-z_.]+)`", block)
+    assert listed == list(event_types()), (
+        "README's webhook event list differs from stripe_checkout_mw/news/router.py ROUTES")
+
+
+def test_an_applier_no_row_uses_is_refused(store_url: str) -> None:
+    shop = CheckoutMiddleware(app, secret_key="sk_test_x", domain_url="https://s.example",
+                              price_lookup=CATALOG, store=store_url)
+    try:
+        assert shop.pipeline is not None
+        with pytest.raises(ValueError, match="no route uses"):
+            EventRouter(pipeline=shop.pipeline, handlers=shop.handlers,
+                        appliers={"invoices": object()})  # type: ignore[dict-item]
+    finally:
+        shop.close()
+
+
+class _Shop(ServedShop):
+    """A shop with a ledger and no webhook secret: only ``sync`` brings it Stripe's news."""
+
+    def __init__(self, emu: StripeEmulator, store: str, **options: Any) -> None:
+        self.calls: list[tuple[str, Order]] = []
+        self._lock = threading.Lock()
+        super().__init__(CheckoutMiddleware(
+            app, secret_key=emu.secret_key, stripe_api_base=emu.api_base,
+            domain_url="https://shop.example.com", price_lookup=CATALOG, store=store,
+            fulfill=lambda order: self._record("fulfill", order),
+            refunded=lambda order: self._record("refunded", order), **options))
+
+    def _record(self, hook: str, order: Order) -> None:
+        with self._lock:
+            self.calls.append((hook, order))
+
+
+@pytest.fixture
+def emu() -> Iterator[StripeEmulator]:
+    with StripeEmulator(hosted_page_webhook_wait=0) as emulator:
+        yield emulator
+
+
+def test_the_webhook_path_and_sync_share_one_router_with_an_applier_for_every_row(
+    emu: StripeEmulator, store_url: str
+) -> None:
+    shop = _Shop(emu, store_url, webhook_secret=emu.webhook_secret)
+    try:
+        events = shop.middleware.events
+        assert events is not None and shop.middleware.webhooks is not None
+        assert shop.middleware.webhooks.events is events
+        assert set(events.appliers) == {route.applier for route in ROUTES}
+        for route in ROUTES:
+            assert events.applier_for(route.event_type) is events.appliers[route.applier]
+    finally:
+        shop.close()
+
+
+def test_sync_applies_events_without_any_webhook_secret(
+    emu: StripeEmulator, store_url: str
+) -> None:
+    shop = _Shop(emu, store_url)
+    try:
+        assert shop.middleware.webhooks is None and shop.middleware.events is not None
+        session_id = shop.buy()
+        emu.pay(session_id)
+        emu.refund(session_id, amount=700)
+        assert emu.deliveries == []
+        report = shop.middleware.sync()
+        assert report.ok, report.failures
+        assert [(hook, order.session_id) for hook, order in shop.calls] == [
+            ("fulfill", session_id), ("refunded", session_id)]
+        assert [order.amount_refunded for hook, order in shop.calls if hook == "refunded"] == [
+            700]
+    finally:
+        shop.close()
