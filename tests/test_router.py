@@ -4,6 +4,7 @@ event types the installed SDK knows."""
 
 from __future__ import annotations
 
+import ast
 import re
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ from stripe_checkout_mw.news.router import ROUTES, EventRouter, event_types
 from stripe_checkout_mw.schema.sdk import enum_values
 from stripe_checkout_mw.testing import StripeEmulator
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PACKAGE = Path(__file__).resolve().parent.parent / "stripe_checkout_mw"
+README = PACKAGE.parent / "README.md"
 BEGIN = "<!-- webhook event types:"
 END = "<!-- end of webhook event types -->"
 
@@ -115,3 +117,34 @@ def test_sync_applies_events_without_any_webhook_secret(
             700]
     finally:
         shop.close()
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The package modules ``path`` imports (relative imports resolved), at any depth."""
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = parts[: len(parts) - node.level] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.startswith("stripe_checkout_mw")}
+
+
+def test_news_flows_one_way_endpoint_then_router_then_appliers_then_ledger() -> None:
+    news = "stripe_checkout_mw.news"
+    appliers = ["sessions", "payments", "subscriptions", "reads", "handlers", "fulfilment"]
+    for name in appliers:
+        imports = imported_modules(PACKAGE / "news" / f"{name}.py")
+        for above in (f"{news}.router", f"{news}.webhooks", f"{news}.reconcile",
+                      "stripe_checkout_mw.wsgi"):
+            assert not any(i == above or i.startswith(above + ".") for i in imports), (
+                name, above)
+    assert f"{news}.webhooks" not in imported_modules(PACKAGE / "news" / "router.py")
+    for path in (PACKAGE / "ledger").glob("*.py"):
+        imports = imported_modules(path)
+        assert not any(i.startswith((f"{news}", "stripe_checkout_mw.wsgi",
+                                     "stripe_checkout_mw.billing")) for i in imports), path.name
