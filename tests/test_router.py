@@ -16,6 +16,7 @@ from conftest import ServedShop
 from test_refunds import CATALOG, app
 
 from stripe_checkout_mw import CheckoutMiddleware, Order
+from stripe_checkout_mw.news import reconcile
 from stripe_checkout_mw.news.reconcile import HANDLED_EVENTS
 from stripe_checkout_mw.news.router import ROUTES, EventRouter, event_types
 from stripe_checkout_mw.schema.sdk import enum_values
@@ -115,6 +116,27 @@ def test_sync_applies_events_without_any_webhook_secret(
             ("fulfill", session_id), ("refunded", session_id)]
         assert [order.amount_refunded for hook, order in shop.calls if hook == "refunded"] == [
             700]
+    finally:
+        shop.close()
+
+
+def test_sync_lists_more_types_than_one_list_takes_in_batches_replayed_oldest_first(
+    emu: StripeEmulator, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The next rows will pass Stripe's 20 types per list: with batches of 5, the 19 types
+    # of today take four lists, and the events still replay oldest first.
+    monkeypatch.setattr(reconcile, "MAX_TYPES_PER_LIST", 5)
+    shop = _Shop(emu, store_url)
+    try:
+        session_id = shop.buy()
+        emu.pay(session_id)
+        emu.refund(session_id, amount=700)
+        report = shop.middleware.sync()
+        assert report.ok, report.failures
+        assert (report.events_seen, report.events_new) == (4, 4)  # completed + 3 refund events
+        assert [hook for hook, _ in shop.calls] == ["fulfill", "refunded"]
+        again = shop.middleware.sync()
+        assert (again.events_seen, again.events_new, again.stripe_calls) == (4, 0, 4)
     finally:
         shop.close()
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,8 +47,10 @@ __all__ = ["HANDLED_EVENTS", "MAX_SINCE", "Reconciler", "SyncReport", "parse_dur
 
 logger = logging.getLogger("stripe_checkout_mw")
 
-#: The event types replayed: the ones the router acts on (Stripe takes at most 20 in one list).
+#: The event types replayed: the ones the router acts on.
 HANDLED_EVENTS = event_types()
+#: Stripe lists events of at most 20 types at once.
+MAX_TYPES_PER_LIST = 20
 #: Stripe lists events of the last 30 days only.
 MAX_SINCE = timedelta(days=30)
 #: Sessions live at least 30 minutes: a younger open order cannot be past its expiry.
@@ -183,8 +185,23 @@ class Reconciler:
     # -- steps ------------------------------------------------------------------------
 
     def _events(self, report: SyncReport) -> list[dict[str, Any]]:
+        """Every handled event since ``report.since``, newest first as Stripe lists them.
+
+        Stripe takes at most :data:`MAX_TYPES_PER_LIST` types in one list, so a router with
+        more rows is listed in batches of types, merged by creation time.
+        """
+        batches = [HANDLED_EVENTS[i:i + MAX_TYPES_PER_LIST]
+                   for i in range(0, len(HANDLED_EVENTS), MAX_TYPES_PER_LIST)]
+        found: list[dict[str, Any]] = []
+        for types in batches:
+            found += self._events_of(report, types)
+        if len(batches) > 1:
+            found.sort(key=lambda event: int(event.get("created") or 0), reverse=True)
+        return found
+
+    def _events_of(self, report: SyncReport, types: Sequence[str]) -> list[dict[str, Any]]:
         # A plain dict (not EventListParams): each page adds starting_after to a copy.
-        params: dict[str, Any] = {"types": list(HANDLED_EVENTS), "limit": 100,
+        params: dict[str, Any] = {"types": list(types), "limit": 100,
                                   "created": {"gte": int(report.since)}}
         found: list[dict[str, Any]] = []
         for _ in range(self.max_pages):
