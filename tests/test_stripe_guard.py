@@ -60,10 +60,10 @@ def test_token_bucket_spends_its_burst_then_refills_at_its_rate() -> None:
     assert sum(bucket.take() for _ in range(10)) == 2
 
 
-def test_bulkhead_refuses_at_once_beyond_its_slots() -> None:
+def test_bulkhead_refuses_at_once_beyond_its_slots_a_call_that_may_not_wait() -> None:
     guard = StripeGuard(max_concurrent=2, cooldown=10)
     with guard.call(), guard.call():
-        with pytest.raises(HTTPError) as refused, guard.call():
+        with pytest.raises(HTTPError) as refused, guard.call(wait=False):
             pass
         assert refused.value.status == 503
         assert ("Retry-After", "1") in refused.value.headers

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     import stripe
     from _typeshed.wsgi import WSGIEnvironment
 
+    from ..stripe_api.guard import StripeGuard
+
 log = logging.getLogger("stripe_checkout_mw")
 
 LineItem = dict[str, Any]
@@ -83,6 +85,15 @@ class PricedItem:
             currency.lower() if isinstance(currency, str) else None,
             recurring="recurring" in data,
         )
+
+
+class UnknownItem(ValidationError):
+    """A line item names a price key the lookup does not know (answered 400 "Unknown
+    item."); ``key`` is the browser's value, to be logged only through ``loggable``."""
+
+    def __init__(self, key: object, param: str) -> None:
+        super().__init__("Unknown item.", param=param)
+        self.key = key
 
 
 class PriceLookup(ABC):
@@ -328,7 +339,7 @@ class Catalog(PriceLookup):
         if "price" in item:
             entry = self._entries.get(item["price"])
             if entry is None:
-                raise ValidationError("Unknown item.", param=f"{where}[price]")
+                raise UnknownItem(item["price"], param=f"{where}[price]")
             return entry
         data = item["price_data"]
         product = data.get("product_data")
@@ -488,6 +499,10 @@ class StripeLookupKeys(PriceLookup):
         self._attempts = 0  # first-load attempts started
         self.client = client
         self.lookups = 0  # API calls made (pages listed), for tests and benchmarks
+        #: The middleware's guard (set by the checkout service): the background refresh
+        #: goes through it without waiting, so a hanging Stripe opens the circuit and an
+        #: open circuit skips the refresh. ``None``: unguarded.
+        self.guard: StripeGuard | None = None
         self._prices: dict[str, stripe.Price] | None = None
         self._due = 0.0  # monotonic time the next refresh may start
         self._load_lock = threading.Lock()  # held by the one load or refresh in flight
@@ -506,7 +521,7 @@ class StripeLookupKeys(PriceLookup):
         for i, item in enumerate(items):
             price = prices.get(item["price"])
             if price is None:
-                raise ValidationError("Unknown item.", param=f"line_items[{i}][price]")
+                raise UnknownItem(item["price"], param=f"line_items[{i}][price]")
             product = price.product
             product_name = getattr(product, "name", None) if not isinstance(product, str) else None
             priced.append(
@@ -557,7 +572,11 @@ class StripeLookupKeys(PriceLookup):
 
     def _refresh(self, client: stripe.StripeClient) -> None:
         try:
-            self._prices = self._load(client)
+            if self.guard is None:
+                self._prices = self._load(client)
+            else:
+                with self.guard.call("price refresh", wait=False):
+                    self._prices = self._load(client)
             self._due = time.monotonic() + self.ttl
         except Exception as exc:
             self._due = time.monotonic() + min(self.ttl, max(self.retry_after, 1.0))

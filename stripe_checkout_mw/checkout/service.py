@@ -30,8 +30,8 @@ from .. import schema
 from ..errors import HTTPError
 from ..marker import MARKER_KEY, shop_marker
 from ..settings.options import reserved_in
-from ..stripe_api.guard import StripeGuard
-from .prices import PricedItem, resolve_prices
+from ..stripe_api.guard import StripeGuard, loggable
+from .prices import PricedItem, StripeLookupKeys, UnknownItem, resolve_prices
 from .validation import ValidationError, check_total
 
 if TYPE_CHECKING:
@@ -80,7 +80,10 @@ class CheckoutService:
         self.client = client
         self.record = record
         self.guard = guard or StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
-                                          cooldown=settings.circuit_cooldown)
+                                          cooldown=settings.circuit_cooldown,
+                                          timeout=settings.timeout[1])
+        if isinstance(settings.price_lookup, StripeLookupKeys):
+            settings.price_lookup.guard = self.guard
         #: Put in every session's metadata so the webhook and status paths recognise this
         #: shop's sessions without their ledger row (see :mod:`stripe_checkout_mw.marker`).
         self.marker = shop_marker(settings.return_address)
@@ -121,6 +124,11 @@ class CheckoutService:
                     params=params,  # type: ignore[arg-type]  # built dynamically, checked above
                     options={"idempotency_key": order_idempotency_key(idempotency_key, params)},
                 )
+        except UnknownItem as exc:
+            self.guard.refusals.note(
+                "unknown item", "checkout refused: unknown price key %s at %s (not in the "
+                "price_lookup's catalog or Stripe's lookup keys)", loggable(exc.key), exc.param)
+            raise HTTPError(400, exc.message, param=exc.param) from None
         except ValidationError as exc:
             raise HTTPError(400, exc.message, param=exc.param) from None
         except stripe.StripeError as exc:

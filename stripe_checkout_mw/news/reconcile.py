@@ -16,7 +16,10 @@ Safe to run from cron on every host at once: the event claims and the jobs' leas
 ledger (SQLite or PostgreSQL), so two runs fulfil an order once; a job another run holds is
 counted as ``busy``, not as a failure. Stripe calls are bounded (``max_pages`` event pages,
 ``max_orders`` retrievals) and paced below the test-mode rate limit, and a 429 is retried
-after a pause.
+after a pause. With the middleware's own HTTP client every call of the run is paced,
+counted (``stripe_calls``) and goes through the middleware's guard, the ``line_items``
+fetches of replayed events included: a hanging Stripe opens the circuit and the rest of
+the run fails fast (each step listed in the report) instead of waiting out every timeout.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,6 +40,8 @@ from ..ledger.orders import OPEN, Order, status_for_session
 from ..ledger.pipeline import JobFailed, JobsPending, Pipeline
 from ..ledger.store import SqlStore, StoreError
 from ..marker import MARKER_KEY
+from ..stripe_api.client import ObservedRequestsClient
+from ..stripe_api.guard import Refused, StripeGuard
 from ..stripe_api.plain import to_plain
 from .router import EventRouter, event_types
 
@@ -129,12 +135,16 @@ class Reconciler:
         Events API authenticates what it lists).
     :param marker: this shop's marker; only orders carrying it are retrieved (``None``: all).
     :param page_interval: seconds between two Stripe calls (0.05: at most 20 a second).
+    :param http_client: ``client``'s HTTP client, when it is the middleware's own: then
+        every request of the run (the event appliers' too) is paced, counted and guarded.
+    :param guard: the bulkhead and breaker the run's calls go through (with ``http_client``).
     """
 
     def __init__(self, *, store: SqlStore, client: stripe.StripeClient,
                  events: EventRouter, pipeline: Pipeline, marker: str | None,
                  page_interval: float = 0.05, max_pages: int = 100,
-                 max_orders: int = 500) -> None:
+                 max_orders: int = 500, http_client: ObservedRequestsClient | None = None,
+                 guard: StripeGuard | None = None) -> None:
         self.store = store
         self.client = client
         self.events = events
@@ -143,6 +153,9 @@ class Reconciler:
         self.page_interval = page_interval
         self.max_pages = max_pages
         self.max_orders = max_orders
+        self.http_client = http_client
+        self.guard = guard
+        self._observed = False  # inside _observing: the HTTP client paces and counts
         q = store.dialect.placeholders
         self._sql_due = q("SELECT DISTINCT subject FROM stripe_checkout_jobs "
                           "WHERE done_at IS NULL AND lease_until < ?")
@@ -158,7 +171,7 @@ class Reconciler:
                              "webhook_secret=")
         assert mw.events is not None  # built with the store
         return cls(store=mw.store, client=mw.client, events=mw.events, pipeline=mw.pipeline,
-                   marker=mw.checkout.marker)
+                   marker=mw.checkout.marker, http_client=mw.http_client, guard=mw.guard)
 
     def run(self, since: timedelta = timedelta(days=3)) -> SyncReport:
         """One reconciliation; never raises for a failure, which the report lists."""
@@ -168,10 +181,16 @@ class Reconciler:
         if clamped:
             logger.warning("sync: since is limited to Stripe's 30 days of events; using 30 days")
         report = SyncReport(since=time.time() - since.total_seconds(), clamped=clamped)
+        with self._observing(report):
+            self._steps(report)
+        logger.info("sync: %s", "; ".join(report.lines()))
+        return report
+
+    def _steps(self, report: SyncReport) -> None:
         try:
             events = self._events(report)
-        except stripe.StripeError as exc:
-            report.failures.append(f"listing events: {type(exc).__name__}")
+        except (stripe.StripeError, Refused) as exc:
+            report.failures.append(f"listing events: {_cause(exc)}")
             events = []
         for payload in reversed(events):  # Stripe lists newest first
             report.events_seen += 1
@@ -179,8 +198,6 @@ class Reconciler:
                         functools.partial(self._replay, report, payload))
         self._guard(report, "running due jobs", lambda: self.run_due_jobs(report))
         self._guard(report, "settling open orders", lambda: self.settle_stale_orders(report))
-        logger.info("sync: %s", "; ".join(report.lines()))
-        return report
 
     # -- steps ------------------------------------------------------------------------
 
@@ -222,6 +239,10 @@ class Reconciler:
 
     def run_due_jobs(self, report: SyncReport) -> None:
         """Step 2: drive every subject with a job due and not leased (``fulfil-pending``)."""
+        with self._observing(report):
+            self._run_due_jobs(report)
+
+    def _run_due_jobs(self, report: SyncReport) -> None:
         with self.store.dialect.connection() as conn:
             rows = self.store.dialect.fetchall(conn, self._sql_due, (time.time(),))
         for (subject,) in rows:
@@ -233,6 +254,10 @@ class Reconciler:
 
     def settle_stale_orders(self, report: SyncReport) -> None:
         """Step 3: retrieve this shop's orders still open after their session's expiry."""
+        with self._observing(report):
+            self._settle_stale_orders(report)
+
+    def _settle_stale_orders(self, report: SyncReport) -> None:
         now = time.time()
         with self.store.dialect.connection() as conn:
             rows = self.store.dialect.fetchall(
@@ -275,17 +300,44 @@ class Reconciler:
         except JobFailed as exc:
             report.failures.append(f"{what}: {exc.job.kind} job failed "
                                    f"({type(exc.cause).__name__}); it will be retried")
-        except (StoreError, stripe.StripeError) as exc:
-            report.failures.append(f"{what}: {type(exc).__name__}")
+        except (StoreError, stripe.StripeError, Refused) as exc:
+            report.failures.append(f"{what}: {_cause(exc)}")
+
+    @contextmanager
+    def _observing(self, report: SyncReport) -> Iterator[None]:
+        """Pace, count and guard every HTTP request of this thread while in the block."""
+        if self.http_client is None or self._observed:
+            yield
+            return
+        self._observed = True
+        try:
+            with self.http_client.observed(functools.partial(self._request, report)):
+                yield
+        finally:
+            self._observed = False
+
+    @contextmanager
+    def _request(self, report: SyncReport) -> Iterator[None]:
+        """Around each HTTP request of the run (with the middleware's client): paced,
+        counted and guarded."""
+        self._pace()
+        report.stripe_calls += 1
+        with self.guard.call("sync") if self.guard is not None else nullcontext():
+            yield
+
+    def _pace(self) -> None:
+        wait = self._last_call + self.page_interval - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._last_call = time.monotonic()
 
     def _call(self, report: SyncReport, call: Callable[[], _T]) -> _T:
-        """One Stripe call, paced, with a 429 retried after a pause (three times at most)."""
+        """One Stripe call, paced, with a 429 retried after a pause (three times at most).
+        (With the middleware's HTTP client, :meth:`_request` paces and counts instead.)"""
         for attempt in range(4):
-            wait = self._last_call + self.page_interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            self._last_call = time.monotonic()
-            report.stripe_calls += 1
+            if not self._observed:
+                self._pace()
+                report.stripe_calls += 1
             try:
                 return call()
             except stripe.RateLimitError:
@@ -293,3 +345,10 @@ class Reconciler:
                     raise
                 time.sleep(2.0 ** attempt)
         raise AssertionError("unreachable")
+
+
+def _cause(exc: Exception) -> str:
+    """The failure's class; for a refusal by the guard, which one (breaker or bulkhead)."""
+    if isinstance(exc, Refused):
+        return f"refused by the Stripe guard ({exc.message})"
+    return type(exc).__name__

@@ -47,6 +47,7 @@ from ..ledger.payments import PaymentLedger
 from ..ledger.pipeline import JobFailed, JobsPending, Pipeline
 from ..ledger.store import OrderStore, StoreError
 from ..marker import is_marked
+from ..stripe_api.guard import Refused, StripeGuard
 from ..stripe_api.plain import to_plain
 from .fulfilment import FulfilJob
 from .reads import fetch_items
@@ -73,6 +74,10 @@ class OrderStatus:
         ledger. ``0`` asks Stripe every time.
     :param may_call_stripe: asked before each retrieval (the process's Stripe budget);
         ``False`` answers from the ledger instead. Default: always allowed.
+    :param guard: the middleware's bulkhead and breaker. A retrieval never waits for a
+        slot: with the circuit open or every slot taken the ledger answers at once (an
+        order not in the ledger gets 503 with ``Retry-After``), so polling success pages
+        never wait behind a hung Stripe. Default: one of its own.
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class OrderStatus:
         may_call_stripe: Callable[[], bool] | None = None,
         marker: str | None = None,
         pipeline: Pipeline | None = None,
+        guard: StripeGuard | None = None,
     ) -> None:
         if fulfill is not None and not callable(fulfill):
             raise TypeError("status: fulfill must be callable or None")
@@ -95,6 +101,7 @@ class OrderStatus:
         self.fulfill = fulfill
         self.min_refresh_interval = min_refresh_interval
         self.may_call_stripe = may_call_stripe
+        self.guard = guard or StripeGuard(max_concurrent=3, cooldown=10)
         self.marker = marker
         self.pipeline = pipeline or Pipeline(store, [FulfilJob(store, fulfill)])
         self.payments = PaymentLedger(store)
@@ -135,7 +142,10 @@ class OrderStatus:
             return order.public_view()
         if self.may_call_stripe is not None and not self.may_call_stripe():
             return order.public_view()  # over this process's budget: the ledger answers
-        session = self._retrieve(session_id)
+        try:
+            session = self._retrieve(session_id)
+        except Refused:
+            return order.public_view()  # Stripe down or every slot taken: the ledger answers
         target = status_for_session(session)
         if target is None:
             return order.public_view()
@@ -169,7 +179,8 @@ class OrderStatus:
         if not is_marked(session, self.marker):
             raise _not_found()
         try:
-            items = fetch_items(self.client, session_id)
+            with self.guard.call("status", wait=False):
+                items = fetch_items(self.client, session_id)
         except stripe.StripeError as exc:
             _log_stripe_error(session_id, exc)
             raise _unreachable() from None
@@ -211,7 +222,8 @@ class OrderStatus:
 
     def _retrieve(self, session_id: str, *, missing_is_404: bool = False) -> dict[str, Any]:
         try:
-            session = to_plain(self.client.v1.checkout.sessions.retrieve(session_id))
+            with self.guard.call("status", wait=False):
+                session = to_plain(self.client.v1.checkout.sessions.retrieve(session_id))
         except stripe.InvalidRequestError as exc:
             if missing_is_404 and exc.http_status == 404:
                 raise _not_found() from None

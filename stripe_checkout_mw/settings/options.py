@@ -441,7 +441,7 @@ OPTIONS: dict[str, Option] = {
     "store": Option(None, optional_text),
     "fulfill": Option(None, callable_or_reference("a callable fulfill(order)")),
     # Per-process limits on the Stripe calls requests cause (stripe_guard.py).
-    "max_concurrent_stripe_calls": Option(4, int_between(1, 1000)),
+    "max_concurrent_stripe_calls": Option(3, int_between(1, 1000)),
     "circuit_cooldown": Option(10.0, positive_number("seconds")),
     "status_stripe_budget": Option(5.0, positive_number("retrieves per second")),
     "allow_free_orders": Option(False, to_bool),

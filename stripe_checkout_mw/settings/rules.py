@@ -70,7 +70,7 @@ class Settings:
     fulfill: Callable[[Order], None] | None = None
     #: ``domain_url``'s origin: the shop's own origin for the CSRF check (None: use Host).
     shop_origin: str | None = None
-    max_concurrent_stripe_calls: int = 4
+    max_concurrent_stripe_calls: int = 3
     circuit_cooldown: float = 10.0
     status_stripe_budget: float = 5.0
     allow_free_orders: bool = False

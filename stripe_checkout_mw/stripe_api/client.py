@@ -20,6 +20,11 @@ Each thread keeps its own session (and keep-alive connection), as the SDK's clie
 its own: the client is the SDK's, with the part of the ``requests`` module it uses
 (``Session`` and ``exceptions``) swapped for one whose sessions skip the environment.
 
+Every HTTP request (each attempt of the SDK's retries) can be wrapped, for the calling
+thread only, with :meth:`ObservedRequestsClient.observed`: the ``sync`` command paces,
+counts and guards every call its run makes that way, the ``line_items`` fetches of the
+events it replays included.
+
 Usage::
 
     client = stripe.StripeClient(key, http_client=stripe_http_client(timeout, api_base))
@@ -27,24 +32,55 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Callable
 
 import stripe
 
-__all__ = ["DEFAULT_API_BASE", "stripe_http_client"]
+__all__ = ["DEFAULT_API_BASE", "ObservedRequestsClient", "stripe_http_client"]
 
 #: Where the SDK sends API requests when ``stripe_api_base`` is not set.
 DEFAULT_API_BASE = "https://api.stripe.com"
 
 
-def stripe_http_client(timeout: Any, api_base: str | None = None) -> stripe.RequestsClient:
+def stripe_http_client(timeout: Any, api_base: str | None = None) -> ObservedRequestsClient:
     """A :class:`stripe.RequestsClient` with ``timeout`` (seconds, or ``(connect, read)``)
     whose sessions took their proxies from the environment once, for ``api_base``."""
     from requests.utils import get_environ_proxies
 
-    client = stripe.RequestsClient(timeout=timeout)
+    client = ObservedRequestsClient(timeout=timeout)
     client.requests = _RequestsWithProxies(get_environ_proxies(api_base or DEFAULT_API_BASE))
     return client
+
+
+class ObservedRequestsClient(stripe.RequestsClient):
+    """The SDK's client, whose requests a thread can wrap (:meth:`observed`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._observers = threading.local()
+
+    @contextmanager
+    def observed(self, around: Callable[[], AbstractContextManager[object]]) -> Iterator[None]:
+        """Wrap each HTTP request this thread sends, while in the block, in ``around()``."""
+        previous = getattr(self._observers, "around", None)
+        self._observers.around = around
+        try:
+            yield
+        finally:
+            self._observers.around = previous
+
+    def request(
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        around = getattr(self._observers, "around", None)
+        if around is None:
+            return super().request(method, url, headers, post_data, **kwargs)
+        with around():
+            return super().request(method, url, headers, post_data, **kwargs)
 
 
 class _RequestsWithProxies:

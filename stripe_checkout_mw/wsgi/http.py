@@ -21,6 +21,7 @@ from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
 from werkzeug.wsgi import get_content_length
 
 from ..errors import HTTPError
+from ..stripe_api.guard import RefusalLog, loggable
 from ..urls import DEFAULT_PORTS, origin_of
 
 if TYPE_CHECKING:
@@ -174,3 +175,13 @@ def request_origin(environ: WSGIEnvironment) -> str | None:
     if referer is not None:
         return origin_of(referer.strip()) or "null"
     return None
+
+
+def refuse_origin(refusals: RefusalLog, origin: str, action: str) -> HTTPError:
+    """The 403 for a post from a foreign origin, logged (once per period, with the count)
+    naming the origin and the option that would allow it: the classic cause is a page
+    opened as ``http://localhost`` posting to a shop configured as ``127.0.0.1``."""
+    refusals.note("origin", "refused to %s for origin %s: not the shop's own origin "
+                  "(domain_url) nor in allowed_origins; add it to allowed_origins if "
+                  "that page is yours", action, loggable(origin))
+    return HTTPError(403, f"This origin may not {action}.", type="permission_error")

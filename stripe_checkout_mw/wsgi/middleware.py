@@ -62,7 +62,7 @@ from ..news.subscriptions import SubscriptionChangedJob
 from ..news.webhooks import WebhookReceiver
 from ..settings.options import OPTIONS, unknown_option
 from ..settings.rules import SessionOptions, Timeout, load_settings
-from ..stripe_api.client import stripe_http_client
+from ..stripe_api.client import ObservedRequestsClient, stripe_http_client
 from ..stripe_api.guard import StripeGuard, TokenBucket
 from .http import (
     FORM_TYPE,
@@ -74,6 +74,7 @@ from .http import (
     parse_json_object,
     read_body,
     redirect_response,
+    refuse_origin,
     request_origin,
     status_line,
 )
@@ -163,12 +164,15 @@ class CheckoutMiddleware:
     :param disputed: ``disputed(order)``, called after a dispute of the payment is recorded
         or changes (``order.dispute_status``: ``disputed``, ``won``, ``lost``).
     :param client: a ready ``stripe.StripeClient``, instead of building one.
-    :param max_concurrent_stripe_calls: checkouts that may wait on Stripe at once in this
-        process (default 4; keep it below the server's thread count, so a hanging Stripe
-        leaves threads for webhooks and the app). One more is answered 503 with
-        ``Retry-After`` at once.
-    :param circuit_cooldown: seconds checkouts fail fast (503) after a run of connection
-        failures or timeouts, before one probe checkout may try Stripe again (default 10).
+    :param max_concurrent_stripe_calls: the ceiling of the Stripe calls (checkout, price
+        look-up, billing portal, status look-up) in flight at once in this process, and so
+        of the threads a hanging Stripe can hold (default 3, for waitress's 4 threads; set
+        it to the server's threads minus two). The limit under it follows Stripe's latency;
+        a call beyond it waits for a slot while Stripe answers in time and is answered 503
+        with ``Retry-After`` once Stripe is slow (see
+        :mod:`stripe_checkout_mw.stripe_api.guard`).
+    :param circuit_cooldown: seconds calls to Stripe fail fast (503) after a run of
+        connection failures or timeouts, before one probe may try Stripe again (default 10).
     :param status_stripe_budget: Stripe retrieves per second the status path may make in
         this process (default 5); beyond it the status path answers from the ledger. Per
         process: N worker processes may make N times as many.
@@ -225,7 +229,7 @@ class CheckoutMiddleware:
         refunded: Callable[[Order], object] | None = None,
         disputed: Callable[[Order], object] | None = None,
         client: stripe.StripeClient | None = None,
-        max_concurrent_stripe_calls: int = 4,
+        max_concurrent_stripe_calls: int = 3,
         circuit_cooldown: float = 10.0,
         status_stripe_budget: float = 5.0,
         allow_free_orders: bool = False,
@@ -243,7 +247,7 @@ class CheckoutMiddleware:
         given = {name: value for name, value in locals().items() if name in OPTIONS}
         self.settings = settings = load_settings(given)
         fulfill = settings.fulfill
-        self._http_client: stripe.RequestsClient | None = None
+        self._http_client: ObservedRequestsClient | None = None
         if client is None:
             self._http_client = stripe_http_client(settings.timeout, settings.stripe_api_base)
             client = stripe.StripeClient(
@@ -264,7 +268,8 @@ class CheckoutMiddleware:
         self.events: EventRouter | None = None
         self.status: OrderStatus | None = None
         self.guard = StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
-                                 cooldown=settings.circuit_cooldown)
+                                 cooldown=settings.circuit_cooldown,
+                                 timeout=settings.timeout[1])
         self.pipeline: Pipeline | None = None
         self.customers: CustomerDirectory | None = None
         self.subscriptions: SubscriptionLedger | None = None
@@ -302,12 +307,10 @@ class CheckoutMiddleware:
                                             client=self.client)
             routes[settings.webhook_path] = _Route(CheckoutMiddleware._receive_webhook, "POST")
         if self.store is not None and settings.status_path is not None:
-            budget = TokenBucket(settings.status_stripe_budget)
-            guard = self.guard
             self.status = OrderStatus(
                 store=self.store, client=self.client, fulfill=fulfill,
-                may_call_stripe=lambda: not guard.is_open() and budget.take(),
-                marker=marker, pipeline=self.pipeline,
+                may_call_stripe=TokenBucket(settings.status_stripe_budget).take,
+                marker=marker, pipeline=self.pipeline, guard=self.guard,
             )
             routes[settings.status_path] = _Route(CheckoutMiddleware._order_status,
                                                   "GET, HEAD, OPTIONS")
@@ -322,11 +325,16 @@ class CheckoutMiddleware:
             self.checkout.customers = lambda environ: directory.checkout_params(
                 resolve_ref(ref, environ))
             self.portal = BillingPortal(self.client, directory, ref,
-                                        settings.portal_return_url or "")
+                                        settings.portal_return_url or "", guard=self.guard)
             if settings.portal_path is not None:
                 routes[settings.portal_path] = _Route(CheckoutMiddleware._open_portal,
                                                       "POST, OPTIONS")
         self._routes = routes
+
+    @property
+    def http_client(self) -> ObservedRequestsClient | None:
+        """The HTTP client the middleware built for Stripe (``None`` when given ``client``)."""
+        return self._http_client
 
     def close(self) -> None:
         """Release the store and the calling thread's connections to Stripe.
@@ -491,8 +499,7 @@ class CheckoutMiddleware:
         if origin is None or (origin != "null" and origin == own):
             return
         if origin not in self.settings.allowed_origins:
-            raise HTTPError(403, f"This origin may not {action}.",
-                            type="permission_error")
+            raise refuse_origin(self.guard.refusals, origin, action)
 
 
 class _Route:
