@@ -8,6 +8,13 @@ whose database cannot be reached. ``check`` looks at all of them before customer
     python -m stripe_checkout_mw check --catalog catalog.json
     python -m stripe_checkout_mw check --ini production.ini
 
+With ``--ini`` it also reads the server's thread count from ``[server:main]`` (its
+``threads``; waitress's default of 4 when the section uses waitress without one), or from
+``--threads N`` (gunicorn's ``--threads``, mod_wsgi's ``threads=``), and warns when the
+threads leave none free beside ``max_concurrent_stripe_calls``: a hanging Stripe would
+then hold every thread and webhooks and the app would wait for Stripe's timeout (no line
+when neither says).
+
 It reads what the middleware would read: the environment (``STRIPE_SECRET_KEY``,
 ``WEB_APP_URL``, ``STRIPE_WEBHOOK_SECRET``, ``STRIPE_CHECKOUT_STORE``, and
 ``STRIPE_API_BASE`` and ``STRIPE_CHECKOUT_CATALOG`` as the examples use them), then the
@@ -48,7 +55,7 @@ from ..settings.rules import Settings, load_settings
 from ..stripe_api.client import stripe_http_client
 from ..wsgi.paste import PRICE_KEYS, ini_options, price_lookup_from_keys
 
-__all__ = ["Check", "gather_options", "read_ini", "run", "run_checks"]
+__all__ = ["Check", "gather_options", "read_ini", "read_server_threads", "run", "run_checks"]
 
 OK, WARN, SKIP, FAIL = "ok", "warn", "skip", "FAIL"
 _STRIPE = "https://api.stripe.com"
@@ -103,6 +110,42 @@ def read_ini(path: Path, section: str = "filter:checkout") -> dict[str, Any]:
     local_conf = {key: parser.get(section, key) for key in parser.options(section)
                   if key not in defaults and key != "use" and not key.startswith(("set ", "get "))}
     return ini_options(local_conf, here)
+
+
+#: waitress's own default thread count (``threads`` not set).
+WAITRESS_DEFAULT_THREADS = 4
+
+
+def read_server_threads(path: Path, section: str = "server:main") -> int | None:
+    """The server's threads from an ``.ini``'s ``[server:main]``: its ``threads``, or
+    waitress's default when the section uses waitress without one; ``None`` when the
+    file does not say (no such section, another server, an unreadable value)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, configparser.Error):
+        return None
+    if not parser.has_section(section):
+        return None
+    value = parser.get(section, "threads", fallback="").strip()
+    if value.isdigit():
+        return int(value)
+    if not value and "waitress" in parser.get(section, "use", fallback=""):
+        return WAITRESS_DEFAULT_THREADS
+    return None
+
+
+def _check_threads(settings: Settings, threads: int) -> Check:
+    calls = settings.max_concurrent_stripe_calls
+    room = threads - calls
+    if room < 1:
+        return Check(WARN, "server threads", f"{threads} threads and up to {calls} Stripe "
+                     f"calls at once (max_concurrent_stripe_calls): a hanging Stripe holds "
+                     f"every thread and webhooks and the app wait for it; set "
+                     f"max_concurrent_stripe_calls to {max(1, threads - 2)} or raise threads")
+    return Check(OK, "server threads", f"{threads} threads, up to {calls} Stripe calls at "
+                 f"once: {room} left for webhooks and the app while Stripe hangs")
 
 
 def gather_options(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
@@ -300,11 +343,13 @@ def _check_store(settings: Settings) -> Check:
     return _probe_postgres(url, store.url)
 
 
-def run_checks(settings: Settings) -> Iterator[Check]:
-    """Every check of converted settings, in order."""
+def run_checks(settings: Settings, threads: int | None = None) -> Iterator[Check]:
+    """Every check of converted settings, in order (``threads``: the server's, if known)."""
     yield _check_key(settings)
     yield _check_urls(settings)
     yield _check_webhook_secret(settings)
+    if threads is not None:
+        yield _check_threads(settings, threads)
     catalog_check = _check_catalog(settings)
     catalog = settings.price_lookup if isinstance(settings.price_lookup, Catalog) else None
     client, http_client = _client(settings)
@@ -334,8 +379,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"NOT ready: the configuration is refused (read from {', '.join(sources)})",
               file=out)
         return 1
+    threads = getattr(args, "threads", None)
+    if threads is None and args.ini:
+        threads = read_server_threads(Path(args.ini))
     counts = {OK: 0, WARN: 0, SKIP: 0, FAIL: 0}
-    for check in run_checks(settings):
+    for check in run_checks(settings, threads):
         counts[check.status] += 1
         print(check.line(), file=out, flush=True)
     verdict = "ready" if not counts[FAIL] else "NOT ready"

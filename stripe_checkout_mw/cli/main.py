@@ -262,6 +262,9 @@ def _add_check(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--stripe-api-base", metavar="URL",
                         help="another Stripe API address (such as the emulator)")
     parser.add_argument("--domain-url", metavar="URL", help="the shop's public address")
+    parser.add_argument("--threads", metavar="N", type=int,
+                        help="the server's threads per process (default: from --ini's "
+                        "[server:main]), to warn when none are left beside the Stripe calls")
     parser.set_defaults(run=_run_check)
 
 
