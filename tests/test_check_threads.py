@@ -55,3 +55,23 @@ def test_check_takes_the_threads_from_the_command_line(
     assert "warn  server threads: 3 threads and up to 3 Stripe calls" in out
     main(["check", "--threads", "8"])
     assert "ok    server threads: 8 threads, up to 3 Stripe calls" in capsys.readouterr().out
+
+
+def test_the_readmes_server_section_leaves_room_beside_the_stripe_calls(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, stripe_emulator: StripeEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from test_readme import code_block
+
+    monkeypatch.setenv("STRIPE_SECRET_KEY", stripe_emulator.secret_key)
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_emulator.api_base)
+    monkeypatch.setenv("WEB_APP_URL", "https://shop.example.com")
+    (tmp_path / "catalog.json").write_text(
+        json.dumps({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}}),
+        encoding="utf-8")
+    ini = tmp_path / "shop.ini"
+    ini.write_text(code_block("[filter:checkout]", "ini").replace("fulfill = myshop:fulfill\n",
+                                                                  ""), encoding="utf-8")
+    main(["check", "--ini", str(ini)])
+    out = capsys.readouterr().out
+    assert "ok    server threads: 8 threads, up to 6 Stripe calls at once: 2 left" in out, out

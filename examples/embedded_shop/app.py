@@ -19,7 +19,8 @@ Run it on werkzeug's development server::
     STRIPE_SECRET_KEY=sk_test_... STRIPE_PUBLISHABLE_KEY=pk_test_... \\
     STRIPE_CHECKOUT_UI_MODE=embedded_page python app.py
 
-or under any WSGI server, for example ``waitress-serve --call app:create_app``.
+or under any WSGI server, for example
+``waitress-serve --threads=4 --max-request-body-size=1048576 --call app:create_app``.
 """
 
 from __future__ import annotations

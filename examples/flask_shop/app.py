@@ -9,7 +9,8 @@ Run it on werkzeug's development server::
 
     STRIPE_SECRET_KEY=sk_test_... python app.py
 
-or under any WSGI server, for example ``waitress-serve --call app:create_app``
+or under any WSGI server, for example
+``waitress-serve --threads=4 --max-request-body-size=1048576 --call app:create_app``
 (``flask --app app:create_app run`` works too).
 """
 
