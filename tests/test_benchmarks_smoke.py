@@ -72,6 +72,13 @@ EXPECTED_ROWS = [
     ("7", "Stripe hanging, 8 server threads: pass-through p99 latency"),
     ("7", "Stripe hanging, 8 server threads: webhook p99 latency"),
     ("7", "Stripe hanging, 8 server threads: checkouts answered 503 at once"),
+    *[("7", f"healthy Stripe at 300 ms, 8 threads (ceiling 6): {load}")
+      for load in ("bursts of 8 ", "bursts of 16 ", "steady 5 ", "steady 10 ")],
+    *[("7", f"Stripe hanging, {threads} threads (ceiling {ceiling}): {probe}")
+      for threads, ceiling in ((4, 3), (8, 6))
+      for probe in ("webhook p99", "status p99", "app GET p99", "pass-through POST p99",
+                    "calls that reached Stripe")],
+    ("7", "one user, 30 billing portal POSTs: Stripe portal creates"),
     ("8", "SQLite: webhook path, empty store, events/s"),
     ("8", "SQLite: webhook path, 2,000 events + orders + jobs stored, events/s"),
     ("8", "SQLite: large store time / empty store time"),
@@ -86,7 +93,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, objec
     out = tmp_path_factory.mktemp("bench") / "rows.json"
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--smoke", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=55,
+        cwd=ROOT, capture_output=True, text=True, timeout=90,
     )
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     return json.loads(out.read_text()), result.stdout
@@ -122,7 +129,7 @@ def test_the_profiler_runs(target: str) -> None:
     # python -m benchmarks.profile is how BENCHMARKS.md says to look into a missed goal.
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.profile", target, "-n", "10"],
-        cwd=ROOT, capture_output=True, text=True, timeout=55,
+        cwd=ROOT, capture_output=True, text=True, timeout=90,
     )
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert "median" in result.stdout and "tottime" in result.stdout
