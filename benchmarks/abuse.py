@@ -207,7 +207,7 @@ def _lookups(sizes: Sizes, tmpdir: str, emu: Any) -> list[Row]:
                  "beyond the first load", f"{beyond_load * 1000 / sent:g}", "",
             "0 (ttl 300 s: no refresh due)", judge(beyond_load == 0),
             note=f"{sent} requests in {elapsed:.1f} s on {_CLIENTS} threads: {counts} (400: "
-                 f"unknown item; 503: bulkhead full during the first load); "
+                 f"unknown item; a checkout during the first load waits for it); "
                  f"{calls} GET /v1/prices in all",
             data={"requests": sent, "calls": calls, "seconds": elapsed}),
     ]

@@ -192,10 +192,10 @@ def test_a_hanging_stripe_holds_at_most_the_ceiling_and_webhooks_the_status_path
     build: Callable[..., CheckoutMiddleware], stripe_emulator: StripeEmulator,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    mw = build(timeout=4)  # the default ceiling: 3 of waitress's 4 threads
+    mw = build(timeout=8)  # the default ceiling: 3 of waitress's 4 threads
     with waitress_serving(mw, threads=4) as base:
         paid = json.loads(checkout(base)[2])["sessionId"]  # Stripe answered once
-        stripe_emulator.fail_next(status=None, delay=3.5, times=1000)  # now every call hangs
+        stripe_emulator.fail_next(status=None, delay=6, times=1000)  # now every call hangs
         before = len(stripe_emulator.requests)
         hung: list[Any] = []
         holders = [threading.Thread(target=lambda: hung.append(checkout(base)))
