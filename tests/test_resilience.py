@@ -30,6 +30,7 @@ from stripe_checkout_mw.stripe_api.guard import (
     FAILURES_TO_OPEN,
     RefusalLog,
     StripeGuard,
+    TokenBucket,
     loggable,
 )
 from stripe_checkout_mw.testing import StripeEmulator, sign_payload
@@ -378,6 +379,22 @@ def test_one_user_hammering_the_portal_is_bounded_by_their_budget_and_others_go_
     assert requests_to(emu_billing, PORTAL) == int(PER_USER_BURST) + 1
     lines = [r.getMessage() for r in caplog.records if "billing portal refused" in r.getMessage()]
     assert len(lines) == 1 and "(1 refused since the last such line)" in lines[0]
+
+
+def test_the_process_budget_of_the_portal_answers_503_and_is_spent_only_on_stripe_calls(
+    members: CheckoutMiddleware, emu_billing: StripeEmulator
+) -> None:
+    assert members.portal is not None
+    members.portal.per_process = TokenBucket(0.001, 2)  # two creates, then none for long
+    with waitress_serving(members, threads=4) as base:
+        emu_billing.webhook_url = f"{base}/stripe-webhook"
+        subscribe(base, emu_billing, "ann")
+        strangers = [portal(base, f"new{i}")[0] for i in range(5)]  # no Customer yet
+        answers = [portal(base, "ann") for _ in range(3)]
+    assert strangers == [404] * 5  # refused before Stripe: the budget is left whole
+    assert [answer[0] for answer in answers] == [200, 200, 503]
+    assert int(answers[2][1]["Retry-After"]) >= 1
+    assert requests_to(emu_billing, PORTAL) == 2
 
 
 # --- 6. developers can see every refusal ------------------------------------------------------

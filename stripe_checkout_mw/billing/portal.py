@@ -67,11 +67,12 @@ class BillingPortal:
         if ref is None:
             raise HTTPError(401, "Sign in to manage your billing.",
                             type="authentication_error")
-        self._spend(ref)
+        self._spend_users(ref)
         customer = self.customers.stripe_id(ref)
         if customer is None:
             raise HTTPError(404, "There is no billing account for this user yet.",
                             type="invalid_request_error")
+        self._spend_process()
         try:
             with self.guard.call("billing portal"):
                 portal = self.client.v1.billing_portal.sessions.create(
@@ -86,8 +87,8 @@ class BillingPortal:
         logger.info("billing portal session %s created", getattr(portal, "id", "?"))
         return url
 
-    def _spend(self, ref: str) -> None:
-        """Take one call from the user's budget, then the process's; refuse beyond."""
+    def _spend_users(self, ref: str) -> None:
+        """Take one request from the user's budget (it also bounds their ledger look-ups)."""
         mine = self.per_user.bucket(ref)
         if not mine.take():
             self.guard.refusals.note(
@@ -96,6 +97,10 @@ class BillingPortal:
             raise HTTPError(429, "Too many billing portal requests; try again shortly.",
                             type="rate_limit_error",
                             headers=[("Retry-After", str(mine.retry_after()))])
+
+    def _spend_process(self) -> None:
+        """Take one Stripe call from the process's budget (only requests that will call
+        Stripe spend it, so users without a Customer cannot use it up)."""
         if not self.per_process.take():
             self.guard.refusals.note(
                 "portal process budget", "billing portal refused: this process opened "
