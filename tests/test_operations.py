@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_refunds import RefundShop
+from conftest import RefundShop
 
 from stripe_checkout_mw.ledger.orders import Order
 from stripe_checkout_mw.ledger.store import open_store
