@@ -36,7 +36,7 @@ SECRET = "whsec_test_current_0123456789abcdef"
 OLD_SECRET = "whsec_test_previous_fedcba9876543210"
 PG_URL = os.environ.get("STRIPE_CHECKOUT_TEST_PG", "")
 SESSION_ID = "cs_test_a1webhook"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import DEFAULT_PG_URL, postgres_unavailable
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_dead_address_gives_a_one_line_reason() -> None:
@@ -28,7 +28,7 @@ def test_the_postgres_tests_run_at_the_default_address_with_no_variable_set(
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     answer = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
-         "--basetemp", str(tmp_path / "basetemp"), "tests/test_store.py", "-k", "postgres"],
+         "--basetemp", str(tmp_path / "basetemp"), "tests/ledger/test_store.py", "-k", "postgres"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert answer.returncode == 0, answer.stdout + answer.stderr
     summary = answer.stdout.strip().splitlines()[-1]
