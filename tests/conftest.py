@@ -10,6 +10,11 @@ The server is the one STRIPE_CHECKOUT_TEST_PG names, else the documented default
 the PostgreSQL tests skip and say how to enable them. ``STRIPE_CHECKOUT_TEST_PG=off``
 skips them even when a server answers.
 
+The suites live in folders that mirror the package (``tests/ledger/`` tests
+``stripe_checkout_mw/ledger/``), plus ``tests/project/`` for the project as a whole and the
+long suites apart: each file under ``property/``, ``faults/``, ``load/`` and ``browser/`` gets
+its folder's marker and ``slow``, so ``pytest -m "not slow"`` is the quick loop.
+
 Every test runs with the shop's configuration variables (STRIPE_*, WEB_APP_URL) removed
 from the environment, as the ``stripe_emulator`` fixture does, so a developer's exported
 keys or store change nothing.
@@ -37,6 +42,17 @@ from stripe_checkout_mw.ledger.store import OrderStore, open_store
 from stripe_checkout_mw.testing import StripeEmulator
 from stripe_checkout_mw.testing.pytest_plugin import isolated_environment
 
+TESTS = Path(__file__).resolve().parent
+#: The folders that mirror no package part: the project-wide checks, and the long suites,
+#: each with the markers its tests get (see setup.cfg for what each marker means).
+SUITE_FOLDERS: dict[str, tuple[str, ...]] = {
+    "project": (),
+    "property": ("property", "slow"),
+    "faults": ("faults", "slow"),
+    "load": ("load", "slow"),
+    "browser": ("browser", "slow"),
+}
+
 PG_ENV = "STRIPE_CHECKOUT_TEST_PG"
 #: The test database the README and .ci/run name; used when it answers and PG_ENV is unset.
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -51,6 +67,17 @@ def _isolated_from_the_shell() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         isolated_environment(patch)
         yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test in a long suite's folder with that folder's markers."""
+    for item in items:
+        try:
+            folder = item.path.relative_to(TESTS).parts[0]
+        except ValueError:  # a test outside this folder (the suite-setup test's own runs)
+            continue
+        for marker in SUITE_FOLDERS.get(folder, ()):
+            item.add_marker(marker)
 
 
 def postgres_unavailable(url: str, timeout: int = 2) -> str | None:

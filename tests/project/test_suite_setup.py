@@ -18,6 +18,7 @@ def test_a_dead_address_gives_a_one_line_reason() -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # a pytest run of its own over the store suite
 def test_the_postgres_tests_run_at_the_default_address_with_no_variable_set(
     tmp_path: Path,
 ) -> None:
@@ -33,3 +34,4 @@ def test_the_postgres_tests_run_at_the_default_address_with_no_variable_set(
     assert answer.returncode == 0, answer.stdout + answer.stderr
     summary = answer.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "skipped" not in summary and "deselected" in summary
+
