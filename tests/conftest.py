@@ -141,11 +141,14 @@ def store(store_url: str) -> Iterator[OrderStore]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI, a skip fails the run; under pytest-xdist the workers' reports reach this
+    hook in the controlling process, whose exit status is the run's."""
     if os.environ.get("STRIPE_CHECKOUT_NO_SKIPS") != "1":
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter is not None else []
     if skipped and exitstatus == 0:
+        reporter.ensure_newline()
         for report in skipped:
             reporter.write_line(f"SKIPPED IN CI (counts as a failure): {report.nodeid}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
