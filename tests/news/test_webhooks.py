@@ -540,6 +540,8 @@ receiver.handle(sys.stdin.buffer.read(), sys.argv[3])
 """
 
 
+@pytest.mark.faults
+@pytest.mark.slow
 def test_a_process_killed_mid_handling_loses_nothing(
     store_url: str, client: stripe.StripeClient
 ) -> None:
@@ -670,6 +672,8 @@ print(json.dumps([status, payload]))
 """
 
 
+@pytest.mark.faults
+@pytest.mark.slow
 def test_worker_processes_racing_fulfil_once(store_url: str, tmp_path: Path) -> None:
     with open_store(store_url) as opened:
         opened.record_open(Order(session_id=SESSION_ID))
