@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import SUITE_FOLDERS, TESTS
 
 PACKAGE = TESTS.parent / "stripe_checkout_mw"
@@ -43,6 +44,7 @@ def collected(*args: str) -> list[str]:
     return [line for line in done.stdout.splitlines() if "::" in line]
 
 
+@pytest.mark.slow  # two pytest runs of their own
 def test_the_quick_loop_leaves_out_every_long_suite_and_each_has_its_marker() -> None:
     long_suites = {name: marks for name, marks in SUITE_FOLDERS.items() if marks}
     quick = collected("-m", "not slow")

@@ -38,6 +38,7 @@ def test_the_postgres_tests_run_at_the_default_address_with_no_variable_set(
     assert " passed" in summary and "skipped" not in summary and "deselected" in summary
 
 
+@pytest.mark.slow  # a parallel pytest run of its own
 @pytest.mark.parametrize("ci", [True, False], ids=["ci", "developer"])
 def test_a_skip_in_a_parallel_worker_fails_the_run_only_in_ci(tmp_path: Path, ci: bool) -> None:
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
