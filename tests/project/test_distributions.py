@@ -37,7 +37,9 @@ from typing import IO, Any
 
 import pytest
 
-pytestmark = pytest.mark.slow
+#: One worker builds the sdist and the wheel once for the whole module (-n auto --dist
+#: loadgroup); spread over workers, each would build them again.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("distributions")]
 
 ROOT = Path(__file__).resolve().parents[2]
 CARD = "4242 4242 4242 4242"

@@ -61,5 +61,5 @@ def test_a_skip_in_a_parallel_worker_fails_the_run_only_in_ci(tmp_path: Path, ci
 def test_ci_runs_the_readmes_test_command_verbatim() -> None:
     readme = (ROOT / "README.md").read_text()
     command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
-    assert command.startswith("python3 -m venv .venv") and "-m pytest -n auto" in command
+    assert command.startswith("python3 -m venv .venv") and "-m pytest -n auto " in command
     assert f"\n{command}\n" in readme
