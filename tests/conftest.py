@@ -10,6 +10,11 @@ The server is the one STRIPE_CHECKOUT_TEST_PG names, else the documented default
 the PostgreSQL tests skip and say how to enable them. ``STRIPE_CHECKOUT_TEST_PG=off``
 skips them even when a server answers.
 
+The suites live in folders that mirror the package (``tests/ledger/`` tests
+``stripe_checkout_mw/ledger/``), plus ``tests/project/`` for the project as a whole and the
+long suites apart: each file under ``property/``, ``faults/``, ``load/`` and ``browser/`` gets
+its folder's marker and ``slow``, so ``pytest -m "not slow"`` is the quick loop.
+
 Every test runs with the shop's configuration variables (STRIPE_*, WEB_APP_URL) removed
 from the environment, as the ``stripe_emulator`` fixture does, so a developer's exported
 keys or store change nothing.
@@ -30,10 +35,23 @@ from typing import Any
 import pytest
 import requests
 
-from stripe_checkout_mw import CheckoutMiddleware
+from stripe_checkout_mw import Catalog, CheckoutMiddleware
 from stripe_checkout_mw.ledger.orders import Order
+from stripe_checkout_mw.ledger.payments import PaymentLedger
 from stripe_checkout_mw.ledger.store import OrderStore, open_store
+from stripe_checkout_mw.testing import StripeEmulator
 from stripe_checkout_mw.testing.pytest_plugin import isolated_environment
+
+TESTS = Path(__file__).resolve().parent
+#: The folders that mirror no package part: the project-wide checks, and the long suites,
+#: each with the markers its tests get (see setup.cfg for what each marker means).
+SUITE_FOLDERS: dict[str, tuple[str, ...]] = {
+    "project": (),
+    "property": ("property", "slow"),
+    "faults": ("faults", "slow"),
+    "load": ("load", "slow"),
+    "browser": ("browser", "slow"),
+}
 
 PG_ENV = "STRIPE_CHECKOUT_TEST_PG"
 #: The test database the README and .ci/run name; used when it answers and PG_ENV is unset.
@@ -49,6 +67,17 @@ def _isolated_from_the_shell() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         isolated_environment(patch)
         yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test in a long suite's folder with that folder's markers."""
+    for item in items:
+        try:
+            folder = item.path.relative_to(TESTS).parts[0]
+        except ValueError:  # a test outside this folder (the suite-setup test's own runs)
+            continue
+        for marker in SUITE_FOLDERS.get(folder, ()):
+            item.add_marker(marker)
 
 
 def postgres_unavailable(url: str, timeout: int = 2) -> str | None:
@@ -112,11 +141,14 @@ def store(store_url: str) -> Iterator[OrderStore]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI, a skip fails the run; under pytest-xdist the workers' reports reach this
+    hook in the controlling process, whose exit status is the run's."""
     if os.environ.get("STRIPE_CHECKOUT_NO_SKIPS") != "1":
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter is not None else []
     if skipped and exitstatus == 0:
+        reporter.ensure_newline()
         for report in skipped:
             reporter.write_line(f"SKIPPED IN CI (counts as a failure): {report.nodeid}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -181,6 +213,51 @@ class ServedShop:
         self.server.server_close()
         self.thread.join(5)
         self.middleware.close()
+
+
+REFUND_CATALOG = Catalog({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}})
+
+
+def plain_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"shop"]
+
+
+class RefundShop(ServedShop):
+    """The middleware on a real server, recording every hook call (refund, sync and CLI tests)."""
+
+    def __init__(self, emu: StripeEmulator, store: str, **options: Any) -> None:
+        self.calls: list[tuple[str, Order]] = []
+        self.fail_refunded = 0
+        self._lock = threading.Lock()
+        super().__init__(CheckoutMiddleware(
+            plain_app, secret_key=emu.secret_key, stripe_api_base=emu.api_base,
+            domain_url="https://shop.example.com", price_lookup=REFUND_CATALOG,
+            webhook_secret=emu.webhook_secret, store=store,
+            fulfill=options.pop("fulfill", lambda order: self._record("fulfill", order)),
+            refunded=self._refunded, disputed=lambda order: self._record("disputed", order),
+            **options))
+        emu.webhook_url = f"{self.url}/stripe-webhook"
+
+    def _record(self, hook: str, order: Order) -> None:
+        with self._lock:
+            self.calls.append((hook, order))
+
+    def _refunded(self, order: Order) -> None:
+        if self.fail_refunded:
+            self.fail_refunded -= 1
+            raise RuntimeError("accounting is down")
+        self._record("refunded", order)
+
+    def hooks(self, name: str) -> list[Order]:
+        return [order for hook, order in self.calls if hook == name]
+
+    def order(self, session_id: str) -> Order:
+        store = self.middleware.store
+        assert store is not None
+        order = store.get(session_id)
+        assert order is not None
+        return PaymentLedger(store).attach(order)
 
 
 def run_together(jobs: list[Any], timeout: float = 120) -> list[Any]:

@@ -3,7 +3,7 @@
 The middleware's side, through WebTest and the real SDK against the emulator: what
 the create sends and answers per mode, the page's configuration path, form posts,
 and every configuration mistake refused at construction with the option's name.
-The browser's side is in tests/test_browser.py.
+The browser's side is in tests/browser/test_browser.py.
 """
 
 from __future__ import annotations

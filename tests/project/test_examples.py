@@ -31,7 +31,7 @@ from stripe_checkout_mw.cli.demo import find_middleware
 from stripe_checkout_mw.serving import BackgroundServer
 from stripe_checkout_mw.testing import StripeEmulator
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CARD = "4242 4242 4242 4242"
 FORM_SHOPS = ("bottle", "pyramid")
 ALL_SHOPS = ("bottle", "pyramid", "flask", "wsgi")

@@ -10,8 +10,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from conftest import Fulfilments, run_together
-from test_refunds import RefundShop
+from conftest import Fulfilments, RefundShop, run_together
 
 from stripe_checkout_mw.news.reconcile import Reconciler, SyncReport, parse_since
 from stripe_checkout_mw.testing import StripeEmulator

@@ -1,7 +1,7 @@
 """The emulator's params check: every route goes through one table-driven validator.
 
 These drive :class:`StripeState` directly (no sockets): the table, not the HTTP
-layer, is what is under test here; tests/test_emulator.py covers the same
+layer, is what is under test here; tests/testing/test_emulator.py covers the same
 behaviour through the real SDK.
 """
 

@@ -37,17 +37,20 @@ from typing import IO, Any
 
 import pytest
 
-pytestmark = pytest.mark.slow
+#: One worker builds the sdist and the wheel once for the whole module (-n auto --dist
+#: loadgroup); spread over workers, each would build them again.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("distributions")]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CARD = "4242 4242 4242 4242"
 #: What never belongs in a copy of the source: environments, caches, build output.
 _NOT_SOURCE = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info",
                                      "__pycache__", ".*_cache", ".hypothesis", "*.db*")
 #: The part of the suite run from the unpacked sdist: the middleware, the store, the
 #: demo with its examples, the README's recipes, and ruff and mypy on the sdist's tree.
-SDIST_TESTS = ("tests/test_checkout.py", "tests/test_store.py", "tests/test_demo.py",
-               "tests/test_readme.py", "tests/test_static_checks.py")
+SDIST_TESTS = ("tests/checkout/test_checkout.py", "tests/ledger/test_store.py",
+               "tests/cli/test_demo.py", "tests/project/test_readme.py",
+               "tests/project/test_static_checks.py")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

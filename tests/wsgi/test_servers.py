@@ -3,7 +3,7 @@
 1. Every owned path (checkout, webhook, status) under ``wsgiref.validate`` on both sides:
    the server side checks what the middleware answers (status line, header types, no
    ``Content-Type`` on a 204, a closed iterable...), the app side checks that the app is
-   still called correctly. ``tests/test_checkout.py`` does this for the checkout path's
+   still called correctly. ``tests/checkout/test_checkout.py`` does this for the checkout path's
    happy and error rows; this adds the webhook and status paths and the 303/405/413 rows.
 2. A shop wrapped by the middleware served by werkzeug's threaded server, waitress and
    gunicorn (a subprocess, two worker processes sharing the SQLite ledger), each on a

@@ -239,6 +239,8 @@ def _post(http: requests.Session, emu: StripeEmulator, path: str,
     return answer.status_code, body
 
 
+@pytest.mark.property
+@pytest.mark.slow
 def test_the_emulator_agrees_with_the_schema_on_a_generated_probe(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -424,6 +426,8 @@ _VALUES = st.sampled_from(["", "1", "-1", "true", "usd", "payment", "subscriptio
                            "cs_test_x", "price_x", "a" * 300]) | st.text(max_size=6)
 
 
+@pytest.mark.property
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(ROUTES), st.lists(st.tuples(_KEYS, _VALUES), max_size=8))

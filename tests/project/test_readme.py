@@ -26,7 +26,7 @@ import pytest
 
 from stripe_checkout_mw.testing import StripeEmulator
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def code_block(starting_with: str, language: str = "python") -> str:

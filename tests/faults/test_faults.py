@@ -1,6 +1,6 @@
 """Stripe failing, on the real server path (issue 7, suite 2).
 
-``tests/test_checkout.py`` proves the error mapping through WebTest (500 for ever, an HTML
+``tests/checkout/test_checkout.py`` proves the error mapping through WebTest (500 for ever, an HTML
 502, malformed JSON, 429, 401, a rejected create, a retried 429, a hang, connection
 refused). This file fills the gaps on a real werkzeug server over HTTP on 127.0.0.1:
 

@@ -1,6 +1,6 @@
 """The emulator's stand-in Stripe.js and the frames it mounts, over real HTTP.
 
-What the script does in a browser is covered by tests/test_browser.py; here are the
+What the script does in a browser is covered by tests/browser/test_browser.py; here are the
 emulator's side of it: the sessions the two embedded modes create, the script's
 address and key, and the frames' and calls' answers to good and bad input.
 """

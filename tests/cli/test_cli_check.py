@@ -12,7 +12,7 @@ import pytest
 from stripe_checkout_mw.__main__ import main
 from stripe_checkout_mw.testing import StripeEmulator
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(autouse=True)

@@ -3,63 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import stripe
-from conftest import ServedShop
+from conftest import RefundShop
 
-from stripe_checkout_mw import Catalog, CheckoutMiddleware
 from stripe_checkout_mw.ledger.orders import Order
 from stripe_checkout_mw.ledger.payments import PaymentLedger
 from stripe_checkout_mw.testing import StripeEmulator
-
-CATALOG = Catalog({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}})
-
-
-def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"shop"]
-
-
-class RefundShop(ServedShop):
-    """The middleware on a real server, recording every hook call."""
-
-    def __init__(self, emu: StripeEmulator, store: str, **options: Any) -> None:
-        self.calls: list[tuple[str, Order]] = []
-        self.fail_refunded = 0
-        self._lock = threading.Lock()
-        super().__init__(CheckoutMiddleware(
-            app, secret_key=emu.secret_key, stripe_api_base=emu.api_base,
-            domain_url="https://shop.example.com", price_lookup=CATALOG,
-            webhook_secret=emu.webhook_secret, store=store,
-            fulfill=options.pop("fulfill", lambda order: self._record("fulfill", order)),
-            refunded=self._refunded, disputed=lambda order: self._record("disputed", order),
-            **options))
-        emu.webhook_url = f"{self.url}/stripe-webhook"
-
-    def _record(self, hook: str, order: Order) -> None:
-        with self._lock:
-            self.calls.append((hook, order))
-
-    def _refunded(self, order: Order) -> None:
-        if self.fail_refunded:
-            self.fail_refunded -= 1
-            raise RuntimeError("accounting is down")
-        self._record("refunded", order)
-
-    def hooks(self, name: str) -> list[Order]:
-        return [order for hook, order in self.calls if hook == name]
-
-    def order(self, session_id: str) -> Order:
-        store = self.middleware.store
-        assert store is not None
-        order = store.get(session_id)
-        assert order is not None
-        return PaymentLedger(store).attach(order)
 
 
 @pytest.fixture

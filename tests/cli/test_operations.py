@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_refunds import RefundShop
+from conftest import RefundShop
 
 from stripe_checkout_mw.ledger.orders import Order
 from stripe_checkout_mw.ledger.store import open_store
@@ -214,6 +214,7 @@ def _always_fails(order: Order) -> None:
     raise RuntimeError("warehouse offline")
 
 
+@pytest.mark.slow  # two CLI processes racing a sync
 def test_sync_from_the_command_line_and_from_two_hosts_at_once(
     cli: Cli, emu: StripeEmulator, shop: RefundShop
 ) -> None:

@@ -36,7 +36,7 @@ SECRET = "whsec_test_current_0123456789abcdef"
 OLD_SECRET = "whsec_test_previous_fedcba9876543210"
 PG_URL = os.environ.get("STRIPE_CHECKOUT_TEST_PG", "")
 SESSION_ID = "cs_test_a1webhook"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -540,6 +540,8 @@ receiver.handle(sys.stdin.buffer.read(), sys.argv[3])
 """
 
 
+@pytest.mark.faults
+@pytest.mark.slow
 def test_a_process_killed_mid_handling_loses_nothing(
     store_url: str, client: stripe.StripeClient
 ) -> None:
@@ -670,6 +672,8 @@ print(json.dumps([status, payload]))
 """
 
 
+@pytest.mark.faults
+@pytest.mark.slow
 def test_worker_processes_racing_fulfil_once(store_url: str, tmp_path: Path) -> None:
     with open_store(store_url) as opened:
         opened.record_open(Order(session_id=SESSION_ID))

@@ -447,6 +447,8 @@ def _judge(endpoint: str, params: Any) -> None:
         assert isinstance(out, dict)
 
 
+@pytest.mark.property
+@pytest.mark.slow
 @_FUZZ
 @given(st.sampled_from(sorted(schema.ENDPOINTS)), st.dictionaries(_ANY_KEYS, _TREES,
                                                                    max_size=6) | _TREES)
@@ -454,6 +456,8 @@ def test_arbitrary_input_raises_only_schema_errors(endpoint: str, params: Any) -
     _judge(endpoint, params)
 
 
+@pytest.mark.property
+@pytest.mark.slow
 @_FUZZ
 @given(st.dictionaries(_KEYS, _TREES, max_size=6), st.sampled_from(
     ["payment", "subscription", "setup", None]))
@@ -515,6 +519,8 @@ def _from_schema(node: schema.Node, depth: int = 0) -> st.SearchStrategy[Any]:
     return made
 
 
+@pytest.mark.property
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.sampled_from(sorted(schema.ENDPOINTS)).flatmap(

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+#: The smoke run takes most of a minute of one core: out of the quick loop.
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
 
 #: One substring per row the table must have; a new benchmark adds its row here.
 EXPECTED_ROWS = [

@@ -1,8 +1,8 @@
 """The security promises, each proven by a test that fails if the promise breaks (issue 7,
 suite 4). SECURITY.md lists which test proves which promise.
 
-Where ``tests/test_checkout.py``, ``tests/test_webhooks.py`` or ``tests/test_status.py``
-already prove a promise, this file adds only what they leave out.
+Where ``tests/checkout/test_checkout.py``, ``tests/news/test_webhooks.py`` or
+``tests/news/test_status.py`` already prove a promise, this file adds only what they leave out.
 """
 
 from __future__ import annotations

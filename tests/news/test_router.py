@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServedShop
-from test_refunds import CATALOG, app
+from conftest import REFUND_CATALOG, ServedShop, plain_app
 
 from stripe_checkout_mw import CheckoutMiddleware, Order
 from stripe_checkout_mw.news import reconcile
@@ -51,8 +50,8 @@ def test_the_readme_lists_the_routed_event_types_for_the_webhook_endpoint() -> N
 
 
 def test_an_applier_no_row_uses_is_refused(store_url: str) -> None:
-    shop = CheckoutMiddleware(app, secret_key="sk_test_x", domain_url="https://s.example",
-                              price_lookup=CATALOG, store=store_url)
+    shop = CheckoutMiddleware(plain_app, secret_key="sk_test_x", domain_url="https://s.example",
+                              price_lookup=REFUND_CATALOG, store=store_url)
     try:
         assert shop.pipeline is not None
         with pytest.raises(ValueError, match="no route uses"):
@@ -69,8 +68,8 @@ class _Shop(ServedShop):
         self.calls: list[tuple[str, Order]] = []
         self._lock = threading.Lock()
         super().__init__(CheckoutMiddleware(
-            app, secret_key=emu.secret_key, stripe_api_base=emu.api_base,
-            domain_url="https://shop.example.com", price_lookup=CATALOG, store=store,
+            plain_app, secret_key=emu.secret_key, stripe_api_base=emu.api_base,
+            domain_url="https://shop.example.com", price_lookup=REFUND_CATALOG, store=store,
             fulfill=lambda order: self._record("fulfill", order),
             refunded=lambda order: self._record("refunded", order), **options))
 
