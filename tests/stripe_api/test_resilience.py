@@ -18,8 +18,7 @@ from typing import Any, Callable
 
 import pytest
 import stripe
-from conftest import waitress_serving
-from test_refunds import RefundShop
+from conftest import RefundShop, waitress_serving
 from test_stripe_guard import CATALOG, ONE_TEE, call, checkout, shop_app
 
 from stripe_checkout_mw import CheckoutMiddleware, StripeLookupKeys
