@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ..serving import BackgroundServer, ListenError
+from ..settings.options import UI_MODES
 from ..wsgi.middleware import CheckoutMiddleware
 
 if TYPE_CHECKING:
@@ -49,8 +50,8 @@ __all__ = ["EXAMPLES_ENV", "FRAMEWORKS", "HOME_PAGE", "DemoError", "DemoShop", "
 #: ``--framework`` choices -> the example folder that holds that shop.
 FRAMEWORKS = {"bottle": "bottle_shop", "pyramid": "pyramid_shop", "flask": "flask_shop",
               "wsgi": "plain_wsgi", "members": "members_area"}
-#: ``--ui-mode`` choices; the two that pay on the shop's page run ``examples/embedded_shop``.
-UI_MODES = ("hosted_page", "embedded_page", "elements")
+#: ``--ui-mode`` choices are the options table's :data:`UI_MODES`; the two that pay on the
+#: shop's page run ``examples/embedded_shop``.
 PAGE_SHOP = "embedded_shop"
 #: The environment variable naming another ``examples/`` folder.
 EXAMPLES_ENV = "STRIPE_CHECKOUT_EXAMPLES"

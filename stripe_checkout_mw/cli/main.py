@@ -45,6 +45,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Callable, TextIO
 
+from ..settings.options import UI_MODES
+
 if TYPE_CHECKING:
     from .demo import DemoShop
 
@@ -54,8 +56,8 @@ __all__ = ["DEMO_FRAMEWORKS", "DEMO_UI_MODES", "build_parser", "main", "run_demo
 #: ``demo --framework`` choices: the example shops (``demo.FRAMEWORKS``), named here so
 #: that building the parser imports no command's module.
 DEMO_FRAMEWORKS = ("bottle", "pyramid", "flask", "wsgi", "members")
-#: ``demo --ui-mode`` choices (``demo.UI_MODES``).
-DEMO_UI_MODES = ("hosted_page", "embedded_page", "elements")
+#: ``demo --ui-mode`` choices: the options table's ui modes.
+DEMO_UI_MODES = UI_MODES
 
 
 @contextmanager

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable
 from html import escape
 from importlib import resources
@@ -97,14 +96,12 @@ def fulfill(order: Order) -> None:
 def create_app(**options: Any) -> CheckoutMiddleware:
     """:func:`shop` wrapped in the middleware, configured from the environment.
 
-    The middleware reads ``STRIPE_SECRET_KEY``, ``WEB_APP_URL``, ``STRIPE_WEBHOOK_SECRET``
-    and ``STRIPE_CHECKOUT_STORE`` itself; ``STRIPE_API_BASE`` points it at the offline
-    emulator. Keyword ``options`` override them.
+    The middleware reads ``STRIPE_SECRET_KEY``, ``WEB_APP_URL``, ``STRIPE_WEBHOOK_SECRET``,
+    ``STRIPE_CHECKOUT_STORE`` and ``STRIPE_API_BASE`` (which points it at the offline
+    emulator) itself. Keyword ``options`` override them.
     """
     settings: dict[str, Any] = {
         "price_lookup": catalog(),
-        "stripe_api_base": os.environ.get("STRIPE_API_BASE") or None,
-        "store": os.environ.get("STRIPE_CHECKOUT_STORE") or None,
         "fulfill": fulfill,
     }
     settings.update(options)

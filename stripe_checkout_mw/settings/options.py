@@ -1,23 +1,33 @@
-"""The table of the middleware's options: each name, its default and its converter.
+"""The table of the middleware's options: each one row, declared once.
 
-``CheckoutMiddleware(app, **options)``, the PasteDeploy filter and the ``check`` command
-all read options through :func:`convert_options`, so a value one of them refuses, every
-one of them refuses, with the same :class:`OptionError`.
+A row (:class:`Option`) holds an option's default, the environment variable it falls back
+to, its converter and its one-line doc. Everything else follows from :data:`OPTIONS`:
+
+- ``CheckoutMiddleware``'s keywords (written out for IDEs and type checkers; a test fails
+  when their names, defaults or ``:param`` lines differ from the table);
+- the PasteDeploy filter's keys (:mod:`stripe_checkout_mw.wsgi.paste`), with the price keys
+  of :data:`PRICE_OPTIONS`;
+- ``check --ini`` and every operator's command (``sync``, ``fulfil-pending``, ``orders``,
+  ``events``), which read a configuration through the same
+  :func:`~stripe_checkout_mw.settings.rules.load_settings` as the middleware;
+- the README's options table (:func:`markdown_rows`; a test fails when it differs).
 
 A converter takes the value as Python code would pass it or as an ``.ini`` file writes
 it, alike: ``max_quantity=12`` and ``max_quantity="12"``, ``timeout=(3, 10)`` and
 ``timeout="3 10"``, ``require_email=True`` and ``require_email="yes"``, ``fulfill=func``
 and ``fulfill="shop.orders:fulfill"``. Rules that involve more than one option (the
-redirect URLs built from ``domain_url``, the webhook path needing a secret) are in
-:func:`stripe_checkout_mw.settings.rules.load_settings`.
+redirect URLs built from ``domain_url``, the webhook path needing a secret, the ui-mode
+rules, the marker) are in :func:`stripe_checkout_mw.settings.rules.load_settings`, the one
+function every entry point calls.
 
-To add an option: add one row to :data:`OPTIONS` below (its default and a converter;
-reuse a converter when one fits), add the same keyword with the same default to
-``CheckoutMiddleware.__init__``, and, if code reads it, a typed field of that name to
-``config.Settings``. Tests check that the three agree; the ``.ini`` key and ``check``
-follow by themselves.
+To add an option: add one row to :data:`OPTIONS` (its default, a converter, ``env`` if the
+environment may give it, and its doc; reuse a converter when one fits), then run the tests:
+they name the keyword to add to ``CheckoutMiddleware.__init__`` (the same default, and a
+``:param`` line of the row's doc) and the README row to add (:func:`markdown_rows` prints
+it). If code reads the option, give :class:`~stripe_checkout_mw.settings.rules.Settings` a
+typed field of that name, without a default: the value comes from the table. The ``.ini``
+key, ``check`` and the commands follow by themselves.
 """
-
 from __future__ import annotations
 
 import difflib
@@ -25,6 +35,7 @@ import importlib
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -34,7 +45,8 @@ from .. import schema
 from ..errors import OptionError, OptionTypeError
 from ..urls import origin_of
 
-__all__ = ["OPTIONS", "Option", "OptionError", "OptionTypeError", "convert_options",
+__all__ = ["OPTIONS", "PAGE_UI_MODES", "PRICE_OPTIONS", "UI_MODES", "Option", "OptionError",
+           "OptionTypeError", "configured", "convert_options", "markdown_rows", "param_doc",
            "reserved_in"]
 
 
@@ -51,6 +63,9 @@ RESERVED_SESSION_PARAMS = frozenset(
 )
 #: Where the customer pays: Stripe's hosted page, or the shop's own page with Stripe.js.
 UI_MODES = ("hosted_page", "embedded_page", "elements")
+#: The modes whose page runs Stripe.js: a publishable key and a return_url, no
+#: success_url or cancel_url.
+PAGE_UI_MODES = UI_MODES[1:]
 _OLD_UI_MODES = {"hosted": "hosted_page", "embedded": "embedded_page", "custom": "elements"}
 _REDIRECTS = ("always", "if_required", "never")
 
@@ -402,61 +417,220 @@ def retention_days(option: str, value: Any) -> float:
 
 @dataclass(frozen=True)
 class Option:
-    """One row of :data:`OPTIONS`: what an option is when not given, and its converter."""
+    """One row of :data:`OPTIONS`: everything about one option, in one place.
+
+    :param default: what the option is when not given (the keyword's default in
+        ``CheckoutMiddleware.__init__``, which a test holds to this value).
+    :param convert: the converter, ``(name, value) -> checked value``; it gets the default
+        too. With ``env``, a blank value reads that environment variable instead.
+    :param doc: what the option means, one line of Markdown: the README's options table
+        and the keyword's ``:param`` line are this text (tests hold them to it).
+    :param env: the environment variable a value not given falls back to.
+    :param shown: the README's default column, when it is not just the default (or
+        ``$VARIABLE``): ``"required"``, or a value the rules build from other options.
+    """
 
     default: Any
     convert: Converter
+    doc: str
+    env: str | None = None
+    shown: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.env is not None:
+            object.__setattr__(self, "convert", from_environment(self.env, self.convert))
+
+    @property
+    def shown_default(self) -> str:
+        """The default as the README shows it (Markdown)."""
+        if self.shown is not None:
+            return self.shown
+        if self.env is not None:
+            return f"`${self.env}`"
+        return f"`{self.default}`" if isinstance(self.default, str) else f"`{self.default!r}`"
 
 
-#: Every option of ``CheckoutMiddleware``, the ``.ini`` filter and ``check``. A default is
-#: what ``__init__`` declares; the converter gets it too, so it may stand for "read the
-#: environment" (``from_environment``). Add a row here to add an option (see the module
-#: docstring for the other two places).
+#: Every option of ``CheckoutMiddleware``, the ``.ini`` filter, ``check`` and the operator's
+#: commands; the one place an option is declared (see the module docstring).
 OPTIONS: dict[str, Option] = {
-    "secret_key": Option(None, from_environment("STRIPE_SECRET_KEY", _secret_key)),
-    "path": Option("/create-checkout-session", url_path),
-    "domain_url": Option(None, from_environment("WEB_APP_URL", optional_url)),
-    "success_url": Option(None, optional_url),
-    "cancel_url": Option(None, optional_url),
-    "ui_mode": Option("hosted_page", _ui_mode),
-    "return_url": Option(None, optional_url),
-    "redirect_on_completion": Option(None, _redirect_on_completion),
-    "publishable_key": Option(None, from_environment("STRIPE_PUBLISHABLE_KEY",
-                                                     _publishable_key)),
-    "price_lookup": Option(None, _price_lookup),
-    "validator": Option(None, callable_or_reference("a callable (body, environ) -> body")),
-    "require_email": Option(False, to_bool),
-    "max_quantity": Option(999, int_between(1, 999_999)),
-    "allowed_countries": Option(None, _countries),
-    "mode": Option(None, _mode),
-    "session_options": Option(None, _session_options),
-    "stripe_api_base": Option(None, from_environment("STRIPE_API_BASE", optional_url)),
-    "max_network_retries": Option(2, int_between(0, 10)),
-    "timeout": Option(10.0, _timeout),
-    "max_body": Option(65536, int_between(1024, 16 * 1024 * 1024)),
-    "allowed_origins": Option((), _origins),
-    "webhook_path": Option(None, optional_path),
-    "webhook_secret": Option(None, from_environment("STRIPE_WEBHOOK_SECRET", _webhook_secrets)),
-    "status_path": Option("/checkout-session", optional_path),
-    "store": Option(None, optional_text),
-    "fulfill": Option(None, callable_or_reference("a callable fulfill(order)")),
-    # Per-process limits on the Stripe calls requests cause (stripe_guard.py).
-    "max_concurrent_stripe_calls": Option(3, int_between(1, 1000)),
-    "circuit_cooldown": Option(10.0, positive_number("seconds")),
-    "status_stripe_budget": Option(5.0, positive_number("retrieves per second")),
-    "allow_free_orders": Option(False, to_bool),
-    "status_shows_email": Option(False, to_bool),
-    "job_lease": Option(300.0, job_lease),
-    "event_retention_days": Option(30.0, retention_days),
-    "customer_ref": Option(None, callable_or_reference(
-        "a callable customer_ref(environ) -> the user's id or None")),
-    "portal_path": Option("/billing-portal", optional_path),
-    "portal_return_url": Option(None, optional_url),
-    "subscription_changed": Option(None, callable_or_reference(
-        "a callable subscription_changed(subscription)")),
-    "past_due_is_active": Option(True, to_bool),
-    "refunded": Option(None, callable_or_reference("a callable refunded(order)")),
-    "disputed": Option(None, callable_or_reference("a callable disputed(order)")),
+    "secret_key": Option(
+        None, _secret_key,
+        env="STRIPE_SECRET_KEY",
+        doc="Stripe secret key (`sk_test_`/`sk_live_`, or a restricted `rk_` key)"),
+    "path": Option(
+        "/create-checkout-session", url_path,
+        doc=("where orders are posted; matched on `PATH_INFO` (works under a `SCRIPT_NAME` "
+             "mount)")),
+    "domain_url": Option(
+        None, optional_url,
+        env="WEB_APP_URL",
+        doc="the shop's public address, used for the two URLs below"),
+    "success_url": Option(
+        None, optional_url,
+        shown="`{domain_url}/success?session_id={CHECKOUT_SESSION_ID}`",
+        doc="where Stripe sends a paying customer"),
+    "cancel_url": Option(
+        None, optional_url,
+        shown="`{domain_url}/cancel`",
+        doc="where Stripe sends a customer who gives up"),
+    "ui_mode": Option(
+        "hosted_page", _ui_mode,
+        shown='`"hosted_page"`',
+        doc=('`"embedded_page"` (Embedded Checkout) or `"elements"` put the payment on your'
+             " own page; see below")),
+    "return_url": Option(
+        None, optional_url,
+        shown="`{domain_url}/return?session_id={CHECKOUT_SESSION_ID}`",
+        doc="the embedded modes' return page (instead of the two URLs above)"),
+    "redirect_on_completion": Option(
+        None, _redirect_on_completion,
+        shown='`None` (Stripe\'s `"always"`)',
+        doc=('`embedded_page` only: `"if_required"` or `"never"` call the page\'s '
+             "`onComplete` instead")),
+    "publishable_key": Option(
+        None, _publishable_key,
+        env="STRIPE_PUBLISHABLE_KEY",
+        doc=("`pk_test_`/`pk_live_` (the secret key's mode), served to your page; required "
+             "in the embedded modes")),
+    "price_lookup": Option(
+        None, _price_lookup,
+        shown="required",
+        doc="`Catalog`, `StripeLookupKeys`, `ClientPrices` or a callable"),
+    "validator": Option(
+        None, callable_or_reference("a callable (body, environ) -> body"),
+        shown="`DefaultValidator`",
+        doc=("callable `(body, environ) -> cleaned body`, raising `ValidationError(message,"
+             " param=None)`")),
+    "require_email": Option(
+        False, to_bool,
+        doc="refuse orders without `customer_email`"),
+    "max_quantity": Option(
+        999, int_between(1, 999_999),
+        doc="largest quantity of one line item"),
+    "allowed_countries": Option(
+        None, _countries,
+        doc=('shipping countries, e.g. `["GB", "US"]` (the seed\'s), checked against the 238'
+             " Stripe ships to; `None` collects no address")),
+    "mode": Option(
+        None, _mode,
+        doc='`"payment"` or `"subscription"`; `None` decides from the prices'),
+    "session_options": Option(
+        None, _session_options,
+        doc=("extra session parameters (`allow_promotion_codes`, `automatic_tax`, `locale`,"
+             " `metadata`, `client_reference_id`, ...), a dict or a callable of the cleaned"
+             " order; the parameters the middleware sets itself are refused "
+             '(`ui_mode="hosted_page"`, the default, may be stated). A dict is checked at '
+             "construction against Stripe's schema (from the installed `stripe` package) "
+             "for every mode the middleware can produce, both when `mode` is `None`; a "
+             "callable's result is checked per request, and a refusal is a 500 "
+             '"misconfigured" that logs the parameter. A `customer` here replaces the '
+             "browser's `customer_email`")),
+    "stripe_api_base": Option(
+        None, optional_url,
+        env="STRIPE_API_BASE",
+        shown="`$STRIPE_API_BASE`, else Stripe",
+        doc=("another API address, e.g. the emulator's; when set, one warning naming it is "
+             "logged at construction (`check` uses the same address)")),
+    "max_network_retries": Option(
+        2, int_between(0, 10),
+        doc="SDK retries of network errors, 409 and 5xx, all with the same idempotency key"),
+    "timeout": Option(
+        10.0, _timeout,
+        doc=("seconds per attempt to Stripe, or `(connect, read)`; a number `t` means "
+             "`(min(t, 5), t)`. Worst case for one checkout: `(max_network_retries + 1) * "
+             "timeout` plus backoff (0.5 s, 1 s)")),
+    "max_body": Option(
+        65536, int_between(1024, 16 * 1024 * 1024),
+        doc="largest order body in bytes; larger ones get 413 without being read"),
+    "allowed_origins": Option(
+        (), _origins,
+        doc="other origins allowed to post orders (CORS headers are sent for these only)"),
+    "webhook_path": Option(
+        None, optional_path,
+        shown="`/stripe-webhook` when a secret is set",
+        doc="where Stripe posts events; giving it without a secret is an error"),
+    "webhook_secret": Option(
+        None, _webhook_secrets,
+        env="STRIPE_WEBHOOK_SECRET",
+        doc="`whsec_...` signing secret, or a list of them while rotating"),
+    "status_path": Option(
+        "/checkout-session", optional_path,
+        doc=("`GET ?session_id=cs_...` for the success page (served when there is a store: "
+             "`store`, `$STRIPE_CHECKOUT_STORE` or a webhook secret)")),
+    "store": Option(
+        None, optional_text,
+        env="STRIPE_CHECKOUT_STORE",
+        shown="`$STRIPE_CHECKOUT_STORE`, else `sqlite:///stripe-checkout-orders.db`",
+        doc="order ledger URL: `sqlite:///path.db` or `postgresql://...`"),
+    "fulfill": Option(
+        None, callable_or_reference("a callable fulfill(order)"),
+        doc=("`fulfill(order)`, called for each paid order after its payment is committed "
+             "(see the `fulfill` contract)")),
+    "max_concurrent_stripe_calls": Option(
+        3, int_between(1, 1000),
+        doc=("the ceiling of the Stripe calls (checkout, price look-up, billing portal, "
+             "status look-up) in flight at once per process, and so of the threads a hanging "
+             "Stripe can hold; the limit under it follows Stripe's latency. A call beyond it "
+             "waits for a slot while Stripe answers in time and gets 503 with `Retry-After` "
+             "once Stripe is slow. Set it to the server's threads minus two (see \"Serving in "
+             "production\")")),
+    "circuit_cooldown": Option(
+        10.0, positive_number("seconds"),
+        doc=("after 5 connection failures or timeouts in a row, checkouts answer 503 at "
+             "once for this many seconds; then one probe checkout decides whether Stripe is"
+             " back")),
+    "status_stripe_budget": Option(
+        5.0, positive_number("retrieves per second"),
+        doc=("Stripe retrieves per second the status path may make, per process; beyond it "
+             "the status path answers from the ledger")),
+    "allow_free_orders": Option(
+        False, to_bool,
+        doc="accept orders whose total is 0"),
+    "status_shows_email": Option(
+        False, to_bool,
+        doc=("show the customer's email in full on the status path; by default it is masked"
+             " (`a***@example.com`)")),
+    "job_lease": Option(
+        300.0, job_lease,
+        doc=("seconds a worker holds an order's fulfilment (or an event's handlers) while "
+             "running it; more than `fulfill` can take, 1 to 86400")),
+    "event_retention_days": Option(
+        30.0, retention_days,
+        doc=("days a processed event id is kept to refuse duplicates (Stripe retries for "
+             "3); older ones are pruned")),
+    "customer_ref": Option(
+        None, callable_or_reference(
+            "a callable customer_ref(environ) -> the user's id or None"),
+        doc=("`customer_ref(environ)` -> the signed-in user's id (a string) or `None`, from"
+             " your app's own session: checkouts reuse the user's Stripe Customer and "
+             "`mw.subscriptions`/`mw.customers` answer per user (see Subscriptions and "
+             "customers)")),
+    "portal_path": Option(
+        "/billing-portal", optional_path,
+        doc=("`POST` here opens Stripe's billing portal for the signed-in user (served when"
+             " `customer_ref` is set and there is a store)")),
+    "portal_return_url": Option(
+        None, optional_url,
+        shown="`{domain_url}/account`",
+        doc="where the billing portal sends the customer back"),
+    "subscription_changed": Option(
+        None, callable_or_reference( "a callable subscription_changed(subscription)"),
+        doc=("`subscription_changed(subscription)`, called once per stored change of a "
+             "user's subscription status or items, after the commit (retried while it "
+             "raises)")),
+    "past_due_is_active": Option(
+        True, to_bool,
+        doc=("whether a `past_due` subscription (Stripe still retrying the payment) gives "
+             "access in `is_active`")),
+    "refunded": Option(
+        None, callable_or_reference("a callable refunded(order)"),
+        doc=("`refunded(order)`, called after a refund of a paid order is recorded, once "
+             'per new refunded amount (see "Refunds, disputes and missed webhooks")')),
+    "disputed": Option(
+        None, callable_or_reference("a callable disputed(order)"),
+        doc=("`disputed(order)`, called after a dispute of the payment is recorded or "
+             "changes status")),
+
 }
 
 
@@ -479,3 +653,55 @@ def convert_options(given: Mapping[str, Any]) -> dict[str, Any]:
             raise unknown_option(name)
     return {name: option.convert(name, given.get(name, option.default))
             for name, option in OPTIONS.items()}
+
+
+def configured(given: Mapping[str, Any], name: str) -> bool:
+    """Whether ``given`` or the option's environment variable sets option ``name``."""
+    option = OPTIONS[name]
+    if not _blank(given.get(name)):
+        return True
+    return option.env is not None and bool(os.environ.get(option.env, "").strip())
+
+
+def markdown_rows() -> list[str]:
+    """The README's options table, one Markdown row per option, in the table's order."""
+    return [f"| `{name}` | {option.shown_default} | {option.doc} |"
+            for name, option in OPTIONS.items()]
+
+
+def param_doc(name: str) -> str:
+    """The text of option ``name``'s ``:param`` line (reStructuredText, on one line)."""
+    option = OPTIONS[name]
+    text = f"{option.doc}. Default: {option.shown_default}."
+    return re.sub(r"`([^`]+)`", r"``\1``", text)
+
+
+# -- the .ini file's price keys --------------------------------------------------------------
+
+def _ini_text(option: str, value: Any) -> str:
+    return str(value).strip()
+
+
+def _ini_seconds(option: str, value: Any) -> float:
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise OptionError(option, f"{value!r} is not a number of seconds") from None
+
+
+#: The ``.ini`` keys that choose and configure the price lookup: not options of the
+#: middleware, they build its ``price_lookup`` (see :mod:`stripe_checkout_mw.wsgi.paste`).
+PRICE_OPTIONS: dict[str, Option] = {
+    "catalog": Option(None, _ini_text, doc=(
+        "a `Catalog` JSON file; a relative path is taken from the `.ini` file's folder")),
+    "price_lookup": Option(None, _ini_text, doc=(
+        "`catalog` (the default), `lookup_keys`, `client_prices` or `module:callable`")),
+    "lookup_keys_ttl": Option(300, _ini_seconds, doc=(
+        "seconds `StripeLookupKeys` keeps the prices it loaded")),
+    "client_currencies": Option(None, to_words, doc=(
+        "the currencies `ClientPrices` accepts, e.g. `usd eur`")),
+    "client_max_unit_amount": Option(None, int_between(0, 99_999_999), doc=(
+        "the largest unit amount `ClientPrices` accepts, in minor units")),
+    "client_min_unit_amount": Option(None, int_between(1, 99_999_999), doc=(
+        "the smallest unit amount `ClientPrices` accepts (default 50)")),
+}

@@ -50,7 +50,7 @@ from ..billing.subscriptions import Subscription, SubscriptionLedger
 from ..checkout.service import CheckoutService
 from ..errors import HTTPError, OptionTypeError
 from ..ledger.orders import Order
-from ..ledger.pipeline import DEFAULT_LEASE, DEFAULT_RETENTION_DAYS, Pipeline
+from ..ledger.pipeline import Pipeline
 from ..ledger.store import OrderStore, open_store
 from ..marker import shop_marker
 from ..news.fulfilment import FulfilJob
@@ -98,87 +98,103 @@ class CheckoutMiddleware:
     """Adds Stripe hosted Checkout to the wrapped WSGI ``app``.
 
     :param app: the WSGI application to wrap.
-    :param secret_key: Stripe secret key; default ``STRIPE_SECRET_KEY`` from the
-        environment. Never sent to the browser.
-    :param path: where the browser posts orders. Matched on ``PATH_INFO``, so an app
-        mounted under a ``SCRIPT_NAME`` prefix works.
-    :param domain_url: the shop's public address; default ``WEB_APP_URL``. Used to
-        build the two URLs below when they are not given.
-    :param success_url: where Stripe sends a paying customer; default
+    :param secret_key: Stripe secret key (``sk_test_``/``sk_live_``, or a restricted ``rk_``
+        key). Default: ``$STRIPE_SECRET_KEY``.
+    :param path: where orders are posted; matched on ``PATH_INFO`` (works under a
+        ``SCRIPT_NAME`` mount). Default: ``/create-checkout-session``.
+    :param domain_url: the shop's public address, used for the two URLs below. Default:
+        ``$WEB_APP_URL``.
+    :param success_url: where Stripe sends a paying customer. Default:
         ``{domain_url}/success?session_id={CHECKOUT_SESSION_ID}``.
-    :param cancel_url: where Stripe sends a customer who gives up; default
+    :param cancel_url: where Stripe sends a customer who gives up. Default:
         ``{domain_url}/cancel``.
-    :param ui_mode: ``"hosted_page"`` (Stripe's page, the default), ``"embedded_page"``
-        (Embedded Checkout) or ``"elements"`` (Elements on the shop's page). The last
-        two take no ``success_url``/``cancel_url`` and refuse HTML form posts.
-    :param return_url: where Stripe.js sends the customer in the embedded modes;
-        default ``{domain_url}/return?session_id={CHECKOUT_SESSION_ID}``.
-    :param redirect_on_completion: ``embedded_page`` only: ``"always"`` (Stripe's
-        default), ``"if_required"`` or ``"never"`` (the page's ``onComplete`` runs).
-    :param publishable_key: the ``pk_`` key the shop's page gives Stripe.js; default
-        ``STRIPE_PUBLISHABLE_KEY``; required in the embedded modes.
-    :param price_lookup: required: :class:`Catalog`, :class:`StripeLookupKeys`,
-        :class:`ClientPrices` or a callable ``(items, environ) -> line items``.
-    :param validator: callable ``(body, environ) -> cleaned body`` raising
-        ``ValidationError``; default :class:`DefaultValidator`.
-    :param require_email: refuse orders without ``customer_email`` (default validator).
-    :param max_quantity: largest quantity of one line item (default validator).
-    :param allowed_countries: shipping countries (``["GB", "US"]``); None: no shipping.
-    :param mode: ``"payment"`` or ``"subscription"``; None chooses from the prices.
-    :param session_options: extra Checkout Session parameters, a dict or a callable of
-        the cleaned order (``allow_promotion_codes``, ``metadata``, ``locale`` ...).
-    :param stripe_api_base: another Stripe API address (the emulator in tests); default
-        ``STRIPE_API_BASE``. When set, one warning naming it is logged at construction.
-    :param max_network_retries: SDK retries for network errors, 409 and 5xx.
-    :param timeout: seconds Stripe may take per attempt, or ``(connect, read)``.
-    :param max_body: largest order body in bytes; larger ones get 413 unread.
-    :param allowed_origins: other origins that may call the owned paths (CORS).
-    :param webhook_path: where Stripe posts events; default ``/stripe-webhook`` when a
-        webhook secret is configured.
-    :param webhook_secret: signing secret(s) ``whsec_...``; default
-        ``STRIPE_WEBHOOK_SECRET``. A list accepts any of them (rotation).
-    :param status_path: the success page's order status path (served with a store).
-    :param store: order ledger URL (``sqlite:///orders.db``, ``postgresql://...``);
-        default ``STRIPE_CHECKOUT_STORE`` or a SQLite file (see the README).
-    :param fulfill: ``fulfill(order)``, called for each paid order once its payment is
-        committed, outside any transaction (the README's fulfil contract says exactly when
-        it can be called again; ``order.fulfilment_attempt`` numbers the calls).
-    :param job_lease: seconds a fulfilment (or handler) job is held by the worker running
-        it; longer than ``fulfill`` can take. Default 300.
-    :param event_retention_days: processed event ids are kept this long to refuse
-        duplicates (Stripe retries for 3 days). Default 30.
-    :param customer_ref: ``customer_ref(environ)`` -> the signed-in user's id (a string) or
-        None, from the app's own session: checkouts then reuse the user's Stripe Customer,
-        and ``mw.subscriptions``/``mw.customers`` answer per user (see the README).
-    :param portal_path: where a signed-in user posts to open Stripe's billing portal
-        (served when ``customer_ref`` is set and a store is kept).
-    :param portal_return_url: where the portal sends them back; default
-        ``{domain_url}/account``.
-    :param subscription_changed: ``hook(subscription)``, called once per stored change of
-        a user's subscription status or items, after the commit (retried when it raises).
-    :param past_due_is_active: whether a ``past_due`` subscription (Stripe still retrying
-        the payment) gives access in ``mw.subscriptions.is_active``. Default True.
-    :param refunded: ``refunded(order)``, called after a refund of a paid order is recorded
-        (``order.status`` ``partially_refunded`` or ``refunded``, ``order.amount_refunded``),
-        once per new refunded amount, with the attempt semantics of ``fulfill``.
-    :param disputed: ``disputed(order)``, called after a dispute of the payment is recorded
-        or changes (``order.dispute_status``: ``disputed``, ``won``, ``lost``).
-    :param client: a ready ``stripe.StripeClient``, instead of building one.
+    :param ui_mode: ``"embedded_page"`` (Embedded Checkout) or ``"elements"`` put the payment on
+        your own page; see below. Default: ``"hosted_page"``.
+    :param return_url: the embedded modes' return page (instead of the two URLs above). Default:
+        ``{domain_url}/return?session_id={CHECKOUT_SESSION_ID}``.
+    :param redirect_on_completion: ``embedded_page`` only: ``"if_required"`` or ``"never"`` call
+        the page's ``onComplete`` instead. Default: ``None`` (Stripe's ``"always"``).
+    :param publishable_key: ``pk_test_``/``pk_live_`` (the secret key's mode), served to your
+        page; required in the embedded modes. Default: ``$STRIPE_PUBLISHABLE_KEY``.
+    :param price_lookup: ``Catalog``, ``StripeLookupKeys``, ``ClientPrices`` or a callable.
+        Default: required.
+    :param validator: callable ``(body, environ) -> cleaned body``, raising
+        ``ValidationError(message, param=None)``. Default: ``DefaultValidator``.
+    :param require_email: refuse orders without ``customer_email``. Default: ``False``.
+    :param max_quantity: largest quantity of one line item. Default: ``999``.
+    :param allowed_countries: shipping countries, e.g. ``["GB", "US"]`` (the seed's), checked
+        against the 238 Stripe ships to; ``None`` collects no address. Default: ``None``.
+    :param mode: ``"payment"`` or ``"subscription"``; ``None`` decides from the prices. Default:
+        ``None``.
+    :param session_options: extra session parameters (``allow_promotion_codes``,
+        ``automatic_tax``, ``locale``, ``metadata``, ``client_reference_id``, ...), a dict or a
+        callable of the cleaned order; the parameters the middleware sets itself are refused
+        (``ui_mode="hosted_page"``, the default, may be stated). A dict is checked at
+        construction against Stripe's schema (from the installed ``stripe`` package) for every
+        mode the middleware can produce, both when ``mode`` is ``None``; a callable's result is
+        checked per request, and a refusal is a 500 "misconfigured" that logs the parameter. A
+        ``customer`` here replaces the browser's ``customer_email``. Default: ``None``.
+    :param stripe_api_base: another API address, e.g. the emulator's; when set, one warning
+        naming it is logged at construction (``check`` uses the same address). Default:
+        ``$STRIPE_API_BASE``, else Stripe.
+    :param max_network_retries: SDK retries of network errors, 409 and 5xx, all with the same
+        idempotency key. Default: ``2``.
+    :param timeout: seconds per attempt to Stripe, or ``(connect, read)``; a number ``t`` means
+        ``(min(t, 5), t)``. Worst case for one checkout: ``(max_network_retries + 1) * timeout``
+        plus backoff (0.5 s, 1 s). Default: ``10.0``.
+    :param max_body: largest order body in bytes; larger ones get 413 without being read.
+        Default: ``65536``.
+    :param allowed_origins: other origins allowed to post orders (CORS headers are sent for
+        these only). Default: ``()``.
+    :param webhook_path: where Stripe posts events; giving it without a secret is an error.
+        Default: ``/stripe-webhook`` when a secret is set.
+    :param webhook_secret: ``whsec_...`` signing secret, or a list of them while rotating.
+        Default: ``$STRIPE_WEBHOOK_SECRET``.
+    :param status_path: ``GET ?session_id=cs_...`` for the success page (served when there is a
+        store: ``store``, ``$STRIPE_CHECKOUT_STORE`` or a webhook secret). Default:
+        ``/checkout-session``.
+    :param store: order ledger URL: ``sqlite:///path.db`` or ``postgresql://...``. Default:
+        ``$STRIPE_CHECKOUT_STORE``, else ``sqlite:///stripe-checkout-orders.db``.
+    :param fulfill: ``fulfill(order)``, called for each paid order after its payment is
+        committed (see the ``fulfill`` contract). Default: ``None``.
     :param max_concurrent_stripe_calls: the ceiling of the Stripe calls (checkout, price
-        look-up, billing portal, status look-up) in flight at once in this process, and so
-        of the threads a hanging Stripe can hold (default 3, for waitress's 4 threads; set
-        it to the server's threads minus two). The limit under it follows Stripe's latency;
-        a call beyond it waits for a slot while Stripe answers in time and is answered 503
-        with ``Retry-After`` once Stripe is slow (see
-        :mod:`stripe_checkout_mw.stripe_api.guard`).
-    :param circuit_cooldown: seconds calls to Stripe fail fast (503) after a run of
-        connection failures or timeouts, before one probe may try Stripe again (default 10).
-    :param status_stripe_budget: Stripe retrieves per second the status path may make in
-        this process (default 5); beyond it the status path answers from the ledger. Per
-        process: N worker processes may make N times as many.
-    :param allow_free_orders: accept orders whose total is 0 (default: refused, 400).
-    :param status_shows_email: show the customer's email in full on the status path
-        (default: masked, ``a***@example.com``; the session id is in access logs).
+        look-up, billing portal, status look-up) in flight at once per process, and so of the
+        threads a hanging Stripe can hold; the limit under it follows Stripe's latency. A call
+        beyond it waits for a slot while Stripe answers in time and gets 503 with
+        ``Retry-After`` once Stripe is slow. Set it to the server's threads minus two (see
+        "Serving in production"). Default: ``3``.
+    :param circuit_cooldown: after 5 connection failures or timeouts in a row, checkouts answer
+        503 at once for this many seconds; then one probe checkout decides whether Stripe is
+        back. Default: ``10.0``.
+    :param status_stripe_budget: Stripe retrieves per second the status path may make, per
+        process; beyond it the status path answers from the ledger. Default: ``5.0``.
+    :param allow_free_orders: accept orders whose total is 0. Default: ``False``.
+    :param status_shows_email: show the customer's email in full on the status path; by default
+        it is masked (``a***@example.com``). Default: ``False``.
+    :param job_lease: seconds a worker holds an order's fulfilment (or an event's handlers)
+        while running it; more than ``fulfill`` can take, 1 to 86400. Default: ``300.0``.
+    :param event_retention_days: days a processed event id is kept to refuse duplicates (Stripe
+        retries for 3); older ones are pruned. Default: ``30.0``.
+    :param customer_ref: ``customer_ref(environ)`` -> the signed-in user's id (a string) or
+        ``None``, from your app's own session: checkouts reuse the user's Stripe Customer and
+        ``mw.subscriptions``/``mw.customers`` answer per user (see Subscriptions and customers).
+        Default: ``None``.
+    :param portal_path: ``POST`` here opens Stripe's billing portal for the signed-in user
+        (served when ``customer_ref`` is set and there is a store). Default:
+        ``/billing-portal``.
+    :param portal_return_url: where the billing portal sends the customer back. Default:
+        ``{domain_url}/account``.
+    :param subscription_changed: ``subscription_changed(subscription)``, called once per stored
+        change of a user's subscription status or items, after the commit (retried while it
+        raises). Default: ``None``.
+    :param past_due_is_active: whether a ``past_due`` subscription (Stripe still retrying the
+        payment) gives access in ``is_active``. Default: ``True``.
+    :param refunded: ``refunded(order)``, called after a refund of a paid order is recorded,
+        once per new refunded amount (see "Refunds, disputes and missed webhooks"). Default:
+        ``None``.
+    :param disputed: ``disputed(order)``, called after a dispute of the payment is recorded or
+        changes status. Default: ``None``.
+    :param client: a ready ``stripe.StripeClient``, instead of building one.
 
     Each option is converted and checked by the table in :mod:`stripe_checkout_mw.settings.options`,
     the same code the PasteDeploy filter and ``check`` use: a value may be given as Python
@@ -219,8 +235,8 @@ class CheckoutMiddleware:
         status_path: str | None = "/checkout-session",
         store: str | None = None,
         fulfill: Callable[[Order], None] | None = None,
-        job_lease: float = DEFAULT_LEASE,
-        event_retention_days: float = DEFAULT_RETENTION_DAYS,
+        job_lease: float = 300.0,
+        event_retention_days: float = 30.0,
         customer_ref: Callable[[WSGIEnvironment], str | None] | None = None,
         portal_path: str = "/billing-portal",
         portal_return_url: str | None = None,

@@ -56,10 +56,9 @@ from ..checkout.prices import DEFAULT_MIN_UNIT_AMOUNT, Catalog, ClientPrices, St
 from ..errors import OptionError
 from ..settings.options import (
     OPTIONS,
+    PRICE_OPTIONS,
     Converter,
     callable_or_reference,
-    int_between,
-    to_words,
     unknown_option,
 )
 from .middleware import CheckoutMiddleware
@@ -72,28 +71,10 @@ __all__ = ["PRICE_KEYS", "filter_app_factory", "ini_options", "price_lookup_from
 
 _ENV_PREFIX = "env:"
 
-
-def _text(key: str, value: str) -> str:
-    return value.strip()
-
-
-def _seconds(key: str, value: str) -> float:
-    try:
-        return float(value.strip())
-    except ValueError:
-        raise OptionError(key, f"{value!r} is not a number of seconds") from None
-
-
-#: The ``.ini`` keys that choose and configure the price lookup (not middleware options:
-#: they build the ``price_lookup`` object).
-PRICE_KEYS: dict[str, Converter] = {
-    "catalog": _text,
-    "price_lookup": _text,
-    "lookup_keys_ttl": _seconds,
-    "client_currencies": to_words,
-    "client_max_unit_amount": int_between(0, 99_999_999),
-    "client_min_unit_amount": int_between(1, 99_999_999),
-}
+#: The ``.ini`` keys that choose and configure the price lookup, and their converters
+#: (not middleware options: they build the ``price_lookup`` object). From the options
+#: table's :data:`~stripe_checkout_mw.settings.options.PRICE_OPTIONS`.
+PRICE_KEYS: dict[str, Converter] = {key: row.convert for key, row in PRICE_OPTIONS.items()}
 
 _LOOKUP_KINDS = ("catalog", "lookup_keys", "client_prices")
 _KIND_KEYS = {
