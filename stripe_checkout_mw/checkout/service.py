@@ -67,6 +67,8 @@ class CheckoutService:
     :param record: called with each created session before it is answered (the ledger).
     :param guard: the bulkhead and circuit breaker every Stripe call of a checkout (price
         look-up and create) goes through.
+    :param customers: the signed-in user's customer parameters, when ``customer_ref`` is
+        configured (:mod:`stripe_checkout_mw.billing.customers`).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class CheckoutService:
         client: stripe.StripeClient,
         record: SessionRecorder | None = None,
         guard: StripeGuard | None = None,
+        customers: CustomerParams | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -86,10 +89,8 @@ class CheckoutService:
             settings.price_lookup.guard = self.guard
         #: Put in every session's metadata so the webhook and status paths recognise this
         #: shop's sessions without their ledger row (see :mod:`stripe_checkout_mw.marker`).
-        self.marker = shop_marker(settings.return_address)
-        #: Set by the middleware when ``customer_ref`` is configured
-        #: (:mod:`stripe_checkout_mw.billing.customers`).
-        self.customers: CustomerParams | None = None
+        self.marker: str = settings.marker or shop_marker(settings.return_address)
+        self.customers = customers
 
     def create(
         self, body: dict[str, Any], environ: WSGIEnvironment, idempotency_key: str | None

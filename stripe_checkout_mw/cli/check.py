@@ -41,7 +41,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, TextIO
 from urllib.parse import quote
@@ -50,9 +50,9 @@ import stripe
 
 from ..checkout.prices import Catalog, ClientPrices, StripeLookupKeys
 from ..errors import OptionError
-from ..ledger.store import DEFAULT_STORE_URL, SCHEMA_VERSION, STORE_ENV, SQLiteStore, open_store
+from ..ledger.store import SCHEMA_VERSION, STORE_ENV, SQLiteStore, open_store
 from ..settings.rules import Settings, load_settings
-from ..stripe_api.client import stripe_http_client
+from ..shop import build_client
 from ..wsgi.paste import PRICE_KEYS, ini_options, price_lookup_from_keys
 
 __all__ = ["Check", "gather_options", "read_ini", "read_server_threads", "run", "run_checks"]
@@ -197,15 +197,10 @@ def _check_webhook_secret(settings: Settings) -> Check:
 
 
 def _client(settings: Settings) -> tuple[stripe.StripeClient, Any]:
-    """A client that does not retry (a check should answer quickly) and its HTTP client,
-    to close when done (the SDK's ``close`` is untyped, hence ``Any``)."""
-    base = settings.stripe_api_base
-    http_client = stripe_http_client(10, base)
-    client = stripe.StripeClient(
-        settings.secret_key, base_addresses={"api": base} if base else None,
-        max_network_retries=0, http_client=http_client,
-    )
-    return client, http_client
+    """The shop's client, built as the shop builds it, but without retries (a check should
+    answer quickly), and its HTTP client, to close when done (the SDK's ``close`` is
+    untyped, hence ``Any``)."""
+    return build_client(replace(settings, max_network_retries=0))
 
 
 def _stripe_error(exc: stripe.StripeError, where: str) -> str:
@@ -331,7 +326,7 @@ def _check_store(settings: Settings) -> Check:
     """The store the middleware would open, probed read-only: nothing is created."""
     if not settings.uses_store:
         return Check(SKIP, "store", f"not used (no webhook secret and no {STORE_ENV})")
-    url = settings.store or os.environ.get(STORE_ENV, "").strip() or DEFAULT_STORE_URL
+    url = settings.store
     try:
         store = open_store(url)  # the middleware's own checks of the URL; opens nothing
     except ValueError as exc:

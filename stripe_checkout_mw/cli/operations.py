@@ -1,7 +1,11 @@
 """The operator's commands over the ledger: ``orders``, ``events``, ``fulfil-pending``, ``sync``.
 
-Each reads the store from the same places the middleware does: ``STRIPE_CHECKOUT_STORE``,
-then ``--ini FILE`` (its ``[filter:checkout]`` section), then ``--store URL``::
+Each reads its configuration as the middleware does, through the same
+:func:`~stripe_checkout_mw.settings.rules.load_settings`, and builds the same
+:class:`~stripe_checkout_mw.shop.Shop`: the environment (``STRIPE_CHECKOUT_STORE``,
+``STRIPE_SECRET_KEY`` ...), then ``--ini FILE`` (its ``[filter:checkout]`` section), then
+``--store URL``. With the shop's ``.ini`` a command sees what the app sees, its session
+marker too::
 
     python -m stripe_checkout_mw orders list --status paid --since 7d
     python -m stripe_checkout_mw orders show cs_live_...
@@ -29,13 +33,17 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import OptionError
-from ..settings.options import OPTIONS
+from ..settings.options import configured
+from ..settings.rules import load_settings
+
+if TYPE_CHECKING:
+    from ..settings.rules import Settings
+    from ..shop import Shop
 
 __all__ = ["run_events", "run_fulfil_pending", "run_orders", "run_sync"]
 
@@ -48,17 +56,14 @@ class CommandError(Exception):
         self.status = status
 
 
-@dataclass
-class _Config:
-    store_url: str | None
-    given: dict[str, Any]
-
-    def option(self, name: str) -> Any:
-        """One option converted by the middleware's own table (environment defaults too)."""
-        return OPTIONS[name].convert(name, self.given.get(name, OPTIONS[name].default))
+#: The key of a command that never calls Stripe, when none is configured: the shop's
+#: client is then never used.
+_UNUSED_KEY = "sk_test_unused"
 
 
-def _config(args: argparse.Namespace) -> _Config:
+def _settings(args: argparse.Namespace, *, needs_stripe: bool) -> Settings:
+    """The settings the middleware would get from the same configuration: the environment,
+    then ``--ini``, then ``--store`` and ``--fulfill``, through the same ``load_settings``."""
     from .check import read_ini
 
     given: dict[str, Any] = read_ini(Path(args.ini), args.section) if args.ini else {}
@@ -66,22 +71,41 @@ def _config(args: argparse.Namespace) -> _Config:
         given["store"] = args.store
     if getattr(args, "fulfill", None):
         given["fulfill"] = args.fulfill
-    return _Config(given.get("store"), given)
+    if not needs_stripe and not configured(given, "secret_key"):
+        given["secret_key"] = _UNUSED_KEY
+    return load_settings(given, serving=False)
 
 
-def _open(config: _Config) -> Any:
-    from ..ledger.store import DEFAULT_STORE_URL, STORE_ENV, SQLiteStore, open_store
+def _shop(args: argparse.Namespace) -> Shop:
+    """The shop of a command that only reads the ledger (and never calls Stripe)."""
+    return _open_shop(_settings(args, needs_stripe=False))
 
-    url = config.option("store") or os.environ.get(STORE_ENV, "").strip() or DEFAULT_STORE_URL
+
+def _open_shop(settings: Settings) -> Shop:
+    """The shop of ``settings``, built as the middleware builds it, on its ledger.
+
+    A command works on the ledger even when the configuration keeps none (then the default
+    URL); a SQLite ledger that does not exist is refused, not created.
+    """
+    from ..ledger.store import STORE_ENV, SQLiteStore, open_store
+    from ..shop import Shop
+
     try:
-        store = open_store(url)
+        store = open_store(settings.store)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
         store.close()
         raise CommandError(f"no ledger at {store.url}; give --store URL, --ini FILE or set "
                            f"{STORE_ENV}")
-    return store
+    # No "handlers" runner: handlers registered in code with mw.on run only in the app (or
+    # mw.sync()); their jobs wait for it instead of being marked done here.
+    return Shop.from_settings(settings, store=store, runs_handlers=False)
+
+
+def _store(shop: Shop) -> Any:
+    assert shop.store is not None  # _shop always opens one
+    return shop.store
 
 
 def _run(args: argparse.Namespace, command: Any) -> int:
@@ -157,7 +181,8 @@ def _orders_list(args: argparse.Namespace, out: Any) -> int:
         since = parse_duration(args.since).total_seconds() if args.since else None
     except ValueError as exc:
         raise CommandError(str(exc), 2) from None
-    store = _open(_config(args))
+    shop = _shop(args)
+    store = _store(shop)
     try:
         store.ensure_schema()
         sql, params = _ORDER_LIST, [time.time() - since if since else 0.0]
@@ -171,7 +196,7 @@ def _orders_list(args: argparse.Namespace, out: Any) -> int:
         with store.dialect.connection() as conn:
             rows = store.dialect.fetchall(conn, store.dialect.placeholders(sql), params)
     finally:
-        store.close()
+        shop.close()
     orders = [{
         "session_id": r[0], "status": r[1], "amount_total": r[2], "currency": r[3],
         "customer_email": r[4], "fulfilled": bool(r[5]), "created_at": _iso(r[6]),
@@ -197,7 +222,8 @@ def _orders_show(args: argparse.Namespace, out: Any) -> int:
     if not SESSION_ID_PATTERN.fullmatch(args.session_id):
         raise CommandError(f"{args.session_id!r} is not a Checkout Session id "
                            "(cs_test_... or cs_live_...)", 2)
-    store = _open(_config(args))
+    shop = _shop(args)
+    store = _store(shop)
     try:
         order = store.get(args.session_id)
         if order is None:
@@ -212,7 +238,7 @@ def _orders_show(args: argparse.Namespace, out: Any) -> int:
                 "SELECT kind, job_key, attempt, lease_until, done_at, created_at FROM "
                 "stripe_checkout_jobs WHERE subject = ? ORDER BY seq"), (order.session_id,))
     finally:
-        store.close()
+        shop.close()
     refunds = payment.refunds if payment else {}
     disputes = payment.disputes if payment else {}
     shown = {
@@ -285,7 +311,8 @@ def run_events(args: argparse.Namespace) -> int:
 
 
 def _events_list(args: argparse.Namespace, out: Any) -> int:
-    store = _open(_config(args))
+    shop = _shop(args)
+    store = _store(shop)
     try:
         store.ensure_schema()
         sql = ("SELECT e.event_id, e.event_type, e.session_id, e.processed_at "
@@ -303,7 +330,7 @@ def _events_list(args: argparse.Namespace, out: Any) -> int:
         with store.dialect.connection() as conn:
             rows = store.dialect.fetchall(conn, store.dialect.placeholders(sql), params)
     finally:
-        store.close()
+        shop.close()
     if args.json:
         _json(out, [{"event_id": r[0], "type": r[1], "session_id": r[2],
                      "processed_at": _iso(r[3])} for r in rows])
@@ -327,64 +354,26 @@ def run_sync(args: argparse.Namespace) -> int:
     return _run(args, _sync)
 
 
-def _reconciler(args: argparse.Namespace, *, needs_stripe: bool) -> Any:
-    import stripe
-
-    from ..billing.customers import CustomerDirectory
-    from ..billing.subscriptions import SubscriptionLedger
-    from ..ledger.pipeline import Pipeline
-    from ..marker import shop_marker
-    from ..news.fulfilment import FulfilJob
-    from ..news.handlers import WebhookHandlers
-    from ..news.payments import PaymentEvents
-    from ..news.reconcile import Reconciler
-    from ..news.router import EventRouter
-    from ..news.subscriptions import SubscriptionChangedJob
-
-    config = _config(args)
-    fulfill = config.option("fulfill")
-    if fulfill is None and not args.no_fulfill:
+def _reconciling_shop(args: argparse.Namespace, *, needs_stripe: bool) -> Shop:
+    """The shop of ``sync`` and ``fulfil-pending``, which call the shop's hooks."""
+    settings = _settings(args, needs_stripe=needs_stripe)
+    if settings.fulfill is None and not args.no_fulfill:
         raise CommandError("no fulfill hook: give --ini FILE (its fulfill), --fulfill "
                            "module:function, or --no-fulfill to record fulfilments without "
                            "calling anything", 2)
-    # A command that never calls Stripe needs no key; the client is then never used.
-    key = config.option("secret_key") if needs_stripe else "sk_test_unused"
-    api_base = config.option("stripe_api_base")
-    client = stripe.StripeClient(
-        key, base_addresses={"api": api_base.rstrip("/")} if api_base else None,
-        max_network_retries=config.option("max_network_retries"))
-    success_url = config.option("success_url")
-    domain = config.option("domain_url")
-    if success_url is None and domain is not None:
-        success_url = f"{domain.rstrip('/')}/success?session_id={{CHECKOUT_SESSION_ID}}"
-    marker = shop_marker(success_url) if success_url else None
-    store = _open(config)
-    events = PaymentEvents(store, client, marker=marker, refunded=config.option("refunded"),
-                           disputed=config.option("disputed"))
-    # No "handlers" runner: handlers registered in code with mw.on run only in the app (or
-    # mw.sync()); their jobs wait for it instead of being marked done here.
-    subscriptions = SubscriptionLedger(store, CustomerDirectory(store),
-                                       past_due_is_active=config.option("past_due_is_active"))
-    pipeline = Pipeline(store, [FulfilJob(store, fulfill), *events.kinds(),
-                                SubscriptionChangedJob(config.option("subscription_changed"))],
-                        lease=config.option("job_lease"),
-                        retention_days=config.option("event_retention_days"))
-    router = EventRouter.build(
-        store=store, handlers=WebhookHandlers(), fulfill=fulfill, client=client, marker=marker,
-        pipeline=pipeline, payment_events=events, subscriptions=subscriptions)
-    return Reconciler(store=store, client=client, events=router, pipeline=pipeline,
-                      marker=marker)
+    return _open_shop(settings)
 
 
 def _fulfil_pending(args: argparse.Namespace, out: Any) -> int:
     from ..news.reconcile import SyncReport
 
-    reconciler = _reconciler(args, needs_stripe=False)
+    shop = _reconciling_shop(args, needs_stripe=False)
     report = SyncReport(since=time.time())
     try:
-        reconciler.run_due_jobs(report)
+        assert shop.reconciler is not None  # the shop has a ledger
+        shop.reconciler.run_due_jobs(report)
     finally:
-        reconciler.store.close()
+        shop.close()
     if args.json:
         _json(out, {"jobs_run": report.jobs_run, "busy": report.busy,
                     "failures": report.failures, "ok": report.ok})
@@ -409,11 +398,11 @@ def _sync(args: argparse.Namespace, out: Any) -> int:
     if clamped:
         print("sync: warning: --since is limited to Stripe's 30 days of events; using 30d",
               file=sys.stderr)
-    reconciler = _reconciler(args, needs_stripe=True)
+    shop = _reconciling_shop(args, needs_stripe=True)
     try:
-        report = reconciler.run(since)
+        report = shop.sync(since)
     finally:
-        reconciler.store.close()
+        shop.close()
     if args.json:
         _json(out, report.as_dict())
     else:

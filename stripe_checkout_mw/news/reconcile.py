@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import stripe
 
@@ -44,9 +44,6 @@ from ..stripe_api.client import ObservedRequestsClient
 from ..stripe_api.guard import Refused, StripeGuard
 from ..stripe_api.plain import to_plain
 from .router import EventRouter, event_types
-
-if TYPE_CHECKING:
-    from ..wsgi.middleware import CheckoutMiddleware
 
 __all__ = ["HANDLED_EVENTS", "MAX_SINCE", "Reconciler", "SyncReport", "parse_duration",
            "parse_since"]
@@ -162,16 +159,6 @@ class Reconciler:
         self._sql_stale = q("SELECT session_id FROM stripe_checkout_orders WHERE status = ? "
                             "AND created_at < ? ORDER BY created_at LIMIT ?")
         self._last_call = 0.0
-
-    @classmethod
-    def for_middleware(cls, mw: CheckoutMiddleware) -> Reconciler:
-        """The reconciler of a configured middleware (it needs a store)."""
-        if mw.store is None or mw.pipeline is None:
-            raise ValueError("sync: the middleware keeps no ledger; configure store= or "
-                             "webhook_secret=")
-        assert mw.events is not None  # built with the store
-        return cls(store=mw.store, client=mw.client, events=mw.events, pipeline=mw.pipeline,
-                   marker=mw.checkout.marker, http_client=mw.http_client, guard=mw.guard)
 
     def run(self, since: timedelta = timedelta(days=3)) -> SyncReport:
         """One reconciliation; never raises for a failure, which the report lists."""

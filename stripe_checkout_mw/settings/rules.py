@@ -9,7 +9,6 @@ table in :mod:`.options`; this module adds the rules that involve several option
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Union
@@ -18,8 +17,16 @@ from .. import schema
 from ..checkout.prices import CustomPriceLookup, PriceLookup
 from ..checkout.validation import MAX_ITEMS, DefaultValidator, Validator
 from ..errors import OptionError
+from ..ledger.store import DEFAULT_STORE_URL
+from ..marker import shop_marker
 from ..urls import origin_of
-from .options import RESERVED_SESSION_PARAMS, absolute_url, convert_options
+from .options import (
+    PAGE_UI_MODES,
+    RESERVED_SESSION_PARAMS,
+    absolute_url,
+    configured,
+    convert_options,
+)
 
 if TYPE_CHECKING:
     from ..ledger.orders import Order
@@ -64,33 +71,40 @@ class Settings:
     webhook_path: str | None
     webhook_secrets: tuple[str, ...] = field(repr=False)
     status_path: str | None
-    store: str | None = field(repr=False)  # a database URL may carry a password
-    #: Whether an order ledger is kept: a store or a webhook secret was configured.
+    #: The ledger's URL: the ``store`` option, else ``STRIPE_CHECKOUT_STORE``, else
+    #: :data:`~stripe_checkout_mw.ledger.store.DEFAULT_STORE_URL`.
+    store: str = field(repr=False)  # a database URL may carry a password
+    #: Whether the shop keeps that ledger: a store or a webhook secret was configured.
     uses_store: bool
-    fulfill: Callable[[Order], None] | None = None
+    #: Put in every session's metadata, so the webhook, the status path and ``sync``
+    #: recognise this shop's sessions without their ledger row
+    #: (:mod:`stripe_checkout_mw.marker`); None when the settings (an operator's command's,
+    #: ``serving=False``) name no return address.
+    marker: str | None
+    fulfill: Callable[[Order], None] | None
     #: ``domain_url``'s origin: the shop's own origin for the CSRF check (None: use Host).
-    shop_origin: str | None = None
-    max_concurrent_stripe_calls: int = 3
-    circuit_cooldown: float = 10.0
-    status_stripe_budget: float = 5.0
-    allow_free_orders: bool = False
-    status_shows_email: bool = False
+    shop_origin: str | None
+    max_concurrent_stripe_calls: int
+    circuit_cooldown: float
+    status_stripe_budget: float
+    allow_free_orders: bool
+    status_shows_email: bool
     #: Seconds a fulfilment or handler job is held by the worker running it.
-    job_lease: float = 300.0
+    job_lease: float
     #: Days a processed event id is kept to refuse duplicates.
-    event_retention_days: float = 30.0
+    event_retention_days: float
     #: The app's ``customer_ref(environ)`` (its user id), or None: no customers, no portal.
-    customer_ref: Callable[[Any], Any] | None = None
+    customer_ref: Callable[[Any], Any] | None
     #: The billing portal path, served when ``customer_ref`` is set and a store is kept.
-    portal_path: str | None = None
+    portal_path: str | None
     #: Where the billing portal sends the customer back.
-    portal_return_url: str | None = None
-    subscription_changed: Callable[[Any], None] | None = None
+    portal_return_url: str | None
+    subscription_changed: Callable[[Any], None] | None
     #: Whether ``past_due`` (Stripe still retrying a payment) gives access.
-    past_due_is_active: bool = True
+    past_due_is_active: bool
     #: ``refunded(order)`` and ``disputed(order)``, run after a refund or dispute is recorded.
-    refunded: Callable[[Order], object] | None = None
-    disputed: Callable[[Order], object] | None = None
+    refunded: Callable[[Order], object] | None
+    disputed: Callable[[Order], object] | None
 
     @property
     def return_address(self) -> str:
@@ -104,31 +118,45 @@ class Settings:
         return "_live_" in self.secret_key
 
 
-def load_settings(given: Mapping[str, Any]) -> Settings:
+def load_settings(given: Mapping[str, Any], *, serving: bool = True) -> Settings:
     """Convert and check ``given`` options (see :mod:`.options`), then the rules between them.
 
-    Options not given take the table's default, which for some is the environment.
+    Options not given take the table's default, which for some is the environment. Every
+    entry point calls this: the middleware, the PasteDeploy filter, ``check`` and the
+    operator's commands, so the same options give the same settings everywhere.
 
+    :param serving: False for the operator's commands, which serve no page and price
+        nothing: the options only the pages need (``price_lookup``, the redirect URLs and
+        ``domain_url``, the embedded modes' publishable key) may then be missing. The
+        settings are the middleware's whenever the options are complete; without a return
+        address the marker is None (no session is recognised by its marker alone).
     :raises OptionError: naming the option and the fix, for the first value refused.
     """
+    if not serving and not configured(given, "price_lookup"):
+        given = {**given, "price_lookup": _prices_not_configured}
     options = convert_options(given)
     key: str = options["secret_key"]
     ui_mode: str = options["ui_mode"]
     secrets = options["webhook_secret"]
-    store = options["store"]
-    uses_store = bool(secrets) or store is not None or bool(os.environ.get("STRIPE_CHECKOUT_STORE"))
+    store = options["store"]  # the option, else its environment variable
+    uses_store = bool(secrets) or store is not None
     if ui_mode in PAGE_UI_MODES:
         success_url = cancel_url = None
         return_url, redirect = _page_return(options, ui_mode, needs_session_id=(
-            uses_store and options["status_path"] is not None))
+            uses_store and options["status_path"] is not None), serving=serving)
     else:
-        success_url, cancel_url = _hosted_urls(options)
+        success_url, cancel_url = _hosted_urls(options, serving=serving)
         return_url = redirect = None
     back = [url for url in (success_url, cancel_url, return_url) if url is not None]
     if "_live_" in key and not all(url.startswith("https:") for url in back):
         log.warning("A live Stripe key is configured with a plain-http success, cancel or "
                     "return URL; customers will be sent back over an unencrypted connection")
-    publishable_key = _publishable_key(options["publishable_key"], key, ui_mode)
+    publishable_key = _publishable_key(options["publishable_key"], key,
+                                       ui_mode if serving else "hosted_page")
+    # The return address tells this shop's sessions apart (see Settings.return_address).
+    address = success_url or return_url or (
+        f"{publishable_key} {options['path']}"
+        if redirect == "never" and publishable_key is not None else None)
 
     mode = options["mode"]
     _check_session_options(options["session_options"], mode, ui_mode)
@@ -169,7 +197,9 @@ def load_settings(given: Mapping[str, Any]) -> Settings:
         "return_url": return_url, "redirect_on_completion": redirect,
         "publishable_key": publishable_key, "config_path": config_path,
         "webhook_path": webhook_path, "webhook_secrets": secrets, "status_path": status_path,
-        "uses_store": uses_store, "portal_path": portal_path,
+        "store": store or DEFAULT_STORE_URL, "uses_store": uses_store,
+        "marker": shop_marker(address) if address is not None else None,
+        "portal_path": portal_path,
         "portal_return_url": portal_return_url,
         "shop_origin": origin_of(options["domain_url"]) if options["domain_url"] else None,
         "stripe_api_base": api_base.rstrip("/") if api_base is not None else None,
@@ -202,9 +232,9 @@ def _check_session_options(
                               f"Stripe in {each} mode: {exc.message}{hint}") from None
 
 
-#: The modes whose page runs Stripe.js: a publishable key and a return_url, no
-#: success_url or cancel_url.
-PAGE_UI_MODES = ("embedded_page", "elements")
+def _prices_not_configured(items: Any, environ: Any) -> Any:
+    """The price lookup of an operator's command given none: the commands price nothing."""
+    raise AssertionError("an operator's command never prices an order")
 
 
 def _domain(options: Mapping[str, Any], needed_for: str) -> str:
@@ -216,13 +246,18 @@ def _domain(options: Mapping[str, Any], needed_for: str) -> str:
     return str(domain).rstrip("/")
 
 
-def _hosted_urls(options: Mapping[str, Any]) -> tuple[str, str]:
-    """success_url and cancel_url for Stripe's hosted page; return_url has no place there."""
+def _hosted_urls(options: Mapping[str, Any], *,
+                 serving: bool) -> tuple[str | None, str | None]:
+    """success_url and cancel_url for Stripe's hosted page; return_url has no place there.
+
+    Not serving, a URL that needs the missing ``domain_url`` stays None."""
     for name in ("return_url", "redirect_on_completion"):
         if options[name] is not None:
             raise OptionError(name, "applies to ui_mode='embedded_page' or 'elements' only; "
                               "on the hosted page use success_url and cancel_url")
     success_url, cancel_url = options["success_url"], options["cancel_url"]
+    if not serving and options["domain_url"] is None:
+        return success_url, cancel_url
     if success_url is None or cancel_url is None:
         domain = _domain(options, "success_url and cancel_url")
         if success_url is None:
@@ -233,8 +268,8 @@ def _hosted_urls(options: Mapping[str, Any]) -> tuple[str, str]:
     return success_url, cancel_url
 
 
-def _page_return(options: Mapping[str, Any], ui_mode: str,
-                 needs_session_id: bool) -> tuple[str | None, str | None]:
+def _page_return(options: Mapping[str, Any], ui_mode: str, needs_session_id: bool,
+                 serving: bool) -> tuple[str | None, str | None]:
     """return_url and redirect_on_completion for the embedded modes.
 
     Stripe refuses success_url and cancel_url there, and applies redirect_on_completion
@@ -252,6 +287,8 @@ def _page_return(options: Mapping[str, Any], ui_mode: str,
         if return_url is not None:
             raise OptionError("return_url", "redirect_on_completion='never' sends nobody "
                               "there; drop one of the two")
+        return None, redirect
+    if return_url is None and not serving and options["domain_url"] is None:
         return None, redirect
     if return_url is None:
         return_url = absolute_url("domain_url", _domain(options, "return_url")

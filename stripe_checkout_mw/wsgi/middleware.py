@@ -35,7 +35,6 @@ they are sent after paying; no option here does.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -44,26 +43,23 @@ from urllib.parse import parse_qs
 
 import stripe
 
-from ..billing.customers import CustomerDirectory, resolve_ref
+from ..billing.customers import CustomerDirectory
 from ..billing.portal import BillingPortal
 from ..billing.subscriptions import Subscription, SubscriptionLedger
-from ..checkout.service import CheckoutService
 from ..errors import HTTPError, OptionTypeError
 from ..ledger.orders import Order
 from ..ledger.pipeline import Pipeline
-from ..ledger.store import OrderStore, open_store
-from ..marker import shop_marker
-from ..news.fulfilment import FulfilJob
-from ..news.handlers import HandlersJob, WebhookHandlers
+from ..ledger.store import OrderStore
+from ..news.handlers import WebhookHandlers
 from ..news.payments import PaymentEvents
 from ..news.router import EventRouter
 from ..news.status import OrderStatus
-from ..news.subscriptions import SubscriptionChangedJob
 from ..news.webhooks import WebhookReceiver
 from ..settings.options import OPTIONS, unknown_option
-from ..settings.rules import SessionOptions, Timeout, load_settings
-from ..stripe_api.client import ObservedRequestsClient, stripe_http_client
-from ..stripe_api.guard import StripeGuard, TokenBucket
+from ..settings.rules import SessionOptions, Settings, Timeout, load_settings
+from ..shop import Shop
+from ..stripe_api.client import ObservedRequestsClient
+from ..stripe_api.guard import StripeGuard
 from .http import (
     FORM_TYPE,
     JSON_TYPE,
@@ -82,7 +78,7 @@ from .http import (
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from ..checkout.prices import CustomPriceLookup, PricedItem, PriceLookup
+    from ..checkout.prices import CustomPriceLookup, PriceLookup
     from ..checkout.validation import Validator
     from ..news.reconcile import SyncReport
 
@@ -261,106 +257,94 @@ class CheckoutMiddleware:
         # Every keyword above but app and client is a row of the options table; they are
         # converted and checked there, the same way as the .ini filter's and check's.
         given = {name: value for name, value in locals().items() if name in OPTIONS}
-        self.settings = settings = load_settings(given)
-        fulfill = settings.fulfill
-        self._http_client: ObservedRequestsClient | None = None
-        if client is None:
-            self._http_client = stripe_http_client(settings.timeout, settings.stripe_api_base)
-            client = stripe.StripeClient(
-                settings.secret_key,
-                base_addresses=(
-                    {"api": settings.stripe_api_base} if settings.stripe_api_base else None
-                ),
-                max_network_retries=settings.max_network_retries,
-                http_client=self._http_client,
-            )
-            if settings.stripe_api_base is not None:
-                log.warning("Not talking to Stripe: API requests go to %s (stripe_api_base or "
-                            "STRIPE_API_BASE)", settings.stripe_api_base)
-        self.client = client
-        self.handlers = WebhookHandlers()
-        self.store: OrderStore | None = None
-        self.webhooks: WebhookReceiver | None = None
-        self.events: EventRouter | None = None
-        self.status: OrderStatus | None = None
-        self.guard = StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
-                                 cooldown=settings.circuit_cooldown,
-                                 timeout=settings.timeout[1])
-        self.pipeline: Pipeline | None = None
-        self.customers: CustomerDirectory | None = None
-        self.subscriptions: SubscriptionLedger | None = None
-        self.portal: BillingPortal | None = None
-        self.payment_events: PaymentEvents | None = None
-        # Put in every session's metadata (the checkout does), so the webhook and the status
-        # path recognise this shop's sessions without their ledger row.
-        marker = shop_marker(settings.return_address)
+        self.shop = shop = Shop.from_settings(load_settings(given), client=client)
+        if client is None and shop.settings.stripe_api_base is not None:
+            log.warning("Not talking to Stripe: API requests go to %s (stripe_api_base or "
+                        "STRIPE_API_BASE)", shop.settings.stripe_api_base)
+        checkout = shop.checkout
+        assert checkout is not None  # a serving shop's settings always have a marker
+        self.checkout = checkout
         # Plain functions, not bound methods: a route table holding self would make the
         # middleware a reference cycle, freed only by the garbage collector.
+        settings = shop.settings
         routes = {settings.path: _Route(CheckoutMiddleware._create_session, "POST, OPTIONS"),
                   settings.config_path: _Route(CheckoutMiddleware._page_config,
                                                "GET, HEAD, OPTIONS")}
-        if settings.uses_store:
-            store_ = self.store = open_store(settings.store)
-            self.pipeline = Pipeline(
-                store_, [HandlersJob(self.handlers, self.client), FulfilJob(store_, fulfill),
-                         SubscriptionChangedJob(settings.subscription_changed)],
-                lease=settings.job_lease, retention_days=settings.event_retention_days,
-            )
-            self.customers = CustomerDirectory(store_)
-            self.subscriptions = SubscriptionLedger(
-                store_, self.customers, past_due_is_active=settings.past_due_is_active)
-            self.payment_events = PaymentEvents(
-                store_, self.client, marker=marker, refunded=settings.refunded,
-                disputed=settings.disputed)
-            for kind in self.payment_events.kinds():
-                self.pipeline.add_kind(kind)
-            self.events = EventRouter.build(
-                store=store_, handlers=self.handlers, fulfill=fulfill, client=self.client,
-                marker=marker, pipeline=self.pipeline, subscriptions=self.subscriptions,
-                payment_events=self.payment_events)
-        if self.events is not None and settings.webhook_path is not None:
-            self.webhooks = WebhookReceiver(secrets=settings.webhook_secrets, events=self.events,
-                                            client=self.client)
+        if shop.webhooks is not None and settings.webhook_path is not None:
             routes[settings.webhook_path] = _Route(CheckoutMiddleware._receive_webhook, "POST")
-        if self.store is not None and settings.status_path is not None:
-            self.status = OrderStatus(
-                store=self.store, client=self.client, fulfill=fulfill,
-                may_call_stripe=TokenBucket(settings.status_stripe_budget).take,
-                marker=marker, pipeline=self.pipeline, guard=self.guard,
-            )
+        if shop.status is not None and settings.status_path is not None:
             routes[settings.status_path] = _Route(CheckoutMiddleware._order_status,
                                                   "GET, HEAD, OPTIONS")
-        self.checkout = CheckoutService(
-            settings, self.client,
-            functools.partial(_record_session, self.store, self.status)
-            if self.store is not None else None,
-            guard=self.guard,
-        )
-        if self.customers is not None and settings.customer_ref is not None:
-            directory, ref = self.customers, settings.customer_ref
-            self.checkout.customers = lambda environ: directory.checkout_params(
-                resolve_ref(ref, environ))
-            self.portal = BillingPortal(self.client, directory, ref,
-                                        settings.portal_return_url or "", guard=self.guard)
-            if settings.portal_path is not None:
-                routes[settings.portal_path] = _Route(CheckoutMiddleware._open_portal,
-                                                      "POST, OPTIONS")
+        if shop.portal is not None and settings.portal_path is not None:
+            routes[settings.portal_path] = _Route(CheckoutMiddleware._open_portal,
+                                                  "POST, OPTIONS")
         self._routes = routes
+
+    # The shop's parts, as the middleware has always offered them.
+
+    @property
+    def settings(self) -> Settings:
+        return self.shop.settings
+
+    @property
+    def client(self) -> stripe.StripeClient:
+        return self.shop.client
+
+    @property
+    def handlers(self) -> WebhookHandlers:
+        return self.shop.handlers
+
+    @property
+    def guard(self) -> StripeGuard:
+        return self.shop.guard
+
+    @property
+    def store(self) -> OrderStore | None:
+        return self.shop.store
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        return self.shop.pipeline
+
+    @property
+    def webhooks(self) -> WebhookReceiver | None:
+        return self.shop.webhooks
+
+    @property
+    def events(self) -> EventRouter | None:
+        return self.shop.events
+
+    @property
+    def status(self) -> OrderStatus | None:
+        return self.shop.status
+
+    @property
+    def customers(self) -> CustomerDirectory | None:
+        return self.shop.customers
+
+    @property
+    def subscriptions(self) -> SubscriptionLedger | None:
+        return self.shop.subscriptions
+
+    @property
+    def portal(self) -> BillingPortal | None:
+        return self.shop.portal
+
+    @property
+    def payment_events(self) -> PaymentEvents | None:
+        return self.shop.payment_events
 
     @property
     def http_client(self) -> ObservedRequestsClient | None:
         """The HTTP client the middleware built for Stripe (``None`` when given ``client``)."""
-        return self._http_client
+        return self.shop.http_client
 
     def close(self) -> None:
         """Release the store and the calling thread's connections to Stripe.
 
         For tests and orderly shutdowns; a long-running server need not call it.
         """
-        if self._http_client is not None:
-            self._http_client.close()  # type: ignore[no-untyped-call]  # untyped in the SDK
-        if self.store is not None:
-            self.store.close()
+        self.shop.close()
 
     def __enter__(self) -> CheckoutMiddleware:
         return self
@@ -374,9 +358,7 @@ class CheckoutMiddleware:
 
         See :mod:`stripe_checkout_mw.news.reconcile`; safe to run on every host at once.
         """
-        from ..news.reconcile import Reconciler
-
-        return Reconciler.for_middleware(self).run(since)
+        return self.shop.sync(since)
 
     def on(self, event_type: str) -> Callable[[_Handler], _Handler]:
         """Register a handler for a webhook event type (``"*"`` for all)::
@@ -535,23 +517,6 @@ class _Answer(NamedTuple):
     status: int
     payload: Mapping[str, Any]
     location: str | None = None
-
-
-def _record_session(
-    store: OrderStore, status: OrderStatus | None, session: stripe.checkout.Session,
-    priced: list[PricedItem], order: dict[str, Any],
-) -> None:
-    items = [item.ledger_entry() for item in priced]
-    try:
-        store.record_open(Order.from_session(session, items=items, status="open"))
-    except Exception as exc:
-        # The session carries the marker: the webhook (or this process's status lookup)
-        # records it from Stripe, so the customer still gets to pay.
-        log.error("checkout session %s was not written to the ledger (%s); it will be "
-                  "recorded from Stripe when it is paid or looked up", session.id,
-                  type(exc).__name__)
-        if status is not None:
-            status.note_unrecorded(session.id)
 
 
 def _no_body_on_head(method: str, body: list[bytes]) -> list[bytes]:

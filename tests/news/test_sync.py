@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from conftest import Fulfilments, RefundShop, run_together
 
-from stripe_checkout_mw.news.reconcile import Reconciler, SyncReport, parse_since
+from stripe_checkout_mw.news.reconcile import SyncReport, parse_since
 from stripe_checkout_mw.testing import StripeEmulator
 
 
@@ -108,7 +108,8 @@ def test_an_open_order_past_its_expiry_is_retrieved_and_settled(
                               session={**order.session, "expires_at": int(long_ago) + 3600}))
     emu.drop_webhooks(True)
     emu.pay(session_id)
-    reconciler = Reconciler.for_middleware(shop.middleware)
+    reconciler = shop.middleware.shop.reconciler
+    assert reconciler is not None
     report = SyncReport(since=time.time())
     reconciler.settle_stale_orders(report)
     assert (report.orders_checked, report.orders_settled, report.jobs_run) == (1, 1, 1)

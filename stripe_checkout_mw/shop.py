@@ -1,0 +1,213 @@
+"""The shop: every part of a configured middleware, built once, in one place.
+
+:meth:`Shop.from_settings` is the one function that turns checked
+:class:`~stripe_checkout_mw.settings.rules.Settings` into working parts: the Stripe client
+(with the configured timeout and the proxy handling of :mod:`.stripe_api.client`), the
+store, the pipeline and its job kinds, the checkout, the status look-up, the billing
+portal, the event appliers and the reconciler. Every entry point builds through it:
+``CheckoutMiddleware`` (which only routes and converts HTTP), ``mw.sync()``, the
+operator's commands (``sync``, ``fulfil-pending``, ``orders``, ``events``), ``check`` (its
+Stripe client) and the demo; so the command line and the app see the same shop::
+
+    settings = load_settings(options)
+    shop = Shop.from_settings(settings)
+    try:
+        report = shop.sync()
+    finally:
+        shop.close()
+
+Nothing is patched in after construction: each part gets what it needs when built.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import stripe
+
+from .billing.customers import CustomerDirectory, resolve_ref
+from .billing.portal import BillingPortal
+from .billing.subscriptions import SubscriptionLedger
+from .checkout.service import CheckoutService
+from .ledger.orders import Order
+from .ledger.pipeline import JobKind, Pipeline
+from .ledger.store import OrderStore, open_store
+from .news.fulfilment import FulfilJob
+from .news.handlers import HandlersJob, WebhookHandlers
+from .news.payments import PaymentEvents
+from .news.router import EventRouter
+from .news.status import OrderStatus
+from .news.subscriptions import SubscriptionChangedJob
+from .news.webhooks import WebhookReceiver
+from .settings.rules import Settings
+from .stripe_api.client import ObservedRequestsClient, stripe_http_client
+from .stripe_api.guard import StripeGuard, TokenBucket
+
+if TYPE_CHECKING:
+    from .checkout.prices import PricedItem
+    from .news.reconcile import Reconciler, SyncReport
+
+__all__ = ["Shop", "build_client"]
+
+log = logging.getLogger("stripe_checkout_mw")
+
+def build_client(settings: Settings) -> tuple[stripe.StripeClient, ObservedRequestsClient]:
+    """The Stripe client of ``settings`` and its HTTP client (to close when done): the
+    configured timeout, retries and API address, proxies read from the environment once."""
+    base = settings.stripe_api_base
+    http_client = stripe_http_client(settings.timeout, base)
+    client = stripe.StripeClient(
+        settings.secret_key, base_addresses={"api": base} if base else None,
+        max_network_retries=settings.max_network_retries, http_client=http_client,
+    )
+    return client, http_client
+
+
+class Shop:
+    """The parts of one configured shop; build it with :meth:`from_settings`.
+
+    The ledger's parts (``store``, ``pipeline``, ``customers``, ``subscriptions``,
+    ``payment_events``, ``events``, ``reconciler``) are None when the settings keep no
+    ledger; ``webhooks`` (the signature check in front of ``events``) exists when a webhook
+    secret is configured, and ``status`` and ``portal`` when their paths are served.
+    """
+
+    def __init__(self) -> None:  # use from_settings
+        self.settings: Settings
+        self.client: stripe.StripeClient
+        self.guard: StripeGuard
+        self.handlers = WebhookHandlers()
+        self.store: OrderStore | None = None
+        self.pipeline: Pipeline | None = None
+        self.customers: CustomerDirectory | None = None
+        self.subscriptions: SubscriptionLedger | None = None
+        self.payment_events: PaymentEvents | None = None
+        #: Applies Stripe's events to the ledger: the webhook's and ``sync``'s.
+        self.events: EventRouter | None = None
+        self.webhooks: WebhookReceiver | None = None
+        self.status: OrderStatus | None = None
+        self.checkout: CheckoutService | None = None
+        self.portal: BillingPortal | None = None
+        self.reconciler: Reconciler | None = None
+        #: The HTTP client built for Stripe (None when given a ``client``).
+        self.http_client: ObservedRequestsClient | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, client: stripe.StripeClient | None = None,
+        store: OrderStore | None = None, runs_handlers: bool = True,
+    ) -> Shop:
+        """Build every part of the shop ``settings`` describe, each once.
+
+        :param client: a ready ``stripe.StripeClient`` instead of one built from the settings.
+        :param store: an opened store to keep as the ledger, even when the settings keep
+            none (the operator's commands, which always work on a ledger).
+        :param runs_handlers: whether the jobs of the handlers registered with
+            ``mw.on`` run here. The operator's commands pass False: those handlers live in
+            the app, so their jobs wait for it (or ``mw.sync()``) instead.
+        """
+        shop = cls()
+        shop.settings = settings
+        if client is None:
+            client, shop.http_client = build_client(settings)
+        shop.client = client
+        shop.guard = StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
+                                 cooldown=settings.circuit_cooldown,
+                                 timeout=settings.timeout[1])
+        if store is None and settings.uses_store:
+            store = open_store(settings.store)
+        if store is not None:
+            shop._build_ledger(store, runs_handlers)
+        shop._build_pages()
+        return shop
+
+    def _build_ledger(self, store: OrderStore, runs_handlers: bool) -> None:
+        # Imported here: the command line's parser, which imports the package, stays light.
+        from .news.reconcile import Reconciler
+
+        settings, client, marker = self.settings, self.client, self.settings.marker
+        self.store = store
+        self.customers = CustomerDirectory(store)
+        self.subscriptions = SubscriptionLedger(
+            store, self.customers, past_due_is_active=settings.past_due_is_active)
+        self.payment_events = PaymentEvents(
+            store, client, marker=marker, refunded=settings.refunded,
+            disputed=settings.disputed)
+        kinds: list[JobKind] = [HandlersJob(self.handlers, client)] if runs_handlers else []
+        kinds += [FulfilJob(store, settings.fulfill),
+                  SubscriptionChangedJob(settings.subscription_changed),
+                  *self.payment_events.kinds()]
+        self.pipeline = Pipeline(store, kinds, lease=settings.job_lease,
+                                 retention_days=settings.event_retention_days)
+        self.events = EventRouter.build(
+            store=store, handlers=self.handlers, fulfill=settings.fulfill, client=client,
+            marker=marker, pipeline=self.pipeline, subscriptions=self.subscriptions,
+            payment_events=self.payment_events)
+        if settings.webhook_path is not None:
+            self.webhooks = WebhookReceiver(secrets=settings.webhook_secrets,
+                                            events=self.events, client=client)
+        self.reconciler = Reconciler(store=store, client=client, events=self.events,
+                                     pipeline=self.pipeline, marker=marker,
+                                     http_client=self.http_client, guard=self.guard)
+        if settings.status_path is not None:
+            self.status = OrderStatus(
+                store=store, client=client, fulfill=settings.fulfill,
+                may_call_stripe=TokenBucket(settings.status_stripe_budget).take,
+                marker=marker, pipeline=self.pipeline, guard=self.guard,
+            )
+
+    def _build_pages(self) -> None:
+        """The checkout and the billing portal: parts of a shop that serves pages (whose
+        settings name a return address, hence a marker)."""
+        settings = self.settings
+        directory, ref = self.customers, settings.customer_ref
+        customers = None
+        if directory is not None and ref is not None:
+            customers = functools.partial(_checkout_customer, directory, ref)
+            self.portal = BillingPortal(self.client, directory, ref,
+                                        settings.portal_return_url or "", guard=self.guard)
+        if settings.marker is None:
+            return
+        record = (functools.partial(_record_session, self.store, self.status)
+                  if self.store is not None else None)
+        self.checkout = CheckoutService(settings, self.client, record, guard=self.guard,
+                                        customers=customers)
+
+    def sync(self, since: timedelta = timedelta(days=3)) -> SyncReport:
+        """One reconciliation (:class:`~stripe_checkout_mw.news.reconcile.Reconciler`)."""
+        if self.reconciler is None:
+            raise ValueError("sync: the middleware keeps no ledger; configure store= or "
+                             "webhook_secret=")
+        return self.reconciler.run(since)
+
+    def close(self) -> None:
+        """Release the store and the calling thread's connections to Stripe."""
+        if self.http_client is not None:
+            self.http_client.close()  # type: ignore[no-untyped-call]  # untyped in the SDK
+        if self.store is not None:
+            self.store.close()
+
+
+def _checkout_customer(directory: CustomerDirectory, ref: Any, environ: Any) -> Any:
+    """The checkout's customer parameters for the signed-in user of ``environ``."""
+    return directory.checkout_params(resolve_ref(ref, environ))
+
+
+def _record_session(
+    store: OrderStore, status: OrderStatus | None, session: stripe.checkout.Session,
+    priced: list[PricedItem], order: dict[str, Any],
+) -> None:
+    items = [item.ledger_entry() for item in priced]
+    try:
+        store.record_open(Order.from_session(session, items=items, status="open"))
+    except Exception as exc:
+        # The session carries the marker: the webhook (or this process's status lookup)
+        # records it from Stripe, so the customer still gets to pay.
+        log.error("checkout session %s was not written to the ledger (%s); it will be "
+                  "recorded from Stripe when it is paid or looked up", session.id,
+                  type(exc).__name__)
+        if status is not None:
+            status.note_unrecorded(session.id)
