@@ -132,3 +132,33 @@ def test_sync_from_the_ini_recovers_an_embedded_shops_paid_session_without_its_r
     again = shop.cli("sync", "--since", "1d", "--ini", str(shop.ini), "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["events_new"] == 0
     assert shop.fulfilled() == {session_id: 1}
+
+
+def test_an_event_a_sync_cannot_apply_to_a_marked_session_is_left_for_a_redelivery(
+    emu: StripeEmulator, shop: IniShop
+) -> None:
+    session_id = shop.buy_without_its_row()
+
+    # Run without the shop's configuration: the marker is unknown to this sync.
+    blind = shop.cli("sync", "--since", "1d", "--store", shop.served.middleware.settings.store
+                     or "", "--no-fulfill", "--json")
+    assert blind.returncode == 0, blind.stderr
+    assert json.loads(blind.stdout)["events_new"] == 0
+    assert shop.fulfilled() == Counter()
+
+    completed = [event["id"] for event in emu.events if event["type"] ==
+                 "checkout.session.completed" and event["data"]["object"]["id"] == session_id]
+    emu.redeliver(completed[0])
+    assert shop.fulfilled() == {session_id: 1}
+
+
+def test_an_event_a_sync_cannot_apply_is_recovered_by_a_later_sync(shop: IniShop) -> None:
+    session_id = shop.buy_without_its_row()
+    blind = shop.cli("sync", "--since", "1d", "--store", shop.served.middleware.settings.store
+                     or "", "--no-fulfill")
+    assert blind.returncode == 0, blind.stderr
+    assert shop.fulfilled() == Counter()
+
+    report = shop.served.middleware.sync()
+    assert report.ok and report.events_new == 1
+    assert shop.fulfilled() == {session_id: 1}

@@ -7,7 +7,9 @@ retries, paid orders stay ``open`` and refunds go unrecorded. :class:`Reconciler
 1. **Replay events.** ``GET /v1/events`` for the event types the middleware handles, created
    since ``since`` (at most Stripe's 30 days), 100 a page, newest first as Stripe lists them,
    then processed oldest first through the same pipeline a delivery takes. An event already
-   processed is a duplicate and changes nothing, so a replay is harmless.
+   processed is a duplicate and changes nothing, so a replay is harmless. An event about a
+   session that carries another marker than this sync's and has no ledger row is left
+   unclaimed (``events_left``): the shop that made it, or Stripe's redelivery, still can.
 2. **Run the jobs still due** (fulfilments and hooks whose last attempt failed).
 3. **Settle stale orders.** Orders of this shop still ``open`` after their session's
    ``expires_at`` are retrieved from Stripe and moved to what Stripe says (paid, expired).
@@ -93,6 +95,9 @@ class SyncReport:
     clamped: bool = False
     events_seen: int = 0
     events_new: int = 0
+    #: Events of sessions that carry another marker (another shop's, or this shop's when
+    #: the sync was not given its configuration) and have no ledger row: left unclaimed.
+    events_left: int = 0
     jobs_run: int = 0
     busy: int = 0
     orders_checked: int = 0
@@ -113,7 +118,9 @@ class SyncReport:
         if self.clamped:
             lines.append("warning: --since is limited to Stripe's 30 days of events; using 30d")
         lines += [
-            f"events since {since}: {self.events_seen} seen, {self.events_new} new",
+            f"events since {since}: {self.events_seen} seen, {self.events_new} new"
+            + (f", {self.events_left} left unclaimed (sessions with another shop's marker)"
+               if self.events_left else ""),
             f"jobs run: {self.jobs_run}" + (f" ({self.busy} held by another worker)"
                                            if self.busy else ""),
             f"open orders past expiry: {self.orders_checked} checked, "
@@ -220,9 +227,29 @@ class Reconciler:
         return found
 
     def _replay(self, report: SyncReport, payload: dict[str, Any]) -> None:
+        if self._not_ours_to_apply(payload):
+            report.events_left += 1
+            return
         outcome = self.events.apply(payload)
         report.events_new += not outcome.duplicate
         report.jobs_run += len(outcome.ran)
+
+    def _not_ours_to_apply(self, payload: dict[str, Any]) -> bool:
+        """Whether the event is about a session carrying a marker that is not this sync's,
+        and that the ledger does not know: not applied, and not claimed either.
+
+        Claiming it would record it as processed with nothing done, and then neither
+        Stripe's redelivery nor a sync configured as its shop could recover the order.
+        """
+        data = payload.get("data")
+        session = data.get("object") if isinstance(data, dict) else None
+        if not isinstance(session, dict) or session.get("object") != "checkout.session":
+            return False
+        metadata = session.get("metadata")
+        theirs = metadata.get(MARKER_KEY) if isinstance(metadata, dict) else None
+        if not theirs or theirs == self.marker:
+            return False
+        return self.store.get(str(session.get("id"))) is None
 
     def run_due_jobs(self, report: SyncReport) -> None:
         """Step 2: drive every subject with a job due and not leased (``fulfil-pending``)."""
