@@ -28,7 +28,7 @@ from stripe_checkout_mw.settings.options import (
 from stripe_checkout_mw.settings.rules import load_settings
 from stripe_checkout_mw.wsgi.paste import PRICE_KEYS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "stripe_checkout_mw"
 
 
