@@ -21,7 +21,7 @@ from stripe_checkout_mw.news.router import ROUTES, EventRouter, event_types
 from stripe_checkout_mw.schema.sdk import enum_values
 from stripe_checkout_mw.testing import StripeEmulator
 
-PACKAGE = Path(__file__).resolve().parent.parent / "stripe_checkout_mw"
+PACKAGE = Path(__file__).resolve().parents[2] / "stripe_checkout_mw"
 README = PACKAGE.parent / "README.md"
 BEGIN = "<!-- webhook event types:"
 END = "<!-- end of webhook event types -->"
