@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .orders import Order
-from .store import SqlStore, StoreTransaction
+from .store import Ledger, StoreTransaction
 
 __all__ = ["PAYMENT_COLUMNS", "Payment", "PaymentLedger", "record_payment_intent"]
 
@@ -47,7 +47,7 @@ class Payment:
                        dispute_status=self.dispute_status, payment_intent=self.payment_intent)
 
 
-def _sql(store: SqlStore, text: str) -> str:
+def _sql(store: Ledger, text: str) -> str:
     return store.dialect.placeholders(text.replace("<columns>", ", ".join(PAYMENT_COLUMNS)))
 
 
@@ -69,7 +69,7 @@ def record_payment_intent(tx: StoreTransaction, session_id: str,
 class PaymentLedger:
     """Reads and writes of the payments table over one store."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: Ledger) -> None:
         self.store = store
         self._select = _sql(store, "SELECT <columns> FROM stripe_checkout_payments "
                                    "WHERE session_id = ?")

@@ -66,6 +66,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STORE_ENV",
     "Job",
+    "Ledger",
     "NewJob",
     "OrderStore",
     "PostgresStore",
@@ -143,7 +144,7 @@ class Job:
     attempt: int
 
 
-class SqlStore:
+class Ledger:
     """The ledger over one SQL database; the dialect supplies what differs between engines.
 
     One store object serves every thread of a process; it opens connections as needed.
@@ -344,7 +345,7 @@ class SqlStore:
         return Job(int(seq), str(kind), str(key), str(subject),
                    dict(self.dialect.from_json(payload)), int(attempt))
 
-    def __enter__(self) -> SqlStore:
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -354,14 +355,15 @@ class SqlStore:
         return f"<{type(self).__name__} {self.url}>"
 
 
-#: The name the rest of the package and its users know the ledger by.
-OrderStore = SqlStore
+#: The names the rest of the package and its users have known the ledger by.
+SqlStore = Ledger
+OrderStore = Ledger
 
 
 class StoreTransaction:
-    """One write transaction on the store, obtained from :meth:`SqlStore.transaction`."""
+    """One write transaction on the store, obtained from :meth:`Ledger.transaction`."""
 
-    def __init__(self, store: SqlStore, conn: Any) -> None:
+    def __init__(self, store: Ledger, conn: Any) -> None:
         self.store = store
         self.conn = conn
         self._dialect = store.dialect
@@ -494,7 +496,7 @@ class StoreTransaction:
                               (0 if ran else 1, job.seq, job.attempt))
 
 
-class SQLiteStore(SqlStore):
+class SQLiteStore(Ledger):
     """The ledger in one SQLite file, shared safely by the threads and processes of one host.
 
     :param path: the database file; created with its tables on first use.
@@ -507,7 +509,7 @@ class SQLiteStore(SqlStore):
         self.path = self.dialect.path  # type: ignore[attr-defined]
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(Ledger):
     """The ledger in PostgreSQL, for several hosts serving one shop.
 
     :param url: a libpq URL (``postgresql://user:password@host:5432/dbname?options=...``).
@@ -520,7 +522,7 @@ class PostgresStore(SqlStore):
                                          connect_timeout=connect_timeout))
 
 
-def open_store(url: str | None) -> SqlStore:
+def open_store(url: str | None) -> Ledger:
     """Open the store a URL names (see the module docstring for the forms it takes).
 
     ``None`` means the ``STRIPE_CHECKOUT_STORE`` environment variable, else
