@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .orders import Order
+from .schema import column_names
 from .store import Ledger, StoreTransaction
 
 __all__ = ["PAYMENT_COLUMNS", "Payment", "PaymentLedger", "record_payment_intent"]
 
-PAYMENT_COLUMNS = ("session_id", "payment_intent", "charge", "amount_refunded", "refunds",
-                   "disputes", "dispute_status", "updated_at")
+PAYMENT_COLUMNS = column_names("stripe_checkout_payments")
 
 
 @dataclass
@@ -60,7 +60,8 @@ def record_payment_intent(tx: StoreTransaction, session_id: str,
     intent = payment_intent if isinstance(payment_intent, str) and payment_intent else None
     dialect = tx.store.dialect
     dialect.execute(tx.conn, _sql(tx.store,
-        "INSERT INTO stripe_checkout_payments (<columns>) VALUES (?, ?, NULL, 0, ?, ?, NULL, ?) "
+        "INSERT INTO stripe_checkout_payments (session_id, payment_intent, amount_refunded, "
+        "refunds, disputes, updated_at) VALUES (?, ?, 0, ?, ?, ?) "
         "ON CONFLICT (session_id) DO UPDATE SET payment_intent = COALESCE("
         "stripe_checkout_payments.payment_intent, excluded.payment_intent)"),
         (session_id, intent, dialect.to_json({}), dialect.to_json({}), time.time()))

@@ -17,9 +17,9 @@ Pick a store with a URL::
 directory at the time the store is opened (the path is made absolute then, so a later ``chdir``
 does not move it). An in-memory SQLite database is refused: it would lose every order on restart.
 
-The SQL is written once, here, from shared column lists; the two dialects
+The SQL is written once, here, from the declared columns; the two dialects
 (:mod:`stripe_checkout_mw.ledger.dialects`) differ only in what really differs: placeholders, row
-locking, JSON, DDL types, how a transaction begins and how connections are kept.
+locking, JSON, type names, how a transaction begins and how connections are kept.
 
 Durability: every transaction is a fully durable commit unless it is opened with
 ``durable=False``, which only the checkout's first write of a new session and the bookkeeping
@@ -39,11 +39,13 @@ connections come from ``psycopg_pool`` with a liveness check that drops connecti
 has closed. Store failures are logged once, naming the redacted store (host, port, database or
 the SQLite path) and the error class, and raised as :class:`StoreError`.
 
-Tables (created on first use; the schema version is kept in ``stripe_checkout_meta``):
+Tables (declared once, for both engines, in :mod:`~stripe_checkout_mw.ledger.schema`; created or
+upgraded on first use; the schema version is kept in ``stripe_checkout_meta``):
 ``stripe_checkout_orders``, ``stripe_checkout_events``, ``stripe_checkout_jobs``,
 ``stripe_checkout_payments`` (:mod:`~stripe_checkout_mw.ledger.payments`),
-``stripe_checkout_meta``. On PostgreSQL they go in the connection's ``search_path``; choose a
-schema with the libpq URL option ``?options=-csearch_path%3Dshop``.
+``stripe_checkout_customers``, ``stripe_checkout_subscriptions``, ``stripe_checkout_meta``. On
+PostgreSQL they go in the connection's ``search_path``; choose a schema with the libpq URL option
+``?options=-csearch_path%3Dshop``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from typing import Any, Callable
 
 from .dialects import Dialect, PostgresDialect, SQLiteDialect, StoreError, redact_url
 from .orders import Order
+from .schema import SCHEMA_VERSION, column_names
 
 __all__ = [
     "DEFAULT_STORE_URL",
@@ -80,36 +83,12 @@ __all__ = [
 
 logger = logging.getLogger("stripe_checkout_mw")
 
-#: Bumped whenever the tables change; a store refuses a ledger written by a newer version.
-#: Version 2 added ``stripe_checkout_jobs`` and the events' ``processed_at`` index; a version 1
-#: ledger is upgraded in place on first use (both are only added). Version 3 added the
-#: billing tables ``stripe_checkout_customers`` and ``stripe_checkout_subscriptions`` (only
-#: added, so upgrading is creating them).
-#: Version 4 added ``stripe_checkout_payments`` (refunds and disputes; only added).
-SCHEMA_VERSION = 4
 #: The environment variable read when no store URL is given.
 STORE_ENV = "STRIPE_CHECKOUT_STORE"
 #: Used when neither an argument nor the environment names a store.
 DEFAULT_STORE_URL = "sqlite:///stripe-checkout-orders.db"
 
-ORDER_COLUMNS = (
-    "session_id",
-    "status",
-    "payment_status",
-    "mode",
-    "currency",
-    "amount_subtotal",
-    "amount_total",
-    "customer_email",
-    "client_reference_id",
-    "metadata",
-    "items",
-    "session",
-    "fulfilled",
-    "created_at",
-    "updated_at",
-    "fulfilled_at",
-)
+ORDER_COLUMNS = column_names("stripe_checkout_orders")
 _JSON_ORDER_COLUMNS = ("metadata", "items", "session")
 JOB_COLUMNS = ("seq", "kind", "job_key", "subject", "payload", "attempt", "lease_until")
 
@@ -241,6 +220,15 @@ class Ledger:
         with self.dialect.connection() as conn:
             rows = self.dialect.fetchall(conn, self._sql_pending_read, (subject,))
         return [self._row_to_job(row) for row in rows]
+
+    def stored_version(self) -> str | None:
+        """The schema version the ledger records, read without creating anything: ``None``
+        when there is no ledger yet, ``""`` for tables without a version. For the commands
+        that only read, and the deploy check.
+
+        :raises StoreError: the database cannot be read.
+        """
+        return self.dialect.stored_version()
 
     # -- writes -----------------------------------------------------------------------
 
