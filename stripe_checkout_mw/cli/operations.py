@@ -134,14 +134,6 @@ def _json(out: Any, value: object) -> None:
 
 # -- orders ----------------------------------------------------------------------------------
 
-_ORDER_LIST = (
-    "SELECT o.session_id, o.status, o.amount_total, o.currency, o.customer_email, "
-    "o.fulfilled, o.created_at, p.amount_refunded, p.dispute_status "
-    "FROM stripe_checkout_orders o LEFT JOIN stripe_checkout_payments p "
-    "ON p.session_id = o.session_id WHERE o.created_at >= ?"
-)
-
-
 def run_orders(args: argparse.Namespace) -> int:
     """``orders list`` and ``orders show``."""
     return _run(args, _orders_list if args.orders_command == "list" else _orders_show)
@@ -149,6 +141,7 @@ def run_orders(args: argparse.Namespace) -> int:
 
 def _orders_list(args: argparse.Namespace, out: Any) -> int:
     from ..ledger.orders import STATUSES
+    from ..ledger.reports import LedgerReports
     from ..news.reconcile import parse_duration
 
     if args.status is not None and args.status not in STATUSES:
@@ -159,17 +152,9 @@ def _orders_list(args: argparse.Namespace, out: Any) -> int:
         raise CommandError(str(exc), 2) from None
     store = _open(_config(args))
     try:
-        store.ensure_schema()
-        sql, params = _ORDER_LIST, [time.time() - since if since else 0.0]
-        if args.status:
-            sql, params = sql + " AND o.status = ?", [*params, args.status]
-        if args.email:
-            sql, params = sql + " AND lower(o.customer_email) = ?", [*params,
-                                                                      args.email.lower()]
-        sql += " ORDER BY o.created_at DESC LIMIT ?"
-        params.append(args.limit)
-        with store.dialect.connection() as conn:
-            rows = store.dialect.fetchall(conn, store.dialect.placeholders(sql), params)
+        rows = LedgerReports(store).recent_orders(
+            created_since=time.time() - since if since else 0.0, status=args.status,
+            email=args.email, limit=args.limit)
     finally:
         store.close()
     orders = [{
@@ -183,7 +168,7 @@ def _orders_list(args: argparse.Namespace, out: Any) -> int:
     _table(out, ("CREATED (UTC)", "SESSION", "STATUS", "TOTAL", "REFUNDED", "FULFILLED",
                  "EMAIL"), [
         (_when(r[6]), r[0], r[1] + (f" ({r[8]})" if r[8] else ""), _money(r[2], r[3]),
-         _money(int(r[7]), r[3]) if r[7] else "", "yes" if r[5] else "no", r[4] or "")
+         _money(r[7], r[3]) if r[7] else "", "yes" if r[5] else "no", r[4] or "")
         for r in rows])
     print(f"{len(rows)} order(s)" + (" (the newest; raise --limit for more)"
                                     if len(rows) == args.limit else ""), file=out)
@@ -192,6 +177,7 @@ def _orders_list(args: argparse.Namespace, out: Any) -> int:
 
 def _orders_show(args: argparse.Namespace, out: Any) -> int:
     from ..ledger.payments import PaymentLedger
+    from ..ledger.reports import LedgerReports
     from ..news.status import SESSION_ID_PATTERN
 
     if not SESSION_ID_PATTERN.fullmatch(args.session_id):
@@ -203,14 +189,9 @@ def _orders_show(args: argparse.Namespace, out: Any) -> int:
         if order is None:
             raise CommandError(f"no order {args.session_id} in {store.url}")
         payment = PaymentLedger(store).get(order.session_id)
-        q = store.dialect.placeholders
-        with store.dialect.connection() as conn:
-            events = store.dialect.fetchall(conn, q(
-                "SELECT event_id, event_type, processed_at FROM stripe_checkout_events "
-                "WHERE session_id = ? ORDER BY processed_at"), (order.session_id,))
-            jobs = store.dialect.fetchall(conn, q(
-                "SELECT kind, job_key, attempt, lease_until, done_at, created_at FROM "
-                "stripe_checkout_jobs WHERE subject = ? ORDER BY seq"), (order.session_id,))
+        reports = LedgerReports(store)
+        events = reports.events_of(order.session_id)
+        jobs = reports.jobs_of(order.session_id)
     finally:
         store.close()
     refunds = payment.refunds if payment else {}
@@ -227,7 +208,8 @@ def _orders_show(args: argparse.Namespace, out: Any) -> int:
         "fulfilled": order.fulfilled, "created_at": _iso(order.created_at),
         "updated_at": _iso(order.updated_at), "fulfilled_at": _iso(order.fulfilled_at),
         "items": order.items,
-        "history": [{"at": _iso(e[2]), "event": e[1], "event_id": e[0]} for e in events],
+        "history": [{"at": _iso(e.processed_at), "event": e.event_type, "event_id": e.event_id}
+                    for e in events],
         "refunds": [{"id": k, **v} for k, v in refunds.items()],
         "disputes": [{"id": k, **v} for k, v in disputes.items()],
         "jobs": [{"kind": j[0], "key": j[1], "attempts": int(j[2]),
@@ -251,8 +233,8 @@ def _orders_show(args: argparse.Namespace, out: Any) -> int:
             (i.get("name"), i.get("quantity"), _money(i.get("unit_amount"), i.get("currency")),
              i.get("price")) for i in order.items]),
         ("Status history", ("AT (UTC)", "EVENT", "ID"), [
-            (_when(order.created_at), "created", "")] + [(_when(e[2]), e[1], e[0])
-                                                          for e in events]),
+            (_when(order.created_at), "created", ""),
+            *[(_when(e.processed_at), e.event_type, e.event_id) for e in events]]),
         ("Refunds", ("ID", "AMOUNT", "STATUS"), [
             (k, _money(v.get("amount"), order.currency), v.get("status"))
             for k, v in refunds.items()]),
@@ -285,23 +267,12 @@ def run_events(args: argparse.Namespace) -> int:
 
 
 def _events_list(args: argparse.Namespace, out: Any) -> int:
+    from ..ledger.reports import LedgerReports
+
     store = _open(_config(args))
     try:
-        store.ensure_schema()
-        sql = ("SELECT e.event_id, e.event_type, e.session_id, e.processed_at "
-               "FROM stripe_checkout_events e WHERE 1 = 1")
-        params: list[Any] = []
-        if args.type:
-            sql, params = sql + " AND e.event_type = ?", [args.type]
-        if args.failed:
-            # An event whose jobs ran and did not finish: its handlers, or its order's jobs.
-            sql += (" AND EXISTS (SELECT 1 FROM stripe_checkout_jobs j WHERE j.done_at IS NULL "
-                    "AND j.attempt > 0 AND (j.subject = e.session_id OR "
-                    "(j.kind = 'handlers' AND j.job_key = e.event_id)))")
-        sql += " ORDER BY e.processed_at DESC LIMIT ?"
-        params.append(args.limit)
-        with store.dialect.connection() as conn:
-            rows = store.dialect.fetchall(conn, store.dialect.placeholders(sql), params)
+        rows = LedgerReports(store).recent_events(event_type=args.type, failing=args.failed,
+                                                  limit=args.limit)
     finally:
         store.close()
     if args.json:

@@ -17,9 +17,10 @@ Pick a store with a URL::
 directory at the time the store is opened (the path is made absolute then, so a later ``chdir``
 does not move it). An in-memory SQLite database is refused: it would lose every order on restart.
 
-The SQL is written once, here, from the declared columns; the two dialects
-(:mod:`stripe_checkout_mw.ledger.dialects`) differ only in what really differs: placeholders, row
-locking, JSON, type names, how a transaction begins and how connections are kept.
+The statements are written once, here and in the ledger's other modules, from the declared
+columns; the two dialects (:mod:`stripe_checkout_mw.ledger.dialects`) differ only in what really
+differs: placeholders, row locking, JSON, type names, how a transaction begins and how
+connections are kept.
 
 Durability: every transaction is a fully durable commit unless it is opened with
 ``durable=False``, which only the checkout's first write of a new session and the bookkeeping
@@ -43,9 +44,11 @@ Tables (declared once, for both engines, in :mod:`~stripe_checkout_mw.ledger.sch
 upgraded on first use; the schema version is kept in ``stripe_checkout_meta``):
 ``stripe_checkout_orders``, ``stripe_checkout_events``, ``stripe_checkout_jobs``,
 ``stripe_checkout_payments`` (:mod:`~stripe_checkout_mw.ledger.payments`),
-``stripe_checkout_customers``, ``stripe_checkout_subscriptions``, ``stripe_checkout_meta``. On
-PostgreSQL they go in the connection's ``search_path``; choose a schema with the libpq URL option
-``?options=-csearch_path%3Dshop``.
+``stripe_checkout_customers`` and ``stripe_checkout_subscriptions``
+(:mod:`~stripe_checkout_mw.ledger.billing`), ``stripe_checkout_meta``. On PostgreSQL they go in
+the connection's ``search_path``; choose a schema with the libpq URL option
+``?options=-csearch_path%3Dshop``. Every statement on them is the ledger's: the operator's
+reads are in :mod:`~stripe_checkout_mw.ledger.reports`.
 """
 
 from __future__ import annotations
@@ -126,6 +129,10 @@ class Job:
 class Ledger:
     """The ledger over one SQL database; the dialect supplies what differs between engines.
 
+    Every statement the package runs is a method of the ledger (here, on
+    :class:`StoreTransaction`, or in the ledger's other modules): callers name what they
+    want and never see a connection.
+
     One store object serves every thread of a process; it opens connections as needed.
     Call :meth:`close` (or use it as a context manager) when done with it.
     """
@@ -194,6 +201,14 @@ class Ledger:
             "DELETE FROM stripe_checkout_events WHERE event_id IN (SELECT event_id FROM "
             "stripe_checkout_events WHERE processed_at < ? ORDER BY processed_at LIMIT ?)"
         )
+        self._sql_due_subjects = q(
+            "SELECT DISTINCT subject FROM stripe_checkout_jobs "
+            "WHERE done_at IS NULL AND lease_until < ?"
+        )
+        self._sql_open_orders = q(
+            "SELECT session_id FROM stripe_checkout_orders WHERE status = ? "
+            "AND created_at < ? ORDER BY created_at LIMIT ?"
+        )
         self._sql_prune_jobs = q(
             "DELETE FROM stripe_checkout_jobs WHERE seq IN (SELECT seq FROM stripe_checkout_jobs "
             "WHERE done_at < ? ORDER BY done_at LIMIT ?)"
@@ -221,6 +236,16 @@ class Ledger:
             rows = self.dialect.fetchall(conn, self._sql_pending_read, (subject,))
         return [self._row_to_job(row) for row in rows]
 
+    def subjects_with_jobs_due(self, now: float) -> list[str]:
+        """The subjects with a job not done and not leased at ``now`` (a read)."""
+        return [str(row[0]) for row in self._read(self._sql_due_subjects, (now,))]
+
+    def orders_in_status(self, status: str, created_before: float, limit: int) -> list[str]:
+        """The session ids of up to ``limit`` orders in ``status`` created before
+        ``created_before``, oldest first (a read)."""
+        return [str(row[0]) for row in
+                self._read(self._sql_open_orders, (status, created_before, limit))]
+
     def stored_version(self) -> str | None:
         """The schema version the ledger records, read without creating anything: ``None``
         when there is no ledger yet, ``""`` for tables without a version. For the commands
@@ -229,6 +254,12 @@ class Ledger:
         :raises StoreError: the database cannot be read.
         """
         return self.dialect.stored_version()
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        """The rows of one read outside a transaction, the schema made first."""
+        self.ensure_schema()
+        with self.dialect.connection() as conn:
+            return self.dialect.fetchall(conn, sql, params)
 
     # -- writes -----------------------------------------------------------------------
 
