@@ -9,8 +9,9 @@ then ``--ini FILE`` (its ``[filter:checkout]`` section), then ``--store URL``::
     python -m stripe_checkout_mw fulfil-pending --ini production.ini
     python -m stripe_checkout_mw sync --since 3d --ini production.ini
 
-``orders`` and ``events`` only read (they may add the tables a newer version needs to the
-ledger, as the middleware does on start); ``fulfil-pending`` runs the jobs still due and
+``orders`` and ``events`` only read: on a store that does not exist yet they say so and show
+nothing, creating nothing (on an existing ledger they may add the tables a newer version needs,
+as the middleware does on start); ``fulfil-pending`` runs the jobs still due and
 ``sync`` also replays Stripe's events (:mod:`stripe_checkout_mw.news.reconcile`): those two call the
 shop's hooks, so they need its ``fulfill`` (from ``--ini``, or ``--fulfill module:function``,
 or ``--no-fulfill`` to record fulfilments without calling anything). Only ``sync`` calls
@@ -70,18 +71,45 @@ def _config(args: argparse.Namespace) -> _Config:
 
 
 def _open(config: _Config) -> Any:
-    from ..ledger.store import DEFAULT_STORE_URL, STORE_ENV, SQLiteStore, open_store
+    """The store, its schema created or upgraded: for the commands that write."""
+    store = _store(config)
+    try:
+        store.ensure_schema()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _open_to_read(args: argparse.Namespace, out: Any, nothing: object) -> Any | None:
+    """The store for a command that only reads, or ``None`` (after saying so, and printing
+    ``nothing`` as the JSON answer) when there is no ledger yet: reading creates nothing."""
+    store = _store(_config(args))
+    try:
+        version = store.stored_version()
+    except BaseException:
+        store.close()
+        raise
+    if version is not None:
+        return store
+    store.close()
+    message = f"no ledger yet at {store.url}; the app creates it on first use"
+    if args.json:
+        print(f"{args.command}: {message}", file=sys.stderr)
+        _json(out, nothing)
+    else:
+        print(message, file=out)
+    return None
+
+
+def _store(config: _Config) -> Any:
+    from ..ledger.store import DEFAULT_STORE_URL, STORE_ENV, open_store
 
     url = config.option("store") or os.environ.get(STORE_ENV, "").strip() or DEFAULT_STORE_URL
     try:
-        store = open_store(url)
+        return open_store(url)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
-        store.close()
-        raise CommandError(f"no ledger at {store.url}; give --store URL, --ini FILE or set "
-                           f"{STORE_ENV}")
-    return store
 
 
 def _run(args: argparse.Namespace, command: Any) -> int:
@@ -150,7 +178,9 @@ def _orders_list(args: argparse.Namespace, out: Any) -> int:
         since = parse_duration(args.since).total_seconds() if args.since else None
     except ValueError as exc:
         raise CommandError(str(exc), 2) from None
-    store = _open(_config(args))
+    store = _open_to_read(args, out, [])
+    if store is None:
+        return 0
     try:
         rows = LedgerReports(store).recent_orders(
             created_since=time.time() - since if since else 0.0, status=args.status,
@@ -183,7 +213,9 @@ def _orders_show(args: argparse.Namespace, out: Any) -> int:
     if not SESSION_ID_PATTERN.fullmatch(args.session_id):
         raise CommandError(f"{args.session_id!r} is not a Checkout Session id "
                            "(cs_test_... or cs_live_...)", 2)
-    store = _open(_config(args))
+    store = _open_to_read(args, out, None)
+    if store is None:
+        return 0
     try:
         order = store.get(args.session_id)
         if order is None:
@@ -269,7 +301,9 @@ def run_events(args: argparse.Namespace) -> int:
 def _events_list(args: argparse.Namespace, out: Any) -> int:
     from ..ledger.reports import LedgerReports
 
-    store = _open(_config(args))
+    store = _open_to_read(args, out, [])
+    if store is None:
+        return 0
     try:
         rows = LedgerReports(store).recent_events(event_type=args.type, failing=args.failed,
                                                   limit=args.limit)
