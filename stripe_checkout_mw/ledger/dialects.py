@@ -609,8 +609,10 @@ class PostgresDialect(Dialect):
                     row = conn.execute(_VERSION_SELECT).fetchone()
                 conn.rollback()
         except psycopg.Error as exc:
-            # The driver's message may hold a host or user name but never the password.
-            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+            # The driver's message may hold a host or a user name; a password it quotes (from
+            # a malformed URL) is hidden as the redacted URL hides it.
+            raise StoreError(f"{type(exc).__name__}: {_hide_password(str(exc), self._dsn)}") \
+                from exc
         if table is None or table[0] is None:
             return None
         return "" if row is None else str(row[0])
@@ -737,6 +739,21 @@ def _pg_log_name(url: str) -> str:
         return url.partition("://")[0] + "://***"
     host = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{host}:{port}/{database}"
+
+
+def _hide_password(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` (in its user part or a ``password=`` parameter)
+    replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.password or ""]
+        secrets += [value for key, value in parse_qsl(parts.query) if key.lower() == "password"]
+    except ValueError:
+        return "(the driver's message is not shown: the URL cannot be parsed)"
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def redact_url(url: str) -> str:
