@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import HTTPError
+from ..ledger.billing import CustomerRows
 from ..ledger.store import SqlStore, StoreTransaction
 
 if TYPE_CHECKING:
@@ -68,27 +69,13 @@ class CustomerDirectory:
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
-        q = store.dialect.placeholders
-        self._sql_by_ref = q(
-            "SELECT stripe_customer FROM stripe_checkout_customers WHERE customer_ref = ? "
-            "ORDER BY created_at, stripe_customer LIMIT 1")
-        self._sql_ref = q(
-            "SELECT customer_ref FROM stripe_checkout_customers WHERE stripe_customer = ?")
-        self._sql_insert = q(
-            "INSERT INTO stripe_checkout_customers (stripe_customer, customer_ref, created_at) "
-            "VALUES (?, ?, ?) ON CONFLICT (stripe_customer) DO NOTHING")
-        self._sql_attach = q(
-            "UPDATE stripe_checkout_subscriptions SET customer_ref = ? "
-            "WHERE stripe_customer = ? AND customer_ref IS NULL")
+        self._rows = CustomerRows(store)
 
     def stripe_id(self, ref: str) -> str | None:
         """The Stripe Customer (``cus_...``) the ledger knows for ``ref``, or ``None``."""
         if not isinstance(ref, str):
             return None
-        self.store.ensure_schema()
-        with self.store.dialect.connection() as conn:
-            row = self.store.dialect.fetchone(conn, self._sql_by_ref, (ref,))
-        return str(row[0]) if row else None
+        return self._rows.first_customer_of(ref)
 
     def checkout_params(self, ref: str | None) -> dict[str, str]:
         """What a checkout by ``ref`` adds: its ``client_reference_id`` and, once known, its
@@ -103,20 +90,18 @@ class CustomerDirectory:
 
     def ref_in(self, tx: StoreTransaction, stripe_customer: str) -> str | None:
         """The ref of ``stripe_customer`` as the transaction sees it, or ``None``."""
-        row = self.store.dialect.fetchone(tx.conn, self._sql_ref, (stripe_customer,))
-        return str(row[0]) if row else None
+        return self._rows.ref_of(tx, stripe_customer)
 
     def record(self, tx: StoreTransaction, ref: str, stripe_customer: str) -> None:
         """Map ``stripe_customer`` to ``ref`` (a customer keeps its first ref) and give the
         customer's subscriptions stored before the mapping their ref."""
-        dialect = self.store.dialect
-        dialect.execute(tx.conn, self._sql_insert, (stripe_customer, ref, time.time()))
+        self._rows.insert(tx, stripe_customer, ref, time.time())
         owner = self.ref_in(tx, stripe_customer)
         if owner != ref:
             logger.warning("Stripe customer %s already belongs to another ref; not remapped",
                            stripe_customer)
             return
-        dialect.execute(tx.conn, self._sql_attach, (ref, stripe_customer))
+        self._rows.give_ref_to_subscriptions(tx, stripe_customer, ref)
 
     def record_session(self, tx: StoreTransaction, session: Mapping[str, Any],
                        ref: str | None) -> None:

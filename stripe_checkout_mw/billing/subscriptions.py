@@ -26,10 +26,11 @@ Each stored change of status or items is returned to the applier, which records 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from ..ledger.billing import SubscriptionRows
 from ..ledger.store import SqlStore, StoreTransaction
 from ..stripe_api.plain import id_of
 from .customers import CustomerDirectory
@@ -147,33 +148,7 @@ class SubscriptionLedger:
         self.store = store
         self.customers = customers
         self.statuses = ACTIVE_STATUSES | ({"past_due"} if past_due_is_active else set())
-        q = store.dialect.placeholders
-        self._sql_for_ref = q(
-            "SELECT record, customer_ref FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
-            "ORDER BY created DESC, subscription_id DESC")
-        # The statuses are bound as values too: the SQL is the same text on every call.
-        self._status_params = tuple(sorted(self.statuses))
-        marks = ", ".join("?" for _ in self._status_params)
-        self._sql_active = q(
-            "SELECT prices FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
-            "AND status IN (<marks>)".replace("<marks>", marks))
-        self._sql_any_active = q(
-            "SELECT 1 FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
-            "AND status IN (<marks>) LIMIT 1".replace("<marks>", marks))
-        lock = ("SELECT record, revision, fetched_at FROM stripe_checkout_subscriptions "
-                "WHERE subscription_id = ?")
-        self._sql_lock = q(lock + store.dialect.lock_suffix)
-        self._sql_insert = q(
-            "INSERT INTO stripe_checkout_subscriptions (subscription_id, stripe_customer, "
-            "customer_ref, status, record, prices, revision, fetched_at, created, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription_id) DO NOTHING")
-        self._sql_update = q(
-            "UPDATE stripe_checkout_subscriptions SET stripe_customer = ?, customer_ref = ?, "
-            "status = ?, record = ?, prices = ?, revision = ?, fetched_at = ?, updated_at = ? "
-            "WHERE subscription_id = ?")
-        self._sql_unowned = q(
-            "SELECT record FROM stripe_checkout_subscriptions WHERE customer_ref IS NULL "
-            "ORDER BY created DESC")
+        self._rows = SubscriptionRows(store, self.statuses)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -181,8 +156,8 @@ class SubscriptionLedger:
         """The subscriptions of the app's user ``ref``, newest first (from the ledger)."""
         if not isinstance(ref, str):
             return []
-        rows = self._read(self._sql_for_ref, (ref,))
-        return [replace(self._record(record), customer_ref=owner) for record, owner in rows]
+        return [replace(Subscription.from_dict(record), customer_ref=owner)
+                for record, owner in self._rows.records_of(ref)]
 
     def is_active(self, ref: str, price: str | None = None) -> bool:
         """Whether ``ref`` has a subscription giving access (of ``price``: a price id or a
@@ -190,22 +165,12 @@ class SubscriptionLedger:
         if not isinstance(ref, str):
             return False
         if price is None:
-            return bool(self._read(self._sql_any_active, (ref, *self._status_params)))
-        from_json = self.store.dialect.from_json
-        rows = self._read(self._sql_active, (ref, *self._status_params))
-        return any(price in from_json(prices) for (prices,) in rows)
+            return self._rows.has_active(ref)
+        return any(price in prices for prices in self._rows.active_prices(ref))
 
     def unowned(self) -> list[Subscription]:
         """Subscriptions of Stripe Customers this shop never sold to (for the operator)."""
-        return [self._record(row[0]) for row in self._read(self._sql_unowned, ())]
-
-    def _read(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
-        self.store.ensure_schema()
-        with self.store.dialect.connection() as conn:
-            return self.store.dialect.fetchall(conn, sql, params)
-
-    def _record(self, value: Any) -> Subscription:
-        return Subscription.from_dict(self.store.dialect.from_json(value))
+        return [Subscription.from_dict(record) for record in self._rows.unowned_records()]
 
     # -- the applier's write ----------------------------------------------------------
 
@@ -218,35 +183,32 @@ class SubscriptionLedger:
         :returns: the subscription as stored and its revision when it is new or its status,
             items or owner changed (a ``subscription_changed`` is due); ``None`` otherwise.
         """
-        dialect = self.store.dialect
         subscription_id = str(sub["id"])
         customer = id_of(sub.get("customer")) or ""
         ref = self.customers.ref_in(tx, customer) if customer else None
         now = time.time()
         new = Subscription.from_stripe(sub, ref, now)
-        row = dialect.fetchone(tx.conn, self._sql_lock, (subscription_id,))
+        row = self._rows.lock(tx, subscription_id)
         if row is None:
             created = float(_int(sub.get("created")) or now)
-            inserted = dialect.rowcount(tx.conn, self._sql_insert, (
-                subscription_id, customer, ref, new.status, dialect.to_json(new.to_dict()),
-                dialect.to_json(new.price_names()), 1, fetched_at, created, now))
-            if inserted == 1:
+            if self._rows.insert(tx, subscription_id, customer, ref, new.status,
+                                 new.to_dict(), new.price_names(), fetched_at=fetched_at,
+                                 created=created, at=now):
                 return new, 1
-            row = dialect.fetchone(tx.conn, self._sql_lock, (subscription_id,))
+            row = self._rows.lock(tx, subscription_id)
             assert row is not None  # inserted by a concurrent transaction, now committed
-        old = Subscription.from_dict(dialect.from_json(row[0]))
-        if float(row[2]) >= fetched_at:
+        old = Subscription.from_dict(row.record)
+        if row.fetched_at >= fetched_at:
             # A fetch that began later is stored: this answer may be older, so it only
             # brings the customer's ref, if that became known meanwhile.
             if old.customer_ref == ref:
                 return None
             new = replace(old, customer_ref=ref, updated_at=now)
-            fetched_at = float(row[2])
+            fetched_at = row.fetched_at
         changed = ref is not None and old.change_key() != new.change_key()
-        revision = int(row[1]) + (1 if changed else 0)
-        dialect.execute(tx.conn, self._sql_update, (
-            customer, ref, new.status, dialect.to_json(new.to_dict()),
-            dialect.to_json(new.price_names()), revision, fetched_at, now, subscription_id))
+        revision = row.revision + (1 if changed else 0)
+        self._rows.update(tx, subscription_id, customer, ref, new.status, new.to_dict(),
+                          new.price_names(), revision=revision, fetched_at=fetched_at, at=now)
         return (new, revision) if changed else None
 
 

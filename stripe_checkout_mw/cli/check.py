@@ -38,19 +38,17 @@ from __future__ import annotations
 import argparse
 import configparser
 import os
-import sqlite3
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, TextIO
-from urllib.parse import quote
 
 import stripe
 
 from ..checkout.prices import Catalog, ClientPrices, StripeLookupKeys
 from ..errors import OptionError
-from ..ledger.store import SCHEMA_VERSION, STORE_ENV, SQLiteStore, open_store
+from ..ledger.store import SCHEMA_VERSION, STORE_ENV, SQLiteStore, StoreError, open_store
 from ..settings.rules import Settings, load_settings
 from ..shop import build_client
 from ..wsgi.paste import PRICE_KEYS, ini_options, price_lookup_from_keys
@@ -276,52 +274,6 @@ def _schema_state(version: object) -> Check | None:
     return None
 
 
-def _probe_sqlite(path: str, url: str) -> Check:
-    if not os.path.exists(path):
-        return Check(OK, "store", f"{url} does not exist yet; the middleware creates it and its "
-                     f"tables on first use (its folder is writable)")
-    try:
-        conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=5)
-        try:
-            row = conn.execute("SELECT value FROM stripe_checkout_meta "
-                               "WHERE key = 'schema_version'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return Check(OK, "store", f"{url} is readable; the middleware creates its tables "
-                         f"on first use")
-        return Check(FAIL, "store", f"{url} cannot be used: {type(exc).__name__}: {exc}")
-    except sqlite3.DatabaseError as exc:
-        return Check(FAIL, "store", f"{url} cannot be used: {type(exc).__name__}: {exc}")
-    return _schema_state(row[0] if row else SCHEMA_VERSION) or Check(
-        OK, "store", f"{url} is readable and its tables are ready")
-
-
-def _probe_postgres(dsn: str, url: str) -> Check:
-    import psycopg
-
-    timeout: dict[str, Any] = {} if "connect_timeout" in dsn else {"connect_timeout": 10}
-    try:
-        with psycopg.connect(dsn, **timeout) as conn:
-            conn.read_only = True
-            table = conn.execute("SELECT to_regclass('stripe_checkout_meta')").fetchone()
-            row = None
-            if table is not None and table[0] is not None:
-                row = conn.execute("SELECT value FROM stripe_checkout_meta "
-                                   "WHERE key = 'schema_version'").fetchone()
-            conn.rollback()
-    except psycopg.Error as exc:
-        # The driver's message may hold a host or user name but never the password,
-        # which the URL form shown here has already had removed.
-        return Check(FAIL, "store", f"{url} cannot be used: {type(exc).__name__}: {exc}")
-    if table is None or table[0] is None:
-        return Check(OK, "store", f"{url} is reachable; the middleware creates its tables on "
-                     f"first use")
-    return _schema_state(row[0] if row else SCHEMA_VERSION) or Check(
-        OK, "store", f"{url} is reachable and its tables are ready")
-
-
 def _check_store(settings: Settings) -> Check:
     """The store the middleware would open, probed read-only: nothing is created."""
     if not settings.uses_store:
@@ -332,10 +284,23 @@ def _check_store(settings: Settings) -> Check:
     except ValueError as exc:
         return Check(FAIL, "store", exc.detail if isinstance(exc, OptionError)
                      else f"the middleware would refuse it ({exc})")
-    store.close()
-    if isinstance(store, SQLiteStore):
-        return _probe_sqlite(store.path, store.url)
-    return _probe_postgres(url, store.url)
+    sqlite = isinstance(store, SQLiteStore)
+    if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
+        store.close()
+        return Check(OK, "store", f"{store.url} does not exist yet; the middleware creates it "
+                     f"and its tables on first use (its folder is writable)")
+    try:
+        version = store.stored_version()
+    except StoreError as exc:
+        return Check(FAIL, "store", f"{store.url} cannot be used: {exc}")
+    finally:
+        store.close()
+    state = "readable" if sqlite else "reachable"
+    if version is None:
+        return Check(OK, "store", f"{store.url} is {state}; the middleware creates its tables "
+                     f"on first use")
+    return _schema_state(version or SCHEMA_VERSION) or Check(
+        OK, "store", f"{store.url} is {state} and its tables are ready")
 
 
 def run_checks(settings: Settings, threads: int | None = None) -> Iterator[Check]:

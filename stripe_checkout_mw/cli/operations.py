@@ -13,8 +13,9 @@ marker too::
     python -m stripe_checkout_mw fulfil-pending --ini production.ini
     python -m stripe_checkout_mw sync --since 3d --ini production.ini
 
-``orders`` and ``events`` only read (they may add the tables a newer version needs to the
-ledger, as the middleware does on start); ``fulfil-pending`` runs the jobs still due and
+``orders`` and ``events`` only read: on a store that does not exist yet they say so and show
+nothing, creating nothing (on an existing ledger they may add the tables a newer version needs,
+as the middleware does on start); ``fulfil-pending`` runs the jobs still due and
 ``sync`` also replays Stripe's events (:mod:`stripe_checkout_mw.news.reconcile`): those two call the
 shop's hooks, so they need its ``fulfill`` (from ``--ini``, or ``--fulfill module:function``,
 or ``--no-fulfill`` to record fulfilments without calling anything). Only ``sync`` calls
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -76,36 +76,62 @@ def _settings(args: argparse.Namespace, *, needs_stripe: bool) -> Settings:
     return load_settings(given, serving=False)
 
 
-def _shop(args: argparse.Namespace) -> Shop:
-    """The shop of a command that only reads the ledger (and never calls Stripe)."""
-    return _open_shop(_settings(args, needs_stripe=False))
+def _ledger(settings: Settings) -> Any:
+    """The ledger the settings name (the default URL when they keep none), not yet opened."""
+    from ..ledger.store import open_store
+
+    try:
+        return open_store(settings.store)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _open_shop(settings: Settings) -> Shop:
-    """The shop of ``settings``, built as the middleware builds it, on its ledger.
+    """The shop of a command that writes, built as the middleware builds it, on its ledger,
+    whose schema is created or upgraded first."""
+    store = _ledger(settings)
+    try:
+        store.ensure_schema()
+    except BaseException:
+        store.close()
+        raise
+    return _shop_on(settings, store)
 
-    A command works on the ledger even when the configuration keeps none (then the default
-    URL); a SQLite ledger that does not exist is refused, not created.
-    """
-    from ..ledger.store import STORE_ENV, SQLiteStore, open_store
+
+def _shop_to_read(args: argparse.Namespace, out: Any, nothing: object) -> Shop | None:
+    """The shop of a command that only reads (and never calls Stripe), or ``None`` (after
+    saying so, and printing ``nothing`` as the JSON answer) when there is no ledger yet:
+    reading creates nothing."""
+    settings = _settings(args, needs_stripe=False)
+    store = _ledger(settings)
+    try:
+        version = store.stored_version()
+    except BaseException:
+        store.close()
+        raise
+    if version is not None:
+        return _shop_on(settings, store)
+    store.close()
+    message = f"no ledger yet at {store.url}; the app creates it on first use"
+    if args.json:
+        print(f"{args.command}: {message}", file=sys.stderr)
+        _json(out, nothing)
+    else:
+        print(message, file=out)
+    return None
+
+
+def _ledger_of(shop: Shop) -> Any:
+    assert shop.store is not None  # every command's shop is opened on a ledger
+    return shop.store
+
+
+def _shop_on(settings: Settings, store: Any) -> Shop:
     from ..shop import Shop
 
-    try:
-        store = open_store(settings.store)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
-    if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
-        store.close()
-        raise CommandError(f"no ledger at {store.url}; give --store URL, --ini FILE or set "
-                           f"{STORE_ENV}")
     # No "handlers" runner: handlers registered in code with mw.on run only in the app (or
     # mw.sync()); their jobs wait for it instead of being marked done here.
     return Shop.from_settings(settings, store=store, runs_handlers=False)
-
-
-def _store(shop: Shop) -> Any:
-    assert shop.store is not None  # _shop always opens one
-    return shop.store
 
 
 def _run(args: argparse.Namespace, command: Any) -> int:
@@ -158,14 +184,6 @@ def _json(out: Any, value: object) -> None:
 
 # -- orders ----------------------------------------------------------------------------------
 
-_ORDER_LIST = (
-    "SELECT o.session_id, o.status, o.amount_total, o.currency, o.customer_email, "
-    "o.fulfilled, o.created_at, p.amount_refunded, p.dispute_status "
-    "FROM stripe_checkout_orders o LEFT JOIN stripe_checkout_payments p "
-    "ON p.session_id = o.session_id WHERE o.created_at >= ?"
-)
-
-
 def run_orders(args: argparse.Namespace) -> int:
     """``orders list`` and ``orders show``."""
     return _run(args, _orders_list if args.orders_command == "list" else _orders_show)
@@ -173,6 +191,7 @@ def run_orders(args: argparse.Namespace) -> int:
 
 def _orders_list(args: argparse.Namespace, out: Any) -> int:
     from ..ledger.orders import STATUSES
+    from ..ledger.reports import LedgerReports
     from ..news.reconcile import parse_duration
 
     if args.status is not None and args.status not in STATUSES:
@@ -181,20 +200,14 @@ def _orders_list(args: argparse.Namespace, out: Any) -> int:
         since = parse_duration(args.since).total_seconds() if args.since else None
     except ValueError as exc:
         raise CommandError(str(exc), 2) from None
-    shop = _shop(args)
-    store = _store(shop)
+    shop = _shop_to_read(args, out, [])
+    if shop is None:
+        return 0
+    store = _ledger_of(shop)
     try:
-        store.ensure_schema()
-        sql, params = _ORDER_LIST, [time.time() - since if since else 0.0]
-        if args.status:
-            sql, params = sql + " AND o.status = ?", [*params, args.status]
-        if args.email:
-            sql, params = sql + " AND lower(o.customer_email) = ?", [*params,
-                                                                      args.email.lower()]
-        sql += " ORDER BY o.created_at DESC LIMIT ?"
-        params.append(args.limit)
-        with store.dialect.connection() as conn:
-            rows = store.dialect.fetchall(conn, store.dialect.placeholders(sql), params)
+        rows = LedgerReports(store).recent_orders(
+            created_since=time.time() - since if since else 0.0, status=args.status,
+            email=args.email, limit=args.limit)
     finally:
         shop.close()
     orders = [{
@@ -208,7 +221,7 @@ def _orders_list(args: argparse.Namespace, out: Any) -> int:
     _table(out, ("CREATED (UTC)", "SESSION", "STATUS", "TOTAL", "REFUNDED", "FULFILLED",
                  "EMAIL"), [
         (_when(r[6]), r[0], r[1] + (f" ({r[8]})" if r[8] else ""), _money(r[2], r[3]),
-         _money(int(r[7]), r[3]) if r[7] else "", "yes" if r[5] else "no", r[4] or "")
+         _money(r[7], r[3]) if r[7] else "", "yes" if r[5] else "no", r[4] or "")
         for r in rows])
     print(f"{len(rows)} order(s)" + (" (the newest; raise --limit for more)"
                                     if len(rows) == args.limit else ""), file=out)
@@ -217,26 +230,24 @@ def _orders_list(args: argparse.Namespace, out: Any) -> int:
 
 def _orders_show(args: argparse.Namespace, out: Any) -> int:
     from ..ledger.payments import PaymentLedger
+    from ..ledger.reports import LedgerReports
     from ..news.status import SESSION_ID_PATTERN
 
     if not SESSION_ID_PATTERN.fullmatch(args.session_id):
         raise CommandError(f"{args.session_id!r} is not a Checkout Session id "
                            "(cs_test_... or cs_live_...)", 2)
-    shop = _shop(args)
-    store = _store(shop)
+    shop = _shop_to_read(args, out, None)
+    if shop is None:
+        return 0
+    store = _ledger_of(shop)
     try:
         order = store.get(args.session_id)
         if order is None:
             raise CommandError(f"no order {args.session_id} in {store.url}")
         payment = PaymentLedger(store).get(order.session_id)
-        q = store.dialect.placeholders
-        with store.dialect.connection() as conn:
-            events = store.dialect.fetchall(conn, q(
-                "SELECT event_id, event_type, processed_at FROM stripe_checkout_events "
-                "WHERE session_id = ? ORDER BY processed_at"), (order.session_id,))
-            jobs = store.dialect.fetchall(conn, q(
-                "SELECT kind, job_key, attempt, lease_until, done_at, created_at FROM "
-                "stripe_checkout_jobs WHERE subject = ? ORDER BY seq"), (order.session_id,))
+        reports = LedgerReports(store)
+        events = reports.events_of(order.session_id)
+        jobs = reports.jobs_of(order.session_id)
     finally:
         shop.close()
     refunds = payment.refunds if payment else {}
@@ -253,7 +264,8 @@ def _orders_show(args: argparse.Namespace, out: Any) -> int:
         "fulfilled": order.fulfilled, "created_at": _iso(order.created_at),
         "updated_at": _iso(order.updated_at), "fulfilled_at": _iso(order.fulfilled_at),
         "items": order.items,
-        "history": [{"at": _iso(e[2]), "event": e[1], "event_id": e[0]} for e in events],
+        "history": [{"at": _iso(e.processed_at), "event": e.event_type, "event_id": e.event_id}
+                    for e in events],
         "refunds": [{"id": k, **v} for k, v in refunds.items()],
         "disputes": [{"id": k, **v} for k, v in disputes.items()],
         "jobs": [{"kind": j[0], "key": j[1], "attempts": int(j[2]),
@@ -277,8 +289,8 @@ def _orders_show(args: argparse.Namespace, out: Any) -> int:
             (i.get("name"), i.get("quantity"), _money(i.get("unit_amount"), i.get("currency")),
              i.get("price")) for i in order.items]),
         ("Status history", ("AT (UTC)", "EVENT", "ID"), [
-            (_when(order.created_at), "created", "")] + [(_when(e[2]), e[1], e[0])
-                                                          for e in events]),
+            (_when(order.created_at), "created", ""),
+            *[(_when(e.processed_at), e.event_type, e.event_id) for e in events]]),
         ("Refunds", ("ID", "AMOUNT", "STATUS"), [
             (k, _money(v.get("amount"), order.currency), v.get("status"))
             for k, v in refunds.items()]),
@@ -311,24 +323,15 @@ def run_events(args: argparse.Namespace) -> int:
 
 
 def _events_list(args: argparse.Namespace, out: Any) -> int:
-    shop = _shop(args)
-    store = _store(shop)
+    from ..ledger.reports import LedgerReports
+
+    shop = _shop_to_read(args, out, [])
+    if shop is None:
+        return 0
+    store = _ledger_of(shop)
     try:
-        store.ensure_schema()
-        sql = ("SELECT e.event_id, e.event_type, e.session_id, e.processed_at "
-               "FROM stripe_checkout_events e WHERE 1 = 1")
-        params: list[Any] = []
-        if args.type:
-            sql, params = sql + " AND e.event_type = ?", [args.type]
-        if args.failed:
-            # An event whose jobs ran and did not finish: its handlers, or its order's jobs.
-            sql += (" AND EXISTS (SELECT 1 FROM stripe_checkout_jobs j WHERE j.done_at IS NULL "
-                    "AND j.attempt > 0 AND (j.subject = e.session_id OR "
-                    "(j.kind = 'handlers' AND j.job_key = e.event_id)))")
-        sql += " ORDER BY e.processed_at DESC LIMIT ?"
-        params.append(args.limit)
-        with store.dialect.connection() as conn:
-            rows = store.dialect.fetchall(conn, store.dialect.placeholders(sql), params)
+        rows = LedgerReports(store).recent_events(event_type=args.type, failing=args.failed,
+                                                  limit=args.limit)
     finally:
         shop.close()
     if args.json:

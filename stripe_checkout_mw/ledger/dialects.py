@@ -1,8 +1,9 @@
 """What SQLite and PostgreSQL do differently, for the one SQL store in :mod:`.store`.
 
-A dialect is a few attributes (the placeholder, the row-lock suffix, the DDL) and the methods
+A dialect is a few attributes (the placeholder, the row-lock suffix) and the methods
 that really differ: how a connection is made, kept and checked, how a transaction begins and
-commits (durably or not), and how JSON goes in and out. The SQL itself is the store's.
+commits (durably or not), how JSON goes in and out, and which type names the tables declared
+in :mod:`.schema` take. The SQL itself is the ledger's.
 
 Both dialects close a connection that raised a database error instead of reusing it, and
 turn the error into :class:`StoreError` after logging it once with the redacted store and the
@@ -20,10 +21,12 @@ import select
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+from . import schema
 
 if TYPE_CHECKING:
     import psycopg
@@ -76,7 +79,19 @@ class Dialect(abc.ABC):
         """Roll back, best effort: a connection that cannot is closed by :meth:`connection`."""
 
     @abc.abstractmethod
-    def create_schema(self, version: int) -> None: ...
+    def create_schema(self, version: int) -> None:
+        """Create the declared tables, or add what an older ledger lacks, and record
+        ``version``; refuses a ledger of a newer version."""
+
+    @abc.abstractmethod
+    def stored_version(self) -> str | None:
+        """The schema version the ledger records, read without creating anything: ``None``
+        when there is no ledger yet (no file, or no tables), ``""`` when it has tables but
+        no version.
+
+        :raises StoreError: the database cannot be read (the driver's error class and
+            message, which never hold a password).
+        """
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -149,102 +164,31 @@ def _check_version(row: Sequence[Any] | None, version: int) -> bool:
     return stored < version
 
 
+_VERSION_SELECT = "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
+_VERSION_UPSERT = ("INSERT INTO stripe_checkout_meta (key, value) VALUES ('schema_version', ?) "
+                   "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+
+
+def _build_schema(run: Callable[[str, Sequence[Any]], Any],
+                  read_version: Callable[[], Sequence[Any] | None],
+                  columns_of: Callable[[str], set[str]], types: Mapping[str, str],
+                  placeholders: Callable[[str], str], version: int) -> None:
+    """Create what is missing of the declared schema and record ``version``, in the caller's
+    transaction: every table and index, then (when the stored version is older) every
+    column added since, then the version itself."""
+    for statement in schema.create_statements(types):
+        run(statement, ())
+    if not _check_version(read_version(), version):
+        return
+    for declared in schema.TABLES:
+        present = columns_of(declared.name)
+        for column in declared.columns:
+            if column.name not in present:
+                run(declared.add_column(column, types), ())
+    run(placeholders(_VERSION_UPSERT), (str(version),))
+
+
 # --- SQLite ---------------------------------------------------------------------------------
-
-_SQLITE_SCHEMA: tuple[str, ...] = (
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_meta (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_orders (
-        session_id TEXT PRIMARY KEY,
-        status TEXT NOT NULL,
-        payment_status TEXT,
-        mode TEXT,
-        currency TEXT,
-        amount_subtotal INTEGER,
-        amount_total INTEGER,
-        customer_email TEXT,
-        client_reference_id TEXT,
-        metadata TEXT NOT NULL,
-        items TEXT NOT NULL,
-        session TEXT,
-        fulfilled INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        fulfilled_at REAL
-    )""",
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_events (
-        event_id TEXT PRIMARY KEY,
-        event_type TEXT NOT NULL,
-        session_id TEXT,
-        processed_at REAL NOT NULL
-    )""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_events_processed
-        ON stripe_checkout_events (processed_at)""",
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_jobs (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind TEXT NOT NULL,
-        job_key TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        lease_until REAL NOT NULL,
-        done_at REAL,
-        created_at REAL NOT NULL,
-        UNIQUE (kind, job_key)
-    )""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_jobs_pending
-        ON stripe_checkout_jobs (subject, seq) WHERE done_at IS NULL""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_jobs_done
-        ON stripe_checkout_jobs (done_at) WHERE done_at IS NOT NULL""",
-)
-
-#: The billing tables (customers and subscriptions), a block of their own so that another
-#: block of tables can be added beside it; created with the rest.
-_SQLITE_BILLING_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_customers (
-        stripe_customer TEXT PRIMARY KEY,
-        customer_ref TEXT NOT NULL,
-        created_at REAL NOT NULL
-    )""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_customers_ref
-        ON stripe_checkout_customers (customer_ref, created_at)""",
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_subscriptions (
-        subscription_id TEXT PRIMARY KEY,
-        stripe_customer TEXT NOT NULL,
-        customer_ref TEXT,
-        status TEXT NOT NULL,
-        record TEXT NOT NULL,
-        prices TEXT NOT NULL,
-        revision INTEGER NOT NULL,
-        fetched_at REAL NOT NULL,
-        created REAL NOT NULL,
-        updated_at REAL NOT NULL
-    )""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_ref
-        ON stripe_checkout_subscriptions (customer_ref, created)""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_customer
-        ON stripe_checkout_subscriptions (stripe_customer)""",
-)
-
-#: Refunds and disputes (schema version 4): one row per paid order, found by payment intent
-#: (:mod:`stripe_checkout_mw.ledger.payments`); a block of its own, created with the rest.
-_SQLITE_PAYMENTS_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_payments (
-        session_id TEXT PRIMARY KEY,
-        payment_intent TEXT UNIQUE,
-        charge TEXT,
-        amount_refunded INTEGER NOT NULL DEFAULT 0,
-        refunds TEXT NOT NULL,
-        disputes TEXT NOT NULL,
-        dispute_status TEXT,
-        updated_at REAL NOT NULL
-    )""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_payments_charge
-        ON stripe_checkout_payments (charge)""",
-)
-
 
 class _SQLiteConnection:
     """A connection, the identity (device, inode) of the file it opened, and whether it holds
@@ -398,25 +342,16 @@ class SQLiteDialect(Dialect):
             return  # create_schema() has not said which version yet
         row = None
         with contextlib.suppress(sqlite3.OperationalError):  # no meta table yet
-            row = conn.execute(
-                "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
-            ).fetchone()
+            row = conn.execute(_VERSION_SELECT).fetchone()
         if not _check_version(row, self._version):
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in (*_SQLITE_SCHEMA, *_SQLITE_BILLING_SCHEMA,
-                              *_SQLITE_PAYMENTS_SCHEMA):
-                conn.execute(statement)
-            row = conn.execute(
-                "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
-            ).fetchone()
-            if _check_version(row, self._version):
-                conn.execute(
-                    "INSERT INTO stripe_checkout_meta (key, value) VALUES ('schema_version', ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (str(self._version),),
-                )
+            _build_schema(
+                conn.execute, lambda: conn.execute(_VERSION_SELECT).fetchone(),
+                lambda table: {str(info[1]) for info in
+                               conn.execute(f"PRAGMA table_info({table})").fetchall()},
+                schema.SQLITE_TYPES, self.placeholders, self._version)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -427,6 +362,25 @@ class SQLiteDialect(Dialect):
         self._version = version
         with self.connection():
             pass  # a new connection creates the tables; an idle one already has them
+
+    def stored_version(self) -> str | None:
+        if not os.path.exists(self.path):
+            return None
+        try:
+            # Read-only, so that asking never creates the file or a table.
+            conn = sqlite3.connect(f"file:{quote(self.path)}?mode=ro", uri=True,
+                                   timeout=min(self.busy_timeout, 5.0))
+            try:
+                row = conn.execute(_VERSION_SELECT).fetchone()
+            finally:
+                conn.close()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+        return "" if row is None else str(row[0])
 
     def close(self) -> None:
         with self._lock:
@@ -515,101 +469,6 @@ class SQLiteDialect(Dialect):
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------
-
-_PG_SCHEMA: tuple[str, ...] = (
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_meta (
-        key text PRIMARY KEY,
-        value text NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_orders (
-        session_id text PRIMARY KEY,
-        status text NOT NULL,
-        payment_status text,
-        mode text,
-        currency text,
-        amount_subtotal bigint,
-        amount_total bigint,
-        customer_email text,
-        client_reference_id text,
-        metadata jsonb NOT NULL,
-        items jsonb NOT NULL,
-        session jsonb,
-        fulfilled boolean NOT NULL DEFAULT false,
-        created_at double precision NOT NULL,
-        updated_at double precision NOT NULL,
-        fulfilled_at double precision
-    )""",
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_events (
-        event_id text PRIMARY KEY,
-        event_type text NOT NULL,
-        session_id text,
-        processed_at double precision NOT NULL
-    )""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_events_processed
-        ON stripe_checkout_events (processed_at)""",
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_jobs (
-        seq bigserial PRIMARY KEY,
-        kind text NOT NULL,
-        job_key text NOT NULL,
-        subject text NOT NULL,
-        payload jsonb NOT NULL,
-        attempt integer NOT NULL,
-        lease_until double precision NOT NULL,
-        done_at double precision,
-        created_at double precision NOT NULL,
-        UNIQUE (kind, job_key)
-    )""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_jobs_pending
-        ON stripe_checkout_jobs (subject, seq) WHERE done_at IS NULL""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_jobs_done
-        ON stripe_checkout_jobs (done_at) WHERE done_at IS NOT NULL""",
-)
-
-#: The billing tables (customers and subscriptions), a block of their own so that another
-#: block of tables can be added beside it; created with the rest.
-_PG_BILLING_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_customers (
-        stripe_customer text PRIMARY KEY,
-        customer_ref text NOT NULL,
-        created_at double precision NOT NULL
-    )""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_customers_ref
-        ON stripe_checkout_customers (customer_ref, created_at)""",
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_subscriptions (
-        subscription_id text PRIMARY KEY,
-        stripe_customer text NOT NULL,
-        customer_ref text,
-        status text NOT NULL,
-        record jsonb NOT NULL,
-        prices jsonb NOT NULL,
-        revision integer NOT NULL,
-        fetched_at double precision NOT NULL,
-        created double precision NOT NULL,
-        updated_at double precision NOT NULL
-    )""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_ref
-        ON stripe_checkout_subscriptions (customer_ref, created)""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_subscriptions_customer
-        ON stripe_checkout_subscriptions (stripe_customer)""",
-)
-
-#: Refunds and disputes (schema version 4): one row per paid order, found by payment intent
-#: (:mod:`stripe_checkout_mw.ledger.payments`); a block of its own, created with the rest.
-_PG_PAYMENTS_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS stripe_checkout_payments (
-        session_id text PRIMARY KEY,
-        payment_intent text UNIQUE,
-        charge text,
-        amount_refunded bigint NOT NULL DEFAULT 0,
-        refunds jsonb NOT NULL,
-        disputes jsonb NOT NULL,
-        dispute_status text,
-        updated_at double precision NOT NULL
-    )""",
-    """CREATE INDEX IF NOT EXISTS stripe_checkout_payments_charge
-        ON stripe_checkout_payments (charge)""",
-)
-
 
 @dataclass
 class _PgTransaction:
@@ -728,17 +587,35 @@ class PostgresDialect(Dialect):
     def create_schema(self, version: int) -> None:
         with self.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
-            for statement in (*_PG_SCHEMA, *_PG_BILLING_SCHEMA, *_PG_PAYMENTS_SCHEMA):
-                conn.execute(statement)
-            row = conn.execute(
-                "SELECT value FROM stripe_checkout_meta WHERE key = 'schema_version'"
-            ).fetchone()
-            if _check_version(row, version):
-                conn.execute(
-                    "INSERT INTO stripe_checkout_meta (key, value) VALUES ('schema_version', %s) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (str(version),),
-                )
+            _build_schema(
+                conn.execute, lambda: conn.execute(_VERSION_SELECT).fetchone(),
+                lambda table: {str(row[0]) for row in conn.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = %s", (table,))},
+                schema.POSTGRES_TYPES, self.placeholders, version)
+
+    def stored_version(self) -> str | None:
+        import psycopg
+
+        timeout: dict[str, Any] = {} if "connect_timeout" in self._dsn else {
+            "connect_timeout": int(self.connect_timeout)}
+        try:
+            # A connection of its own, read-only, so that asking never creates anything.
+            with psycopg.connect(self._dsn, **timeout) as conn:
+                conn.read_only = True
+                table = conn.execute("SELECT to_regclass('stripe_checkout_meta')").fetchone()
+                row = None
+                if table is not None and table[0] is not None:
+                    row = conn.execute(_VERSION_SELECT).fetchone()
+                conn.rollback()
+        except psycopg.Error as exc:
+            # The driver's message may hold a host or a user name; a password it quotes (from
+            # a malformed URL) is hidden as the redacted URL hides it.
+            raise StoreError(f"{type(exc).__name__}: {_hide_password(str(exc), self._dsn)}") \
+                from exc
+        if table is None or table[0] is None:
+            return None
+        return "" if row is None else str(row[0])
 
     def close(self) -> None:
         with self._lock:
@@ -862,6 +739,21 @@ def _pg_log_name(url: str) -> str:
         return url.partition("://")[0] + "://***"
     host = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{host}:{port}/{database}"
+
+
+def _hide_password(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` (in its user part or a ``password=`` parameter)
+    replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.password or ""]
+        secrets += [value for key, value in parse_qsl(parts.query) if key.lower() == "password"]
+    except ValueError:
+        return "(the driver's message is not shown: the URL cannot be parsed)"
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def redact_url(url: str) -> str:

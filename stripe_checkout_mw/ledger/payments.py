@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .orders import Order
-from .store import SqlStore, StoreTransaction
+from .schema import column_names
+from .store import Ledger, StoreTransaction
 
 __all__ = ["PAYMENT_COLUMNS", "Payment", "PaymentLedger", "record_payment_intent"]
 
-PAYMENT_COLUMNS = ("session_id", "payment_intent", "charge", "amount_refunded", "refunds",
-                   "disputes", "dispute_status", "updated_at")
+PAYMENT_COLUMNS = column_names("stripe_checkout_payments")
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Payment:
                        dispute_status=self.dispute_status, payment_intent=self.payment_intent)
 
 
-def _sql(store: SqlStore, text: str) -> str:
+def _sql(store: Ledger, text: str) -> str:
     return store.dialect.placeholders(text.replace("<columns>", ", ".join(PAYMENT_COLUMNS)))
 
 
@@ -60,7 +60,8 @@ def record_payment_intent(tx: StoreTransaction, session_id: str,
     intent = payment_intent if isinstance(payment_intent, str) and payment_intent else None
     dialect = tx.store.dialect
     dialect.execute(tx.conn, _sql(tx.store,
-        "INSERT INTO stripe_checkout_payments (<columns>) VALUES (?, ?, NULL, 0, ?, ?, NULL, ?) "
+        "INSERT INTO stripe_checkout_payments (session_id, payment_intent, amount_refunded, "
+        "refunds, disputes, updated_at) VALUES (?, ?, 0, ?, ?, ?) "
         "ON CONFLICT (session_id) DO UPDATE SET payment_intent = COALESCE("
         "stripe_checkout_payments.payment_intent, excluded.payment_intent)"),
         (session_id, intent, dialect.to_json({}), dialect.to_json({}), time.time()))
@@ -69,7 +70,7 @@ def record_payment_intent(tx: StoreTransaction, session_id: str,
 class PaymentLedger:
     """Reads and writes of the payments table over one store."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: Ledger) -> None:
         self.store = store
         self._select = _sql(store, "SELECT <columns> FROM stripe_checkout_payments "
                                    "WHERE session_id = ?")

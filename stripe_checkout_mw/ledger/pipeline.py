@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..settings import options
-from .store import Job, NewJob, SqlStore, StoreError, StoreTransaction
+from .store import Job, Ledger, NewJob, StoreError, StoreTransaction
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -144,7 +144,7 @@ class Pipeline:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Ledger,
         kinds: Iterable[JobKind] = (),
         *,
         lease: float = DEFAULT_LEASE,

@@ -17,9 +17,10 @@ Pick a store with a URL::
 directory at the time the store is opened (the path is made absolute then, so a later ``chdir``
 does not move it). An in-memory SQLite database is refused: it would lose every order on restart.
 
-The SQL is written once, here, from shared column lists; the two dialects
-(:mod:`stripe_checkout_mw.ledger.dialects`) differ only in what really differs: placeholders, row
-locking, JSON, DDL types, how a transaction begins and how connections are kept.
+The statements are written once, here and in the ledger's other modules, from the declared
+columns; the two dialects (:mod:`stripe_checkout_mw.ledger.dialects`) differ only in what really
+differs: placeholders, row locking, JSON, type names, how a transaction begins and how
+connections are kept.
 
 Durability: every transaction is a fully durable commit unless it is opened with
 ``durable=False``, which only the checkout's first write of a new session and the bookkeeping
@@ -39,11 +40,15 @@ connections come from ``psycopg_pool`` with a liveness check that drops connecti
 has closed. Store failures are logged once, naming the redacted store (host, port, database or
 the SQLite path) and the error class, and raised as :class:`StoreError`.
 
-Tables (created on first use; the schema version is kept in ``stripe_checkout_meta``):
+Tables (declared once, for both engines, in :mod:`~stripe_checkout_mw.ledger.schema`; created or
+upgraded on first use; the schema version is kept in ``stripe_checkout_meta``):
 ``stripe_checkout_orders``, ``stripe_checkout_events``, ``stripe_checkout_jobs``,
 ``stripe_checkout_payments`` (:mod:`~stripe_checkout_mw.ledger.payments`),
-``stripe_checkout_meta``. On PostgreSQL they go in the connection's ``search_path``; choose a
-schema with the libpq URL option ``?options=-csearch_path%3Dshop``.
+``stripe_checkout_customers`` and ``stripe_checkout_subscriptions``
+(:mod:`~stripe_checkout_mw.ledger.billing`), ``stripe_checkout_meta``. On PostgreSQL they go in
+the connection's ``search_path``; choose a schema with the libpq URL option
+``?options=-csearch_path%3Dshop``. Every statement on them is the ledger's: the operator's
+reads are in :mod:`~stripe_checkout_mw.ledger.reports`.
 """
 
 from __future__ import annotations
@@ -60,12 +65,14 @@ from typing import Any, Callable
 
 from .dialects import Dialect, PostgresDialect, SQLiteDialect, StoreError, redact_url
 from .orders import Order
+from .schema import SCHEMA_VERSION, column_names
 
 __all__ = [
     "DEFAULT_STORE_URL",
     "SCHEMA_VERSION",
     "STORE_ENV",
     "Job",
+    "Ledger",
     "NewJob",
     "OrderStore",
     "PostgresStore",
@@ -79,36 +86,12 @@ __all__ = [
 
 logger = logging.getLogger("stripe_checkout_mw")
 
-#: Bumped whenever the tables change; a store refuses a ledger written by a newer version.
-#: Version 2 added ``stripe_checkout_jobs`` and the events' ``processed_at`` index; a version 1
-#: ledger is upgraded in place on first use (both are only added). Version 3 added the
-#: billing tables ``stripe_checkout_customers`` and ``stripe_checkout_subscriptions`` (only
-#: added, so upgrading is creating them).
-#: Version 4 added ``stripe_checkout_payments`` (refunds and disputes; only added).
-SCHEMA_VERSION = 4
 #: The environment variable read when no store URL is given.
 STORE_ENV = "STRIPE_CHECKOUT_STORE"
 #: Used when neither an argument nor the environment names a store.
 DEFAULT_STORE_URL = "sqlite:///stripe-checkout-orders.db"
 
-ORDER_COLUMNS = (
-    "session_id",
-    "status",
-    "payment_status",
-    "mode",
-    "currency",
-    "amount_subtotal",
-    "amount_total",
-    "customer_email",
-    "client_reference_id",
-    "metadata",
-    "items",
-    "session",
-    "fulfilled",
-    "created_at",
-    "updated_at",
-    "fulfilled_at",
-)
+ORDER_COLUMNS = column_names("stripe_checkout_orders")
 _JSON_ORDER_COLUMNS = ("metadata", "items", "session")
 JOB_COLUMNS = ("seq", "kind", "job_key", "subject", "payload", "attempt", "lease_until")
 
@@ -143,8 +126,12 @@ class Job:
     attempt: int
 
 
-class SqlStore:
+class Ledger:
     """The ledger over one SQL database; the dialect supplies what differs between engines.
+
+    Every statement the package runs is a method of the ledger (here, on
+    :class:`StoreTransaction`, or in the ledger's other modules): callers name what they
+    want and never see a connection.
 
     One store object serves every thread of a process; it opens connections as needed.
     Call :meth:`close` (or use it as a context manager) when done with it.
@@ -214,6 +201,14 @@ class SqlStore:
             "DELETE FROM stripe_checkout_events WHERE event_id IN (SELECT event_id FROM "
             "stripe_checkout_events WHERE processed_at < ? ORDER BY processed_at LIMIT ?)"
         )
+        self._sql_due_subjects = q(
+            "SELECT DISTINCT subject FROM stripe_checkout_jobs "
+            "WHERE done_at IS NULL AND lease_until < ?"
+        )
+        self._sql_open_orders = q(
+            "SELECT session_id FROM stripe_checkout_orders WHERE status = ? "
+            "AND created_at < ? ORDER BY created_at LIMIT ?"
+        )
         self._sql_prune_jobs = q(
             "DELETE FROM stripe_checkout_jobs WHERE seq IN (SELECT seq FROM stripe_checkout_jobs "
             "WHERE done_at < ? ORDER BY done_at LIMIT ?)"
@@ -240,6 +235,31 @@ class SqlStore:
         with self.dialect.connection() as conn:
             rows = self.dialect.fetchall(conn, self._sql_pending_read, (subject,))
         return [self._row_to_job(row) for row in rows]
+
+    def subjects_with_jobs_due(self, now: float) -> list[str]:
+        """The subjects with a job not done and not leased at ``now`` (a read)."""
+        return [str(row[0]) for row in self._read(self._sql_due_subjects, (now,))]
+
+    def orders_in_status(self, status: str, created_before: float, limit: int) -> list[str]:
+        """The session ids of up to ``limit`` orders in ``status`` created before
+        ``created_before``, oldest first (a read)."""
+        return [str(row[0]) for row in
+                self._read(self._sql_open_orders, (status, created_before, limit))]
+
+    def stored_version(self) -> str | None:
+        """The schema version the ledger records, read without creating anything: ``None``
+        when there is no ledger yet, ``""`` for tables without a version. For the commands
+        that only read, and the deploy check.
+
+        :raises StoreError: the database cannot be read.
+        """
+        return self.dialect.stored_version()
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        """The rows of one read outside a transaction, the schema made first."""
+        self.ensure_schema()
+        with self.dialect.connection() as conn:
+            return self.dialect.fetchall(conn, sql, params)
 
     # -- writes -----------------------------------------------------------------------
 
@@ -344,7 +364,7 @@ class SqlStore:
         return Job(int(seq), str(kind), str(key), str(subject),
                    dict(self.dialect.from_json(payload)), int(attempt))
 
-    def __enter__(self) -> SqlStore:
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -354,14 +374,15 @@ class SqlStore:
         return f"<{type(self).__name__} {self.url}>"
 
 
-#: The name the rest of the package and its users know the ledger by.
-OrderStore = SqlStore
+#: The names the rest of the package and its users have known the ledger by.
+SqlStore = Ledger
+OrderStore = Ledger
 
 
 class StoreTransaction:
-    """One write transaction on the store, obtained from :meth:`SqlStore.transaction`."""
+    """One write transaction on the store, obtained from :meth:`Ledger.transaction`."""
 
-    def __init__(self, store: SqlStore, conn: Any) -> None:
+    def __init__(self, store: Ledger, conn: Any) -> None:
         self.store = store
         self.conn = conn
         self._dialect = store.dialect
@@ -494,7 +515,7 @@ class StoreTransaction:
                               (0 if ran else 1, job.seq, job.attempt))
 
 
-class SQLiteStore(SqlStore):
+class SQLiteStore(Ledger):
     """The ledger in one SQLite file, shared safely by the threads and processes of one host.
 
     :param path: the database file; created with its tables on first use.
@@ -507,7 +528,7 @@ class SQLiteStore(SqlStore):
         self.path = self.dialect.path  # type: ignore[attr-defined]
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(Ledger):
     """The ledger in PostgreSQL, for several hosts serving one shop.
 
     :param url: a libpq URL (``postgresql://user:password@host:5432/dbname?options=...``).
@@ -520,7 +541,7 @@ class PostgresStore(SqlStore):
                                          connect_timeout=connect_timeout))
 
 
-def open_store(url: str | None) -> SqlStore:
+def open_store(url: str | None) -> Ledger:
     """Open the store a URL names (see the module docstring for the forms it takes).
 
     ``None`` means the ``STRIPE_CHECKOUT_STORE`` environment variable, else

@@ -160,11 +160,6 @@ class Reconciler:
         self.http_client = http_client
         self.guard = guard
         self._observed = False  # inside _observing: the HTTP client paces and counts
-        q = store.dialect.placeholders
-        self._sql_due = q("SELECT DISTINCT subject FROM stripe_checkout_jobs "
-                          "WHERE done_at IS NULL AND lease_until < ?")
-        self._sql_stale = q("SELECT session_id FROM stripe_checkout_orders WHERE status = ? "
-                            "AND created_at < ? ORDER BY created_at LIMIT ?")
         self._last_call = 0.0
 
     def run(self, since: timedelta = timedelta(days=3)) -> SyncReport:
@@ -257,11 +252,9 @@ class Reconciler:
             self._run_due_jobs(report)
 
     def _run_due_jobs(self, report: SyncReport) -> None:
-        with self.store.dialect.connection() as conn:
-            rows = self.store.dialect.fetchall(conn, self._sql_due, (time.time(),))
-        for (subject,) in rows:
+        for subject in self.store.subjects_with_jobs_due(time.time()):
             self._guard(report, f"jobs of {subject}",
-                        functools.partial(self._drive, report, str(subject)))
+                        functools.partial(self._drive, report, subject))
 
     def _drive(self, report: SyncReport, subject: str) -> None:
         report.jobs_run += len(self.pipeline.process(None, subject=subject).ran)
@@ -273,11 +266,9 @@ class Reconciler:
 
     def _settle_stale_orders(self, report: SyncReport) -> None:
         now = time.time()
-        with self.store.dialect.connection() as conn:
-            rows = self.store.dialect.fetchall(
-                conn, self._sql_stale, (OPEN, now - _MIN_SESSION_LIFE, self.max_orders))
-        for (session_id,) in rows:
-            order = self.store.get(str(session_id))
+        for session_id in self.store.orders_in_status(OPEN, now - _MIN_SESSION_LIFE,
+                                                      self.max_orders):
+            order = self.store.get(session_id)
             if order is None or not self._stale_and_ours(order, now):
                 continue
             report.orders_checked += 1

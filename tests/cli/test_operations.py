@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from conftest import RefundShop
 
 from stripe_checkout_mw.ledger.orders import Order
+from stripe_checkout_mw.ledger.schema import SCHEMA_VERSION
 from stripe_checkout_mw.ledger.store import open_store
 from stripe_checkout_mw.testing import StripeEmulator
 
@@ -248,3 +251,64 @@ def test_sync_from_the_command_line_and_from_two_hosts_at_once(
     assert len(malformed.stderr.strip().splitlines()) == 1 and "--since" in malformed.stderr
     keyless = cli("sync", "--no-fulfill", STRIPE_SECRET_KEY="")
     assert keyless.returncode == 2 and "secret_key" in keyless.stderr
+
+
+def _tables(store_url: str) -> set[str]:
+    """The tables at ``store_url``, looked at from outside the ledger (nothing is created)."""
+    if store_url.startswith("sqlite:"):
+        path = Path(store_url[len("sqlite:///"):])
+        if not path.exists():
+            return set()
+        with closing(sqlite3.connect(path)) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        return {str(name) for (name,) in rows} - {"sqlite_sequence"}
+    import psycopg
+
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT table_name FROM information_schema.tables "
+                            "WHERE table_schema = current_schema()").fetchall()
+    return {str(name) for (name,) in rows}
+
+
+READ_ONLY_COMMANDS = [
+    ("orders", "list"), ("orders", "list", "--json"), ("orders", "show", "cs_test_nosuchorder"),
+    ("orders", "show", "cs_test_nosuchorder", "--json"), ("events", "list"),
+    ("events", "list", "--failed", "--json"),
+]
+WRITING_COMMANDS = [("fulfil-pending", "--no-fulfill"), ("sync", "--since", "1d", "--no-fulfill")]
+
+
+@pytest.mark.parametrize("writing", WRITING_COMMANDS, ids=lambda argv: argv[0])
+def test_every_command_on_a_store_that_does_not_exist_yet(
+    cli: Cli, store_url: str, writing: tuple[str, ...]
+) -> None:
+    # A password in the URL is never printed (the test server trusts the user, so the
+    # password is never asked for).
+    url = store_url.replace("postgres@", "postgres:s3cret-pw@", 1)
+    assert _tables(url) == set()
+    # The commands that only read, once per store kind (they are the same before either).
+    for argv in READ_ONLY_COMMANDS if writing[0] == "sync" else []:
+        answer = cli(*argv, "--store", url, store=False)
+        assert answer.returncode == 0, (argv, answer.stderr)
+        said = answer.stderr if "--json" in argv else answer.stdout
+        expected = f"no ledger yet at {open_store(url).url}; the app creates it on first use"
+        assert expected in said, (argv, answer)
+        assert "s3cret-pw" not in answer.stdout + answer.stderr
+        if "--json" in argv:
+            assert json.loads(answer.stdout) in ([], None)
+        assert _tables(url) == set(), argv  # reading created nothing
+
+    answer = cli(*writing, "--store", url, store=False)
+    assert answer.returncode == 0, answer.stderr
+    assert "s3cret-pw" not in answer.stdout + answer.stderr
+    assert "failures: 0" in answer.stdout
+    assert _tables(url) == {"stripe_checkout_meta", "stripe_checkout_orders",
+                            "stripe_checkout_events", "stripe_checkout_jobs",
+                            "stripe_checkout_customers", "stripe_checkout_subscriptions",
+                            "stripe_checkout_payments"}
+    with open_store(url) as store:
+        assert store.stored_version() == str(SCHEMA_VERSION)
+
+    listed = cli("orders", "list", "--json", "--store", url, store=False)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
+    assert "no ledger" not in listed.stderr

@@ -140,6 +140,17 @@ def test_open_store_errors_never_echo_a_password(monkeypatch: pytest.MonkeyPatch
     assert "hunter2" not in message
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://shop:hunter%zz2@127.0.0.1:1/shop",  # the driver quotes the bad token
+    "postgresql://shop@127.0.0.1:1/shop?password=hunter%zz2",
+])
+def test_reading_the_schema_version_never_shows_a_password(url: str) -> None:
+    pytest.importorskip("psycopg")
+    with open_store(url) as opened, pytest.raises(StoreError) as info:
+        opened.stored_version()
+    assert "hunter" not in str(info.value) and "Error" in str(info.value)
+
+
 def test_postgres_urls_are_accepted_and_redacted() -> None:
     for scheme in ("postgresql", "postgres"):
         opened = open_store(f"{scheme}://shop:hunter2@127.0.0.1:1/shop")
