@@ -90,7 +90,9 @@ class StripeEmulator(CheckoutControls, BillingControls, InvoiceControls):
     :class:`~.controls.CheckoutControls`; subscriptions, refunds, disputes and
     dropped webhooks by those of :class:`~.billing.BillingControls`; hosted invoice
     payments, saved cards and manual invoices by those of
-    :class:`~.invoice_controls.InvoiceControls`.
+    :class:`~.invoice_controls.InvoiceControls`. Registered webhook endpoints
+    (``/v1/webhook_endpoints``) get only the event types they enable, besides
+    ``webhook_url``, which gets every event.
 
     Use it as a context manager or call :meth:`start` and :meth:`stop`.
 
@@ -170,6 +172,9 @@ class StripeEmulator(CheckoutControls, BillingControls, InvoiceControls):
                             on_event=self._outbox.on_event,
                             clock=lambda: time.time() + self._clock_offset)
         self._state = state
+        self._outbox.set_registry(lambda: [
+            (endpoint, state.webhook_secrets[endpoint_id])
+            for endpoint_id, endpoint in state.webhook_endpoints.items()])
         self._front_door = FrontDoor(
             api=ApiDoor(lock=self._lock, state=state, log=self._request_log,
                         faults=self._faults, stopping=server.stopping,

@@ -33,7 +33,7 @@ errors, stripe-python's module per resource):
   ``payment_behavior``), :mod:`.prorations`, :mod:`.subscription_schedules` and
   :mod:`.subscription_clock`: what time does), :mod:`.invoices` (with
   :mod:`.invoice_preview`), :mod:`.card_outcomes` (what charging a saved test card
-  gives), :mod:`.payment_intents`, :mod:`.charges`, :mod:`.refunds`,
+  gives), :mod:`.webhook_endpoints`, :mod:`.payment_intents`, :mod:`.charges`, :mod:`.refunds`,
   :mod:`.disputes`, :mod:`.billing_portal`: the billing resources, stored in
   :class:`~.objects.BillingObjects`; :mod:`.checkout_payments`: what paying a
   session creates.

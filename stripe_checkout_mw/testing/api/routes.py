@@ -28,6 +28,7 @@ from . import (
     refunds,
     subscription_schedules,
     subscriptions,
+    webhook_endpoints,
 )
 from .errors import ApiError
 
@@ -119,6 +120,16 @@ ROUTES = (
            "subscription_schedules.cancel", subscription_schedules.cancel_schedule),
     _route("POST", r"/v1/subscription_schedules/([^/]+)/release",
            "subscription_schedules.release", subscription_schedules.release_schedule),
+    _route("GET", r"/v1/webhook_endpoints", "webhook_endpoints.list",
+           webhook_endpoints.list_endpoints),
+    _route("POST", r"/v1/webhook_endpoints", "webhook_endpoints.create",
+           webhook_endpoints.create_endpoint),
+    _route("GET", r"/v1/webhook_endpoints/([^/]+)", "webhook_endpoints.retrieve",
+           webhook_endpoints.retrieve_endpoint),
+    _route("POST", r"/v1/webhook_endpoints/([^/]+)", "webhook_endpoints.update",
+           webhook_endpoints.update_endpoint),
+    _route("DELETE", r"/v1/webhook_endpoints/([^/]+)", "webhook_endpoints.delete",
+           webhook_endpoints.delete_endpoint),
     _route("POST", r"/v1/billing_portal/sessions", "billing_portal.sessions.create",
            billing_portal.create_session),
     _route("GET", r"/v1/payment_intents", "payment_intents.list",

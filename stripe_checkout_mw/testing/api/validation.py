@@ -80,6 +80,12 @@ ENDPOINTS: dict[str, EndpointParams] = {
         params_class="SubscriptionScheduleCancelParams"),
     "subscription_schedules.release": EndpointParams(
         params_class="SubscriptionScheduleReleaseParams"),
+    "webhook_endpoints.list": EndpointParams(params_class="WebhookEndpointListParams"),
+    "webhook_endpoints.create": EndpointParams(params_class="WebhookEndpointCreateParams"),
+    "webhook_endpoints.retrieve": EndpointParams(
+        params_class="WebhookEndpointRetrieveParams"),
+    "webhook_endpoints.update": EndpointParams(params_class="WebhookEndpointUpdateParams"),
+    "webhook_endpoints.delete": EndpointParams(params_class="WebhookEndpointDeleteParams"),
     "billing_portal.sessions.create": EndpointParams(billing_portal.CREATE_RULES),
     "payment_intents.list": EndpointParams(),
     "payment_intents.retrieve": EndpointParams(),
