@@ -14,6 +14,9 @@ import threading
 from typing import Any, Callable, TypeVar
 
 from .api import ApiError, StripeState, checkout_sessions, prices, products
+from .api.card_outcomes import card_number
+from .cards import CARD_OK, payment_error
+from .hosted_checkout import charges_now
 from .outbox import WebhookOutbox
 
 __all__ = ["CheckoutControls", "ControlHooks"]
@@ -128,10 +131,15 @@ class CheckoutControls(ControlHooks):
         *,
         email: str | None = None,
         delayed: bool = False,
+        card: str = CARD_OK,
         wait: bool = True,
         timeout: float = 10.0,
     ) -> dict[str, Any]:
         """Pay for a session as a customer would on the hosted page.
+
+        ``card`` is the test card typed (or a ``pm_card_...`` id): a subscription
+        saves it, and its later charges behave as :mod:`.cards` says (a declined
+        card raises ``ValueError``).
 
         - ``pay(id)``: ``complete``/``paid``, ``checkout.session.completed``.
         - ``pay(id, delayed=True)``: ``complete``/``unpaid`` (a delayed method), the
@@ -153,9 +161,14 @@ class CheckoutControls(ControlHooks):
             first = len(state.events)
             try:
                 if session["status"] == "open":
+                    number = card_number(card)
+                    error = payment_error(email or "customer@example.com", number,
+                                          delayed, charges_now=charges_now(state, session))
+                    if error is not None:
+                        raise ValueError(error)
                     checkout_sessions.complete(
                         state, session_id, email=email,
-                        delayed=delayed or async_payment is not None)
+                        delayed=delayed or async_payment is not None, card=number)
                 elif async_payment is None:
                     raise ValueError(f"session {session_id} is {session['status']}, "
                                      "not open")

@@ -60,7 +60,9 @@ from .controls import CheckoutControls
 from .faults import Fault, FaultBody, FaultQueue
 from .front_door import FrontDoor
 from .hosted_checkout import HostedCheckoutPage
+from .hosted_invoice import HostedInvoicePage
 from .hosted_portal import HostedPortalPage
+from .invoice_controls import InvoiceControls
 from .outbox import WebhookOutbox
 from .request_log import RecordedRequest, RequestLog
 from .server import HttpRequest, HttpResponse, HttpServer
@@ -81,12 +83,16 @@ class _Client:
     owner: threading.Thread = field(default_factory=threading.current_thread)
 
 
-class StripeEmulator(CheckoutControls, BillingControls):
+class StripeEmulator(CheckoutControls, BillingControls, InvoiceControls):
     """An offline Stripe: start it, point a ``StripeClient`` at ``api_base``, stop it.
 
     Sessions, prices and payments are driven by the methods of
     :class:`~.controls.CheckoutControls`; subscriptions, refunds, disputes and
-    dropped webhooks by those of :class:`~.billing.BillingControls`.
+    dropped webhooks by those of :class:`~.billing.BillingControls`; hosted invoice
+    payments, saved cards and manual invoices by those of
+    :class:`~.invoice_controls.InvoiceControls`. Registered webhook endpoints
+    (``/v1/webhook_endpoints``) get only the event types they enable, besides
+    ``webhook_url``, which gets every event.
 
     Use it as a context manager or call :meth:`start` and :meth:`stop`.
 
@@ -166,6 +172,9 @@ class StripeEmulator(CheckoutControls, BillingControls):
                             on_event=self._outbox.on_event,
                             clock=lambda: time.time() + self._clock_offset)
         self._state = state
+        self._outbox.set_registry(lambda: [
+            (endpoint, state.webhook_secrets[endpoint_id])
+            for endpoint_id, endpoint in state.webhook_endpoints.items()])
         self._front_door = FrontDoor(
             api=ApiDoor(lock=self._lock, state=state, log=self._request_log,
                         faults=self._faults, stopping=server.stopping,
@@ -176,6 +185,8 @@ class StripeEmulator(CheckoutControls, BillingControls):
                 after_payment=lambda event_id: self._wait_after_page([event_id])),
             portal_page=HostedPortalPage(lock=self._lock, state=state,
                                          after_action=self._wait_after_page),
+            invoice_page=HostedInvoicePage(lock=self._lock, state=state,
+                                           after_action=self._wait_after_page),
             client_pages=ClientPages(
                 lock=self._lock, state=self._require_state,
                 api_base=lambda: self.api_base, publishable_key=self.publishable_key,

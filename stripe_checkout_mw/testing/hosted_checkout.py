@@ -12,7 +12,8 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from .api import ApiError, checkout_sessions
-from .cards import payment_error
+from .api.card_outcomes import card_number
+from .cards import CARD_OK, payment_error
 from .forms import FormError, decode_form
 from .page import render_checkout, render_notice
 from .server import HttpRequest, HttpResponse, html_response, redirect_response
@@ -20,13 +21,20 @@ from .server import HttpRequest, HttpResponse, html_response, redirect_response
 if TYPE_CHECKING:
     from .api import StripeState
 
-__all__ = ["HostedCheckoutPage", "form_field", "method_not_allowed"]
+__all__ = ["HostedCheckoutPage", "charges_now", "form_field", "method_not_allowed"]
 
 
 def form_field(form: dict[str, Any], name: str) -> str:
     """A submitted text field, stripped; ``""`` when missing or not text."""
     value = form.get(name, "")
     return value.strip() if isinstance(value, str) else ""
+
+
+def charges_now(state: StripeState, session: dict[str, Any]) -> bool:
+    """Whether paying ``session`` charges the card at once (not a free trial)."""
+    data = state.billing.session_subscription_data.get(session["id"], {})
+    return bool(session["amount_total"]) and not (
+        session["mode"] == "subscription" and data.get("trial_period_days"))
 
 
 def method_not_allowed() -> HttpResponse:
@@ -94,14 +102,16 @@ class HostedCheckoutPage:
         email = form_field(form, "email")
         delayed = bool(form_field(form, "delayed"))
         card = form_field(form, "cardnumber")
-        error = payment_error(email, card, delayed)
+        error = payment_error(email, card, delayed,
+                              charges_now=charges_now(self._state, session))
         if error is not None:
             items = self._state.line_items[session_id]
             return html_response(200, render_checkout(
                 session, items, action=f"/pay/{session_id}", error=error, email=email,
                 cardnumber=card))
         event = checkout_sessions.complete(self._state, session_id, email=email,
-                                           delayed=delayed)
+                                           delayed=delayed, card=card_number(card)
+                                           if not delayed else CARD_OK)
         return str(event["id"])
 
 

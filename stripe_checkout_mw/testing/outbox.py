@@ -5,6 +5,11 @@
 the webhook URL, the "drop everything" switch of
 :meth:`~.billing.BillingControls.drop_webhooks`, the list of delivery attempts,
 and the waits that make ``pay()`` and friends deterministic.
+
+Two kinds of receiver: the emulator's own ``webhook_url`` (a test control, not a
+registered endpoint) gets every event, signed with the emulator's
+``webhook_secret``; each endpoint registered through ``/v1/webhook_endpoints`` gets
+only the types it enables, signed with its own secret, with its ``api_version``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import threading
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from .api.webhook_endpoints import wants
 from .webhooks import Delivery, DeliveryWorker
 
 __all__ = ["WebhookOutbox", "check_webhook_url"]
@@ -40,6 +46,7 @@ class WebhookOutbox:
         self._lock = lock
         self.url = url
         self.dropping = False
+        self._registry: Callable[[], list[tuple[dict[str, Any], str]]] = list
         self._deliveries: list[Delivery] = []
         self._worker = DeliveryWorker(
             lock=lock, secret=secret, record=self._deliveries.append,
@@ -58,6 +65,10 @@ class WebhookOutbox:
         with self._lock:
             self.url = url
 
+    def set_registry(self, registry: Callable[[], list[tuple[dict[str, Any], str]]]) -> None:
+        """Where the registered endpoints come from: (endpoint, secret) pairs."""
+        self._registry = registry
+
     def set_dropping(self, drop: bool) -> None:
         with self._lock:
             self.dropping = drop
@@ -71,16 +82,20 @@ class WebhookOutbox:
     def on_event(self, event: dict[str, Any]) -> None:
         """Queue a new event (called under the lock by the state's ``emit``).
 
-        ``pending_webhooks`` is 1 while an endpoint still has to get it, and stays 1
-        for a dropped event, as if every retry had failed.
+        ``pending_webhooks`` counts the receivers that still have to get it, and
+        stays 1 for a dropped event, as if every retry had failed.
         """
         if self.dropping:
             event["pending_webhooks"] = 1
             return
-        if self.url is None:
-            return
-        event["pending_webhooks"] = 1
-        self._worker.enqueue(event, self.url)
+        endpoints = [(e, secret) for e, secret in self._registry()
+                     if wants(e, event["type"])]
+        event["pending_webhooks"] = len(endpoints) + (self.url is not None)
+        if self.url is not None:
+            self._worker.enqueue(event, self.url)
+        for endpoint, secret in endpoints:
+            self._worker.enqueue(event, endpoint["url"], secret=secret,
+                                 api_version=endpoint["api_version"])
 
     def redeliver(self, event_id: str, events: Callable[[], list[dict[str, Any]]]) -> None:
         """Send event ``event_id`` (looked up in ``events()``) again, freshly signed.
@@ -113,4 +128,4 @@ class WebhookOutbox:
 
 def _delivery_done(event: dict[str, Any], ok: bool) -> None:
     if ok:
-        event["pending_webhooks"] = 0
+        event["pending_webhooks"] = max(0, event["pending_webhooks"] - 1)

@@ -66,6 +66,7 @@ class _Job:
     payload: bytes
     url: str
     attempt: int
+    secret: str | None = None
 
 
 def post_payload(url: str, payload: bytes, signature: str, timeout: float) -> int:
@@ -153,11 +154,14 @@ class DeliveryWorker:
             self._thread.join()
             self._thread = None
 
-    def enqueue(self, event: dict[str, Any], url: str) -> None:
-        """Queue ``event`` for delivery to ``url`` (call under the lock)."""
+    def enqueue(self, event: dict[str, Any], url: str, *, secret: str | None = None,
+                api_version: str | None = None) -> None:
+        """Queue ``event`` for delivery to ``url`` (call under the lock), signed with
+        ``secret`` (default: the worker's), stamped with ``api_version`` if given."""
         with self._cond:
-            payload = json.dumps(event, indent=2).encode("utf-8")
-            job = _Job(event, payload, url, 1)
+            body = {**event, "api_version": api_version} if api_version else event
+            payload = json.dumps(body, indent=2).encode("utf-8")
+            job = _Job(event, payload, url, 1, secret)
             self._outstanding[event["id"]] = self._outstanding.get(event["id"], 0) + 1
             self._first_attempt_done.discard(event["id"])
             heapq.heappush(self._queue, (time.monotonic(), next(self._seq), job))
@@ -193,7 +197,7 @@ class DeliveryWorker:
                 if self._stopping:
                     return
                 _, _, job = heapq.heappop(self._queue)
-                secret = self._secret()
+                secret = job.secret or self._secret()
             self._attempt(job, secret)
 
     def _attempt(self, job: _Job, secret: str) -> None:
@@ -223,7 +227,7 @@ class DeliveryWorker:
             self._first_attempt_done.add(event_id)
             if not delivery.ok and job.attempt < self.attempts:
                 due = time.monotonic() + self.backoff * (2 ** (job.attempt - 1))
-                retry = _Job(job.event, job.payload, job.url, job.attempt + 1)
+                retry = _Job(job.event, job.payload, job.url, job.attempt + 1, job.secret)
                 heapq.heappush(self._queue, (due, next(self._seq), retry))
             else:
                 left = self._outstanding.get(event_id, 1) - 1

@@ -3,7 +3,8 @@
 Only the slice of the API this project uses is emulated: Checkout Sessions, their
 line items, Prices, Products and Events; the Customers, Subscriptions, Invoices,
 PaymentIntents, Charges, Refunds, Disputes and billing portal sessions that paying,
-time and the emulator's billing controls create. The point is to reject what Stripe
+time and the emulator's billing controls create, with invoice previews, plan changes
+and subscription schedules. The point is to reject what Stripe
 rejects (unknown parameters at any depth, the removed ``payment_method_types``, bad
 enum values, the documented rules between parameters, mixed currencies...) so that a
 test against the emulator fails where production would.
@@ -28,8 +29,11 @@ errors, stripe-python's module per resource):
   create rules and line items are :mod:`.checkout_session_rules` and
   :mod:`.checkout_line_items`.
 - :mod:`.customers`, :mod:`.subscriptions` (with :mod:`.subscription_objects`,
-  :mod:`.subscription_changes` and :mod:`.subscription_clock`: what time does),
-  :mod:`.invoices`, :mod:`.payment_intents`, :mod:`.charges`, :mod:`.refunds`,
+  :mod:`.subscription_changes`, :mod:`.subscription_updates` (plan changes and
+  ``payment_behavior``), :mod:`.prorations`, :mod:`.subscription_schedules` and
+  :mod:`.subscription_clock`: what time does), :mod:`.invoices` (with
+  :mod:`.invoice_preview`), :mod:`.card_outcomes` (what charging a saved test card
+  gives), :mod:`.webhook_endpoints`, :mod:`.payment_intents`, :mod:`.charges`, :mod:`.refunds`,
   :mod:`.disputes`, :mod:`.billing_portal`: the billing resources, stored in
   :class:`~.objects.BillingObjects`; :mod:`.checkout_payments`: what paying a
   session creates.

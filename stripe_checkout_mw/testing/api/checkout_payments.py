@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["on_complete", "on_settle"]
 
 
-def on_complete(state: StripeState, session: dict[str, Any], *, delayed: bool) -> None:
+def on_complete(state: StripeState, session: dict[str, Any], *, delayed: bool,
+                card: str = "4242424242424242") -> None:
     """Create the objects a completing ``session`` makes and set their ids on it."""
     mode = session["mode"]
     details = session["customer_details"] or {}
@@ -46,7 +47,7 @@ def on_complete(state: StripeState, session: dict[str, Any], *, delayed: bool) -
                 state, session, delayed=delayed)
     elif mode == "subscription":
         subscription = subscriptions.create_from_session(
-            state, session, state.line_items[session["id"]], delayed=delayed)
+            state, session, state.line_items[session["id"]], delayed=delayed, card=card)
         session["subscription"] = subscription["id"]
         session["invoice"] = subscription["latest_invoice"]
     else:

@@ -212,12 +212,14 @@ def expire(state: StripeState, session_id: str, *,
 
 
 def complete(
-    state: StripeState, session_id: str, *, email: str | None = None, delayed: bool = False
+    state: StripeState, session_id: str, *, email: str | None = None, delayed: bool = False,
+    card: str = "4242424242424242",
 ) -> dict[str, Any]:
     """Take payment for an open session; emit ``checkout.session.completed``.
 
     ``delayed`` completes it with ``payment_status: unpaid``, as a bank debit
-    would; :func:`settle` later says whether the money arrived.
+    would; :func:`settle` later says whether the money arrived. ``card`` (digits)
+    is the card a subscription saves (see :mod:`.card_outcomes`).
     """
     session = stored_session(state, session_id, "session")
     if session["status"] != "open":
@@ -244,7 +246,7 @@ def complete(
             session["payment_status"] = "unpaid" if delayed else "paid"
     elif mode == "subscription":
         session["payment_status"] = "unpaid" if delayed else "paid"
-    checkout_payments.on_complete(state, session, delayed=delayed)
+    checkout_payments.on_complete(state, session, delayed=delayed, card=card)
     return emit(state, "checkout.session.completed", session, None)
 
 

@@ -43,3 +43,7 @@ class BillingObjects:
     """Subscription id -> how its next renewal fails; cleared by a working card."""
     trial_notices: set[str] = field(default_factory=set)
     """Subscriptions whose ``trial_will_end`` was sent."""
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pending_prorations: dict[str, list[Any]] = field(default_factory=dict)
+    """Subscription id -> the proration lines (``invoices.LineSpec``) its next
+    renewal invoice bills (``proration_behavior=create_prorations``)."""

@@ -49,6 +49,10 @@ class StripeState:
         self.line_items: dict[str, list[dict[str, Any]]] = {}
         self.events: list[dict[str, Any]] = []
         self.billing = BillingObjects()
+        self.webhook_endpoints: dict[str, dict[str, Any]] = {}
+        """Registered endpoints (``/v1/webhook_endpoints``) by id, oldest first."""
+        self.webhook_secrets: dict[str, str] = {}
+        """Endpoint id -> its signing secret (returned only at creation)."""
         self.idempotency = IdempotencyStore()
 
     def now(self) -> int:

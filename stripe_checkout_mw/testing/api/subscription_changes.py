@@ -111,11 +111,13 @@ def switch_price(state: StripeState, subscription: dict[str, Any], item_id: str,
     emit_updated(state, subscription, previous, request)
 
 
-def update_card(state: StripeState, customer_id: str, last4: str) -> None:
+def update_card(state: StripeState, customer_id: str, last4: str, *,
+                pay_past_due: bool = True) -> None:
     """The customer saved a working card: it becomes the default for the customer and
     their live subscriptions (``payment_method.attached``, ``customer.updated``,
     ``customer.subscription.updated``); pending renewal failures are forgotten, and
-    a ``past_due`` subscription's open invoice is paid with it at once."""
+    (with ``pay_past_due``) a ``past_due`` subscription's open invoice is paid with
+    it at once."""
     customer = state.billing.customers[customer_id]
     method = new_payment_method(state, customer_id, last4)
     emit(state, "payment_method.attached", method, None)
@@ -132,7 +134,8 @@ def update_card(state: StripeState, customer_id: str, last4: str) -> None:
                                     subscription["default_payment_method"]}
         subscription["default_payment_method"] = method["id"]
         invoice = state.billing.invoices.get(subscription["latest_invoice"] or "")
-        if subscription["status"] == "past_due" and invoice and invoice["status"] == "open":
+        if (pay_past_due and subscription["status"] == "past_due" and invoice
+                and invoice["status"] == "open"):
             invoices.attempt(state, invoice, succeeds=True, next_attempt=None)
             previous["status"] = "past_due"
             subscription["status"] = "active"

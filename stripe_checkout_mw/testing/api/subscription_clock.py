@@ -11,7 +11,16 @@ clock moves, does in time order everything that became due:
   ``fail_next_renewal`` call said. ``unpaid`` and ``past_due`` subscriptions do
   not renew further;
 - ``cancel_at`` (set by ``cancel_at_period_end``) ends it: ``canceled``,
-  ``ended_at``, ``customer.subscription.deleted``.
+  ``ended_at``, ``customer.subscription.deleted``;
+- a subscription schedule's next phase starts (:mod:`.subscription_schedules`),
+  before the renewal due at the same second, so that renewal bills the new phase;
+- a pending update expires (:mod:`.subscription_updates`).
+
+A renewal charges the saved card off-session: the card decides the outcome
+(:mod:`.card_outcomes`: ``invoice.payment_action_required`` and ``past_due`` for a
+card that needs authentication, with no automatic retry; ``invoice.payment_failed``
+and the retries for one that declines), as does ``fail_next_renewal``. The
+renewal invoice also bills the prorations an update left for it.
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from . import invoices
+from . import invoices, subscription_schedules
+from .card_outcomes import ACTION_REQUIRED, PAID, charge_outcome
 from .events import emit
 from .subscription_changes import cancel_now
 from .subscription_objects import (
@@ -30,6 +40,7 @@ from .subscription_objects import (
     emit_updated,
     period_end,
 )
+from .subscription_updates import expire_pending_update
 
 if TYPE_CHECKING:
     from .state import StripeState
@@ -56,13 +67,18 @@ def _next_due(subscription: dict[str, Any], state: StripeState) -> tuple[int, st
         due.append((int(subscription["trial_end"]) - TRIAL_NOTICE, "trial_notice"))
     if subscription["cancel_at"] is not None:
         due.append((int(subscription["cancel_at"]), "cancel"))
+    if subscription["pending_update"] is not None:
+        due.append((int(subscription["pending_update"]["expires_at"]), "expire_update"))
+    phase_end = subscription_schedules.phase_end(state, subscription)
+    if phase_end is not None:
+        due.append((phase_end, "phase"))
     if status == "past_due":
         invoice = state.billing.invoices[subscription["latest_invoice"]]
         if invoice["status"] == "open" and invoice["next_payment_attempt"] is not None:
             due.append((int(invoice["next_payment_attempt"]), "retry"))
     else:
         due.append((current_period(subscription)[1], "renew"))
-    return min(due)
+    return min(due) if due else None
 
 
 def run_due(state: StripeState) -> int:
@@ -86,6 +102,10 @@ def run_due(state: StripeState) -> int:
                        ended_at=int(subscription["cancel_at"]), request=None)
         elif what == "retry":
             _retry(state, subscription)
+        elif what == "expire_update":
+            expire_pending_update(state, subscription)
+        elif what == "phase":
+            subscription_schedules.next_phase(state, subscription)
         else:
             _renew(state, subscription)
         steps += 1
@@ -100,15 +120,19 @@ def _renew(state: StripeState, subscription: dict[str, Any]) -> None:
         item["current_period_start"] = start
         item["current_period_end"] = period_end(start, item["price"],
                                                 int(subscription["billing_cycle_anchor"]))
-    invoice = invoices.new_invoice(state, subscription, billing_reason="subscription_cycle")
+    invoice = invoices.new_invoice(
+        state, subscription, billing_reason="subscription_cycle",
+        extra=state.billing.pending_prorations.pop(subscription["id"], []))
     subscription["latest_invoice"] = invoice["id"]
     invoices.announce(state, invoice)
     invoices.finalize(state, invoice)
     failure = state.billing.renewal_failures.get(subscription["id"])
     if failure is not None and not failure.retries_fail:
         del state.billing.renewal_failures[subscription["id"]]
+    outcome = charge_outcome(state, subscription, subscription["customer"])
     first_retry = int(invoice["status_transitions"]["finalized_at"]) + RETRY_DAYS[0] * DAY
-    invoices.attempt(state, invoice, succeeds=failure is None, next_attempt=first_retry)
+    invoices.attempt(state, invoice, succeeds=failure is None and outcome == PAID,
+                     next_attempt=first_retry, action_required=outcome == ACTION_REQUIRED)
     old_status = subscription["status"]
     subscription["status"] = "active" if invoice["status"] == "paid" else "past_due"
     if subscription["status"] != old_status:
@@ -123,7 +147,9 @@ def _retry(state: StripeState, subscription: dict[str, Any]) -> None:
     first_failure = int(invoice["status_transitions"]["finalized_at"])
     next_attempt = (first_failure + RETRY_DAYS[attempts] * DAY
                     if attempts < len(RETRY_DAYS) else None)
-    invoices.attempt(state, invoice, succeeds=failure is None, next_attempt=next_attempt)
+    outcome = charge_outcome(state, subscription, subscription["customer"])
+    invoices.attempt(state, invoice, succeeds=failure is None and outcome == PAID,
+                     next_attempt=next_attempt)
     if invoice["status"] == "paid":
         subscription["status"] = "active"
         emit_updated(state, subscription, {"status": "past_due"})

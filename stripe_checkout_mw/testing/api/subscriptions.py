@@ -23,15 +23,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import invoices
-from .errors import ApiError, invalid
+from .errors import invalid
 from .events import emit
 from .ids import new_id
 from .lists import filter_created, list_object
 from .params import (
     as_bool,
     as_dict,
-    as_int,
-    as_list,
     as_metadata,
     as_str,
     check_keys,
@@ -39,7 +37,7 @@ from .params import (
     sub,
 )
 from .rules import ParamRule, RuleContext, plain
-from .subscription_changes import cancel_now, set_cancel_at_period_end, switch_price
+from .subscription_changes import cancel_now, set_cancel_at_period_end
 from .subscription_clock import announce_trial
 from .subscription_objects import (
     DAY,
@@ -51,6 +49,7 @@ from .subscription_objects import (
     period_end,
     stored_subscription,
 )
+from .subscription_updates import change_items
 
 if TYPE_CHECKING:
     from .routes import ApiCall
@@ -69,7 +68,8 @@ __all__ = [
 
 _UPDATE_SUPPORTED = frozenset({"cancel_at_period_end", "cancellation_details",
                                "description", "expand", "items", "metadata",
-                               "proration_behavior"})
+                               "payment_behavior", "proration_behavior",
+                               "proration_date"})
 _PRORATION = frozenset({"always_invoice", "create_prorations", "none"})
 
 
@@ -107,6 +107,7 @@ def create_from_session(
     line_items: Sequence[dict[str, Any]],
     *,
     delayed: bool,
+    card: str = "4242424242424242",
 ) -> dict[str, Any]:
     """The subscription and first invoice a completed subscription-mode session makes.
 
@@ -127,7 +128,7 @@ def create_from_session(
             items.append(new_item(subscription_id, price, int(line["quantity"]), now, end, now))
         else:
             one_time.append((price, int(line["quantity"])))
-    payment_method = new_payment_method(state, session["customer"], "4242")
+    payment_method = new_payment_method(state, session["customer"], card[-4:])
     subscription = new_subscription(
         subscription_id, session, items, now=now, trial_end=trial_end,
         payment_method=payment_method["id"], metadata=dict(data.get("metadata") or {}))
@@ -219,22 +220,13 @@ def update_subscription(state: StripeState, call: ApiCall) -> dict[str, Any]:
         if name not in _UPDATE_SUPPORTED:
             raise invalid(f"The emulator does not support updating {name} of a "
                           "subscription.", name)
-    if "items" in params:
-        raw = as_list(params["items"], "items")
-        if len(raw) != 1:
-            raise invalid("The emulator updates one item at a time.", "items")
-        entry = as_dict(raw[0], "items[0]")
-        check_keys(entry, frozenset({"id", "price", "quantity"}), "items[0]")
-        item_id = as_str(entry.get("id", ""), "items[0][id]")
-        if "quantity" in entry:
-            as_int(entry["quantity"], "items[0][quantity]", 1)
-            raise invalid("The emulator does not change quantities.", "items[0][quantity]")
-        price_id = as_str(entry.get("price", ""), "items[0][price]")
-        price = state.prices.get(price_id)
-        if price is None:
-            raise ApiError(f"No such price: '{price_id}'", param="items[0][price]",
-                           code="resource_missing")
-        switch_price(state, subscription, item_id, price, request=call.request)
+    if "cancel_at_period_end" in valid and subscription["schedule"] is not None:
+        raise invalid(f"The subscription is managed by the subscription schedule "
+                      f"`{subscription['schedule']}`, and updating any cancelation "
+                      "behavior directly is not allowed. Please update the schedule "
+                      "instead.", "cancel_at_period_end")
+    if "items" in valid:
+        change_items(state, subscription, valid, call.request)
     if "metadata" in valid or "description" in valid:
         previous: dict[str, Any] = {k: subscription[k] for k in ("metadata", "description")
                                     if k in valid}

@@ -34,6 +34,9 @@ class EndpointParams:
     """Parameters older API versions took, with the hint their error carries."""
     first: tuple[ParamRule, ...] = ()
     """Rows run before the schema, for a more helpful error than its own."""
+    params_class: str | None = None
+    """The SDK params class (under ``stripe.params``) of an endpoint the emulator
+    serves but :data:`stripe_checkout_mw.schema.ENDPOINTS` does not name."""
 
 
 ENDPOINTS: dict[str, EndpointParams] = {
@@ -63,6 +66,26 @@ ENDPOINTS: dict[str, EndpointParams] = {
     "subscriptions.cancel": EndpointParams(subscriptions.CANCEL_RULES),
     "invoices.list": EndpointParams(),
     "invoices.retrieve": EndpointParams(),
+    "invoices.create_preview": EndpointParams(params_class="InvoiceCreatePreviewParams"),
+    "invoices.line_items.list": EndpointParams(params_class="InvoiceLineItemListParams"),
+    "subscription_schedules.create": EndpointParams(
+        params_class="SubscriptionScheduleCreateParams"),
+    "subscription_schedules.list": EndpointParams(
+        params_class="SubscriptionScheduleListParams"),
+    "subscription_schedules.retrieve": EndpointParams(
+        params_class="SubscriptionScheduleRetrieveParams"),
+    "subscription_schedules.update": EndpointParams(
+        params_class="SubscriptionScheduleUpdateParams"),
+    "subscription_schedules.cancel": EndpointParams(
+        params_class="SubscriptionScheduleCancelParams"),
+    "subscription_schedules.release": EndpointParams(
+        params_class="SubscriptionScheduleReleaseParams"),
+    "webhook_endpoints.list": EndpointParams(params_class="WebhookEndpointListParams"),
+    "webhook_endpoints.create": EndpointParams(params_class="WebhookEndpointCreateParams"),
+    "webhook_endpoints.retrieve": EndpointParams(
+        params_class="WebhookEndpointRetrieveParams"),
+    "webhook_endpoints.update": EndpointParams(params_class="WebhookEndpointUpdateParams"),
+    "webhook_endpoints.delete": EndpointParams(params_class="WebhookEndpointDeleteParams"),
     "billing_portal.sessions.create": EndpointParams(billing_portal.CREATE_RULES),
     "payment_intents.list": EndpointParams(),
     "payment_intents.retrieve": EndpointParams(),
@@ -99,7 +122,8 @@ def validate_params(
             raise unknown(name, hint)
     apply_rules(spec.first, params, RuleContext(now=now))
     try:
-        coerced = schema.validate(endpoint, params, now=now, recurring_price=recurring_price)
+        coerced = schema.validate(spec.params_class or endpoint, params, now=now,
+                                  recurring_price=recurring_price)
     except schema.SchemaError as exc:
         raise ApiError(exc.message, param=exc.param or None, code=exc.code) from None
     # The rules see what the schema coerced (ui_mode, say) as well as each other's values.
