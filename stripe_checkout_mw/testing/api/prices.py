@@ -27,7 +27,7 @@ from .params import (
     as_str,
     sub,
 )
-from .products import new_product
+from .product_objects import new_product
 from .shapes import blank, declared, shaped
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Products: ``/v1/products`` (create, retrieve, list) and the product factory.
+"""Products: ``/v1/products`` (create, retrieve, list).
 
 Handlers take the shared :class:`~.state.StripeState` and the :class:`~.routes.ApiCall`
 being served, and return the JSON object to answer with; the state's routes table
@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from stripe import Product
 
 from .errors import ApiError, missing, no_such
-from .ids import new_id
 from .lists import list_object
 from .params import as_bool, as_list, as_metadata, as_str
-from .shapes import blank, declared, shaped
+from .prices import new_price
+from .product_objects import new_product
+from .shapes import declared, shaped
 
 if TYPE_CHECKING:
     from .routes import ApiCall
@@ -28,45 +29,6 @@ __all__ = [
     "new_product",
     "retrieve_product",
 ]
-
-def new_product(
-    state: StripeState,
-    name: str,
-    *,
-    product_id: str | None = None,
-    description: str | None = None,
-    active: bool = True,
-    metadata: dict[str, str] | None = None,
-    images: list[str] | None = None,
-) -> dict[str, Any]:
-    """Store a new product (not a copy) from already validated values."""
-    now = state.now()
-    ident = product_id or new_id("prod_", 14)
-    product = blank(Product)
-    product.update({
-        "id": ident,
-        "object": "product",
-        "active": active,
-        "created": now,
-        "default_price": None,
-        "description": description,
-        "images": images or [],
-        "livemode": False,
-        "marketing_features": [],
-        "metadata": metadata or {},
-        "name": name,
-        "package_dimensions": None,
-        "shippable": None,
-        "statement_descriptor": None,
-        "tax_code": None,
-        "type": "service",
-        "unit_label": None,
-        "updated": now,
-        "url": None,
-    })
-    state.products[ident] = product
-    return product
-
 
 def create_product(state: StripeState, call: ApiCall) -> dict[str, Any]:
     params = call.params
@@ -92,9 +54,6 @@ def create_product(state: StripeState, call: ApiCall) -> dict[str, Any]:
     product.update({name: shaped(fields[name], value) for name, value in call.valid.items()
                     if name in fields and name not in _SET_ABOVE})
     if "default_price_data" in call.valid:
-        # Imported here: prices imports this module for the products prices create.
-        from .prices import new_price
-
         data = call.valid["default_price_data"]
         price = new_price(state, unit_amount=data.get("unit_amount", 0),
                           currency=data["currency"], product=product["id"],
