@@ -40,7 +40,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..settings import options
 from .store import Job, Ledger, NewJob, StoreError, StoreTransaction
 
 __all__ = [
@@ -150,9 +149,13 @@ class Pipeline:
         lease: float = DEFAULT_LEASE,
         retention_days: float = DEFAULT_RETENTION_DAYS,
     ) -> None:
+        # Values, not option text: the settings converted and checked them (job_lease,
+        # event_retention_days); a direct caller gets a plain error for a nonsense value.
+        if not (lease > 0 and retention_days > 0):
+            raise ValueError("lease and retention_days must be positive")
         self.store = store
-        self.lease = options.job_lease("job_lease", lease)
-        self.retention = options.retention_days("event_retention_days", retention_days) * 86400.0
+        self.lease = float(lease)
+        self.retention = float(retention_days) * 86400.0
         self._kinds: dict[str, JobKind] = {}
         for kind in kinds:
             self.add_kind(kind)
