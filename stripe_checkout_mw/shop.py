@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import stripe
 
+from .billing.changes import ManagedSubscriptions
 from .billing.customers import CustomerDirectory, resolve_ref
 from .billing.portal import BillingPortal
-from .billing.subscriptions import SubscriptionLedger
 from .checkout.service import CheckoutService
 from .ledger.orders import Order
 from .ledger.pipeline import JobKind, Pipeline
@@ -40,7 +40,7 @@ from .news.handlers import HandlersJob, WebhookHandlers
 from .news.payments import PaymentEvents
 from .news.router import EventRouter
 from .news.status import OrderStatus
-from .news.subscriptions import SubscriptionChangedJob
+from .news.subscriptions import SubscriptionChangedJob, refresh_subscription
 from .news.webhooks import WebhookReceiver
 from .settings.rules import Settings
 from .stripe_api.client import ObservedRequestsClient, stripe_http_client
@@ -83,7 +83,7 @@ class Shop:
         self.store: OrderStore | None = None
         self.pipeline: Pipeline | None = None
         self.customers: CustomerDirectory | None = None
-        self.subscriptions: SubscriptionLedger | None = None
+        self.subscriptions: ManagedSubscriptions | None = None
         self.payment_events: PaymentEvents | None = None
         #: Applies Stripe's events to the ledger: the webhook's and ``sync``'s.
         self.events: EventRouter | None = None
@@ -131,8 +131,6 @@ class Shop:
         settings, client, marker = self.settings, self.client, self.settings.marker
         self.store = store
         self.customers = CustomerDirectory(store)
-        self.subscriptions = SubscriptionLedger(
-            store, self.customers, past_due_is_active=settings.past_due_is_active)
         self.payment_events = PaymentEvents(
             store, client, marker=marker, refunded=settings.refunded,
             disputed=settings.disputed)
@@ -142,6 +140,11 @@ class Shop:
                   *self.payment_events.kinds()]
         self.pipeline = Pipeline(store, kinds, lease=settings.job_lease,
                                  retention_days=settings.event_retention_days)
+        self.subscriptions = ManagedSubscriptions(
+            store, self.customers, past_due_is_active=settings.past_due_is_active,
+            client=client, guard=self.guard, price_lookup=settings.price_lookup,
+            refresh=functools.partial(refresh_subscription, self.pipeline, client,
+                                      self.guard))
         self.events = EventRouter.build(
             store=store, handlers=self.handlers, fulfill=settings.fulfill, client=client,
             marker=marker, pipeline=self.pipeline, subscriptions=self.subscriptions,

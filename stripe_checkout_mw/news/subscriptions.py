@@ -22,13 +22,14 @@ import stripe
 
 from ..billing.customers import CustomerDirectory
 from ..billing.subscriptions import Subscription, SubscriptionLedger
-from ..ledger.pipeline import Applied, EventClaim, JobKind, Outcome, Pipeline
+from ..ledger.pipeline import Applied, EventClaim, JobFailed, JobKind, Outcome, Pipeline
 from ..ledger.store import Job, NewJob, StoreTransaction
+from ..stripe_api.guard import StripeGuard
 from ..stripe_api.plain import event_object, id_of
-from .reads import Fetched, NeedsSubscription, Reads, apply_with_reads
+from .reads import Fetched, NeedsSubscription, Reads, apply_with_reads, fetch_subscription
 
 __all__ = ["SUBSCRIPTION_CHANGED", "SubscriptionChangedJob", "SubscriptionEvents",
-           "subscription_id_of"]
+           "refresh_subscription", "subscription_id_of"]
 
 logger = logging.getLogger("stripe_checkout_mw")
 
@@ -117,6 +118,31 @@ class SubscriptionEvents:
             return []
         return [NewJob(SUBSCRIPTION_CHANGED, f"{new.id}#{revision}", subject,
                        {"subscription": new.to_dict()})]
+
+
+def refresh_subscription(pipeline: Pipeline, client: stripe.StripeClient, guard: StripeGuard,
+                         ledger: SubscriptionLedger, subscription_id: str) -> None:
+    """Re-fetch ``subscription_id`` (through ``guard``) and store it as an event would:
+    what the app's own plan changes call (:mod:`stripe_checkout_mw.billing.changes`), so
+    the ledger says what Stripe says as soon as the change returns, and a change of status
+    or items records (and runs) its ``subscription_changed`` job.
+
+    A hook that raises is logged and left due: the next ``sync`` (or webhook) runs it again.
+
+    :raises stripe.StripeError, Refused, StoreError: nothing was stored.
+    """
+    with guard.call("subscription refresh"):
+        fetched = fetch_subscription(client, subscription_id)
+    events = SubscriptionEvents(ledger, client)
+    subject = f"refresh:{subscription_id}"
+    try:
+        pipeline.process(
+            lambda tx: Applied(events.apply(tx, subscription_id, {subscription_id: fetched},
+                                            subject)),
+            subject=subject)
+    except JobFailed as exc:
+        logger.warning("subscription %s stored; its %s job failed (%s) and will be retried",
+                       subscription_id, exc.job.kind, type(exc.cause).__name__)
 
 
 class SubscriptionChangedJob(JobKind):

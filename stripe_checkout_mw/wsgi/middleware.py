@@ -43,9 +43,10 @@ from urllib.parse import parse_qs
 
 import stripe
 
+from ..billing.changes import ManagedSubscriptions
 from ..billing.customers import CustomerDirectory
 from ..billing.portal import BillingPortal
-from ..billing.subscriptions import Subscription, SubscriptionLedger
+from ..billing.subscriptions import Subscription
 from ..errors import HTTPError, OptionTypeError
 from ..ledger.orders import Order
 from ..ledger.pipeline import Pipeline
@@ -323,7 +324,7 @@ class CheckoutMiddleware:
         return self.shop.customers
 
     @property
-    def subscriptions(self) -> SubscriptionLedger | None:
+    def subscriptions(self) -> ManagedSubscriptions | None:
         return self.shop.subscriptions
 
     @property
