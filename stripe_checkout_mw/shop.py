@@ -176,8 +176,12 @@ class Shop:
             return
         record = (functools.partial(_record_session, self.store, self.status)
                   if self.store is not None else None)
+        subscribed = None
+        if (customers is not None and self.subscriptions is not None
+                and not settings.multiple_subscriptions):
+            subscribed = functools.partial(_has_subscription, self.subscriptions, ref)
         self.checkout = CheckoutService(settings, self.client, record, guard=self.guard,
-                                        customers=customers)
+                                        customers=customers, subscribed=subscribed)
 
     def sync(self, since: timedelta = timedelta(days=3)) -> SyncReport:
         """One reconciliation (:class:`~stripe_checkout_mw.news.reconcile.Reconciler`)."""
@@ -197,6 +201,12 @@ class Shop:
 def _checkout_customer(directory: CustomerDirectory, ref: Any, environ: Any) -> Any:
     """The checkout's customer parameters for the signed-in user of ``environ``."""
     return directory.checkout_params(resolve_ref(ref, environ))
+
+
+def _has_subscription(subscriptions: ManagedSubscriptions, ref: Any, environ: Any) -> bool:
+    """Whether the signed-in user of ``environ`` has an active subscription (the ledger)."""
+    user = resolve_ref(ref, environ)
+    return user is not None and subscriptions.is_active(user)
 
 
 def _record_session(

@@ -47,6 +47,8 @@ log = logging.getLogger("stripe_checkout_mw")
 #: :class:`~stripe_checkout_mw.billing.customers.CustomerDirectory`; may raise ``HTTPError``.
 CustomerParams = Callable[["WSGIEnvironment"], dict[str, str]]
 SessionRecorder = Callable[["stripe.checkout.Session", list[PricedItem], dict[str, Any]], None]
+#: Whether the signed-in user of ``environ`` already has an active subscription.
+ActiveSubscriber = Callable[["WSGIEnvironment"], bool]
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class CheckoutService:
         look-up and create) goes through.
     :param customers: the signed-in user's customer parameters, when ``customer_ref`` is
         configured (:mod:`stripe_checkout_mw.billing.customers`).
+    :param subscribed: whether the signed-in user already has an active subscription; a
+        subscription checkout of such a user is refused with 409 (one subscription per
+        user, unless ``multiple_subscriptions``: then it is ``None``).
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class CheckoutService:
         record: SessionRecorder | None = None,
         guard: StripeGuard | None = None,
         customers: CustomerParams | None = None,
+        subscribed: ActiveSubscriber | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -91,6 +97,7 @@ class CheckoutService:
         #: shop's sessions without their ledger row (see :mod:`stripe_checkout_mw.marker`).
         self.marker: str = settings.marker or shop_marker(settings.return_address)
         self.customers = customers
+        self.subscribed = subscribed
 
     def create(
         self, body: dict[str, Any], environ: WSGIEnvironment, idempotency_key: str | None
@@ -120,6 +127,9 @@ class CheckoutService:
                         params.pop("customer_email", None)
                     elif params["mode"] == "payment":
                         params["customer_creation"] = "always"
+                if params["mode"] == "subscription" and self.subscribed is not None \
+                        and self.subscribed(environ):
+                    raise _already_subscribed(self.settings.subscription_path)
                 action = "checkout session create"
                 session = self.client.v1.checkout.sessions.create(
                     params=params,  # type: ignore[arg-type]  # built dynamically, checked above
@@ -193,6 +203,15 @@ class CheckoutService:
         params["metadata"] = {**dict(params.get("metadata") or {}), MARKER_KEY: self.marker}
         _check_with_stripes_schema(params, priced)
         return params
+
+
+def _already_subscribed(change_path: str | None) -> HTTPError:
+    """The 409 for a second subscription: the way forward is a plan change."""
+    where = f" (POST {change_path})" if change_path else ""
+    log.info("checkout refused: the signed-in user already has an active subscription")
+    return HTTPError(409, f"You already have an active subscription. Change its plan "
+                          f"instead{where} rather than buying a second one.",
+                     param="line_items")
 
 
 def order_idempotency_key(browser_key: str | None, params: Mapping[str, Any]) -> str:

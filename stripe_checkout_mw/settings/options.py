@@ -630,6 +630,15 @@ OPTIONS: dict[str, Option] = {
         None, callable_or_reference("a callable disputed(order)"),
         doc=("`disputed(order)`, called after a dispute of the payment is recorded or "
              "changes status")),
+    "multiple_subscriptions": Option(
+        False, to_bool,
+        doc=("let a signed-in user with an active subscription buy another (add-ons); by "
+             "default that checkout is refused with 409, pointing to a plan change")),
+    "subscription_endpoint": Option(
+        False, to_bool,
+        doc=("serve `POST {path}/subscription`: the signed-in user previews or makes a plan "
+             'change from the shop\'s page (needs `customer_ref` and a store; see "Plan '
+             'changes")')),
 
 }
 

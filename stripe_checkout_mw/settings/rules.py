@@ -105,6 +105,11 @@ class Settings:
     #: ``refunded(order)`` and ``disputed(order)``, run after a refund or dispute is recorded.
     refunded: Callable[[Order], object] | None
     disputed: Callable[[Order], object] | None
+    #: Whether a user with an active subscription may check out another one.
+    multiple_subscriptions: bool
+    subscription_endpoint: bool
+    #: ``{path}/subscription`` when ``subscription_endpoint`` is on, else None.
+    subscription_path: str | None
 
     @property
     def return_address(self) -> str:
@@ -177,10 +182,18 @@ def load_settings(given: Mapping[str, Any], *, serving: bool = True) -> Settings
     status_path = options["status_path"] if uses_store else None
     portal_path = options["portal_path"] if uses_store and options["customer_ref"] else None
     config_path = options["path"].rstrip("/") + "/config"
-    paths = [p for p in (options["path"], config_path, webhook_path, status_path, portal_path)
-             if p is not None]
+    subscription_path = None
+    if options["subscription_endpoint"]:
+        if not (uses_store and options["customer_ref"]):
+            raise OptionError("subscription_endpoint", "plan changes are per signed-in user: "
+                              "give customer_ref and a store (store= or webhook_secret=), or "
+                              "leave subscription_endpoint off")
+        subscription_path = options["path"].rstrip("/") + "/subscription"
+    paths = [p for p in (options["path"], config_path, webhook_path, status_path, portal_path,
+                         subscription_path) if p is not None]
     if len(set(paths)) != len(paths):
         raise OptionError("path", f"path, {config_path} (the page's configuration), "
+                          f"{subscription_path or '{path}/subscription'} (plan changes), "
                           f"webhook_path, status_path and portal_path must all differ")
     portal_return_url = options["portal_return_url"]
     base = options["domain_url"] or origin_of(success_url or return_url or "")
@@ -201,6 +214,7 @@ def load_settings(given: Mapping[str, Any], *, serving: bool = True) -> Settings
         "marker": shop_marker(address) if address is not None else None,
         "portal_path": portal_path,
         "portal_return_url": portal_return_url,
+        "subscription_path": subscription_path,
         "shop_origin": origin_of(options["domain_url"]) if options["domain_url"] else None,
         "stripe_api_base": api_base.rstrip("/") if api_base is not None else None,
     }

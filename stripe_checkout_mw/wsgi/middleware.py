@@ -191,6 +191,12 @@ class CheckoutMiddleware:
         ``None``.
     :param disputed: ``disputed(order)``, called after a dispute of the payment is recorded or
         changes status. Default: ``None``.
+    :param multiple_subscriptions: let a signed-in user with an active subscription buy another
+        (add-ons); by default that checkout is refused with 409, pointing to a plan change.
+        Default: ``False``.
+    :param subscription_endpoint: serve ``POST {path}/subscription``: the signed-in user
+        previews or makes a plan change from the shop's page (needs ``customer_ref`` and a
+        store; see "Plan changes"). Default: ``False``.
     :param client: a ready ``stripe.StripeClient``, instead of building one.
 
     Each option is converted and checked by the table in :mod:`stripe_checkout_mw.settings.options`,
@@ -241,6 +247,8 @@ class CheckoutMiddleware:
         past_due_is_active: bool = True,
         refunded: Callable[[Order], object] | None = None,
         disputed: Callable[[Order], object] | None = None,
+        multiple_subscriptions: bool = False,
+        subscription_endpoint: bool = False,
         client: stripe.StripeClient | None = None,
         max_concurrent_stripe_calls: int = 3,
         circuit_cooldown: float = 10.0,

@@ -144,8 +144,9 @@ def test_subscribing_records_the_customer_and_an_active_subscription(
     assert served.fulfilled == {session["id"]: 1}  # the first payment is fulfilled once
     assert served.statuses("ann") == ["active"]
 
-    # A returning customer is sent as the same Stripe Customer, not by email.
-    again = served.checkout("ann", "basic")
+    # A returning customer is sent as the same Stripe Customer, not by email (a one-time
+    # purchase: a second subscription is refused, see tests/checkout/test_one_subscription).
+    again = served.checkout("ann", "tee")
     assert again.status_code == 200, again.text
     create = [r for r in emu.requests if r.path == "/v1/checkout/sessions"][-1]
     assert create.params["customer"] == session["customer"]
