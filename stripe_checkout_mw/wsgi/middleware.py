@@ -22,6 +22,8 @@ The paths it owns:
 - ``GET {status_path}?session_id=...`` tells the success page how the order stands.
 - ``GET {path}/config`` answers ``{"publishableKey", "uiMode"}``, so the shop's page
   can start Stripe.js in the configured mode without a server-side template.
+- ``POST {path}/subscription`` (only with ``subscription_endpoint=True``) previews or
+  makes a plan change for the signed-in user (:mod:`.plan_changes`).
 
 With ``ui_mode="embedded_page"`` (Embedded Checkout) or ``"elements"`` the customer
 pays on the shop's own page: ``POST {path}`` answers ``{"sessionId", "clientSecret"}``
@@ -75,6 +77,7 @@ from .http import (
     request_origin,
     status_line,
 )
+from .plan_changes import PlanChangeEndpoint
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -287,6 +290,12 @@ class CheckoutMiddleware:
         if shop.portal is not None and settings.portal_path is not None:
             routes[settings.portal_path] = _Route(CheckoutMiddleware._open_portal,
                                                   "POST, OPTIONS")
+        self.plan_changes: PlanChangeEndpoint | None = None
+        if (settings.subscription_path is not None and shop.subscriptions is not None
+                and settings.customer_ref is not None):
+            self.plan_changes = PlanChangeEndpoint(shop.subscriptions, settings.customer_ref)
+            routes[settings.subscription_path] = _Route(CheckoutMiddleware._change_plan,
+                                                        "POST, OPTIONS")
         self._routes = routes
 
     # The shop's parts, as the middleware has always offered them.
@@ -448,6 +457,14 @@ class CheckoutMiddleware:
         if kind == FORM_TYPE:
             return _Answer(303, {}, url)
         return _Answer(200, {"url": url})
+
+    def _change_plan(self, environ: WSGIEnvironment) -> _Answer:
+        self._check_origin(environ, "change plans")
+        if media_type(environ) != JSON_TYPE:
+            raise HTTPError(415, "Send the plan change as application/json.")
+        body = parse_json_object(read_body(environ, self.settings.max_body))
+        assert self.plan_changes is not None  # the route exists only with the endpoint
+        return _Answer(200, self.plan_changes.handle(body, environ))
 
     def _page_config(self, environ: WSGIEnvironment) -> _Answer:
         return _Answer(200, {"publishableKey": self.settings.publishable_key,
