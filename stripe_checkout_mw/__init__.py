@@ -12,6 +12,7 @@ See the README for every option; ``stripe_checkout_mw.testing`` has an offline S
 
 from __future__ import annotations
 
+from .billing.changes import PaymentNotCompleted
 from .billing.subscriptions import Subscription, SubscriptionItem
 from .checkout.prices import Catalog, ClientPrices, PricedItem, PriceLookup, StripeLookupKeys
 from .checkout.validation import DefaultValidator, ValidationError
@@ -26,6 +27,7 @@ __all__ = [
     "DefaultValidator",
     "OptionError",
     "Order",
+    "PaymentNotCompleted",
     "PriceLookup",
     "PricedItem",
     "StripeLookupKeys",
