@@ -63,6 +63,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..observe.metrics import Recorder
 from .dialects import Dialect, PostgresDialect, SQLiteDialect, StoreError, redact_url
 from .orders import Order
 from .schema import SCHEMA_VERSION, column_names
@@ -276,6 +277,10 @@ class Ledger:
         return JobStats(due={str(row[0]): int(row[1]) for row in rows},
                         failed={str(row[0]): int(row[2] or 0) for row in rows if row[2]},
                         oldest_due_age=None if oldest is None else max(0.0, now - oldest))
+
+    def count_errors_in(self, metrics: Recorder) -> None:
+        """Count each failure of this ledger (``ledger_errors``) in ``metrics``."""
+        self.dialect.metrics = metrics
 
     def stored_version(self) -> str | None:
         """The schema version the ledger records, read without creating anything: ``None``

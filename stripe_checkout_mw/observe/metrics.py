@@ -79,8 +79,10 @@ METRICS: dict[str, Metric] = {
                               ("endpoint", "method", "outcome")),
     "stripe_request_seconds": Metric(HISTOGRAM, "Seconds each HTTP request to Stripe took, "
                                      "by endpoint.", ("endpoint",)),
-    "stripe_refusals": Metric(COUNTER, "Stripe calls refused before reaching Stripe, by "
-                              "reason (bulkhead, breaker_open, status_budget).", ("reason",)),
+    "refusals": Metric(COUNTER, "Requests and Stripe calls refused, by reason: busy (the "
+                       "bulkhead), open (the breaker), portal_user_budget, "
+                       "portal_process_budget, status_budget (the ledger answered instead), "
+                       "unknown_item, origin.", ("reason",)),
     "ledger_errors": Metric(COUNTER, "Store operations that failed (the database could not "
                             "be used).", ()),
     "breaker_state": Metric(GAUGE, "The Stripe circuit breaker: 1 for its current state "
