@@ -79,7 +79,22 @@ class PrometheusExposition:
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition for a scrape with this ``Accept`` header: ``(body, content type)``."""
         encoder, content_type = self._choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        return encoder(_WithoutCreated(self.registry)), content_type
+
+
+class _WithoutCreated:
+    """The registry without the ``..._created`` timestamps the library adds to each counter
+    and histogram: ``stripe_checkout_checkouts_created`` would read as a count of checkouts
+    created, and the library's switch for them is global, the host app's metrics included."""
+
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Any]:
+        for metric in self._registry.collect():
+            metric.samples = [sample for sample in metric.samples
+                              if not sample.name.endswith("_created")]
+            yield metric
 
 
 class _SampledGauges:
