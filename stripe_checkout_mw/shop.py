@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import stripe
 
@@ -42,6 +42,9 @@ from .news.router import EventRouter
 from .news.status import OrderStatus
 from .news.subscriptions import SubscriptionChangedJob, refresh_subscription
 from .news.webhooks import WebhookReceiver
+from .observe import new_recorder, watch
+from .observe.health import HealthCheck
+from .observe.metrics import NO_METRICS, Recorder
 from .settings.rules import Settings
 from .stripe_api.client import ObservedRequestsClient, stripe_http_client
 from .stripe_api.guard import StripeGuard, TokenBucket
@@ -54,11 +57,13 @@ __all__ = ["Shop", "build_client"]
 
 log = logging.getLogger("stripe_checkout_mw")
 
-def build_client(settings: Settings) -> tuple[stripe.StripeClient, ObservedRequestsClient]:
+def build_client(settings: Settings, metrics: Recorder = NO_METRICS,
+                 ) -> tuple[stripe.StripeClient, ObservedRequestsClient]:
     """The Stripe client of ``settings`` and its HTTP client (to close when done): the
-    configured timeout, retries and API address, proxies read from the environment once."""
+    configured timeout, retries and API address, proxies read from the environment once;
+    each request measured into ``metrics``."""
     base = settings.stripe_api_base
-    http_client = stripe_http_client(settings.timeout, base)
+    http_client = stripe_http_client(settings.timeout, base, metrics)
     client = stripe.StripeClient(
         settings.secret_key, base_addresses={"api": base} if base else None,
         max_network_retries=settings.max_network_retries, http_client=http_client,
@@ -94,6 +99,10 @@ class Shop:
         self.reconciler: Reconciler | None = None
         #: The HTTP client built for Stripe (None when given a ``client``).
         self.http_client: ObservedRequestsClient | None = None
+        #: What the parts record into (:mod:`.observe`); ``sample()`` reads the gauges now.
+        self.metrics: Recorder = NO_METRICS
+        #: The health path's check, when metrics or the health path are configured.
+        self.health: HealthCheck | None = None
 
     @classmethod
     def from_settings(
@@ -111,17 +120,24 @@ class Shop:
         """
         shop = cls()
         shop.settings = settings
+        shop.metrics = metrics = new_recorder(hook=settings.metrics_hook,
+                                              serve=settings.metrics_path is not None)
         if client is None:
-            client, shop.http_client = build_client(settings)
+            client, shop.http_client = build_client(settings, metrics)
         shop.client = client
-        shop.guard = StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
-                                 cooldown=settings.circuit_cooldown,
-                                 timeout=settings.timeout[1])
+        shop.guard = guard = StripeGuard(max_concurrent=settings.max_concurrent_stripe_calls,
+                                         cooldown=settings.circuit_cooldown,
+                                         timeout=settings.timeout[1])
+        guard.refusals.metrics = metrics
         if store is None and settings.uses_store:
             store = open_store(settings.store)
         if store is not None:
+            store.count_errors_in(metrics)
             shop._build_ledger(store, runs_handlers)
         shop._build_pages()
+        if metrics.enabled or settings.health_path is not None:
+            shop.health = watch(metrics, breaker_state=lambda: guard.state,
+                                job_stats=store.job_stats if store is not None else None)
         return shop
 
     def _build_ledger(self, store: OrderStore, runs_handlers: bool) -> None:
@@ -152,13 +168,14 @@ class Shop:
         if settings.webhook_path is not None:
             self.webhooks = WebhookReceiver(secrets=settings.webhook_secrets,
                                             events=self.events, client=client)
+            self.webhooks.metrics = self.metrics
         self.reconciler = Reconciler(store=store, client=client, events=self.events,
                                      pipeline=self.pipeline, marker=marker,
                                      http_client=self.http_client, guard=self.guard)
         if settings.status_path is not None:
             self.status = OrderStatus(
                 store=store, client=client, fulfill=settings.fulfill,
-                may_call_stripe=TokenBucket(settings.status_stripe_budget).take,
+                may_call_stripe=_status_budget(settings.status_stripe_budget, self.metrics),
                 marker=marker, pipeline=self.pipeline, guard=self.guard,
             )
 
@@ -196,6 +213,19 @@ class Shop:
             self.http_client.close()  # type: ignore[no-untyped-call]  # untyped in the SDK
         if self.store is not None:
             self.store.close()
+
+
+def _status_budget(rate: float, metrics: Recorder) -> Callable[[], bool]:
+    """The status path's Stripe budget, its refusals counted (the ledger answers them)."""
+    budget = TokenBucket(rate)
+
+    def may_call_stripe() -> bool:
+        if budget.take():
+            return True
+        metrics.count("refusals", reason="status_budget")
+        return False
+
+    return may_call_stripe
 
 
 def _checkout_customer(directory: CustomerDirectory, ref: Any, environ: Any) -> Any:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
+from ..observe.metrics import NO_METRICS, Recorder
 from . import schema
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class Dialect(abc.ABC):
     #: Whether a non-durable commit survives the database crashing (not the machine losing
     #: power): see the store's ``crash_safe`` transactions.
     lazy_commit_survives_crash: bool
+    #: Counts the failures (``ledger_errors``); the middleware gives it its recorder.
+    metrics: Recorder = NO_METRICS
 
     def placeholders(self, sql: str) -> str:
         """``sql`` written with ``?`` placeholders, in this driver's style."""
@@ -134,6 +137,7 @@ class Dialect(abc.ABC):
     def failed(self, exc: BaseException, action: str = "a store operation") -> StoreError:
         """Log a database error once, with the store and the error class, and wrap it."""
         detail = _error_detail(exc)
+        self.metrics.count("ledger_errors")
         logger.error("store %s: %s failed: %s%s", self.log_name, action, type(exc).__name__,
                      f" ({detail})" if detail else "")
         error = StoreError(f"store {self.log_name}: {type(exc).__name__}")

@@ -63,6 +63,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..observe.metrics import Recorder
 from .dialects import Dialect, PostgresDialect, SQLiteDialect, StoreError, redact_url
 from .orders import Order
 from .schema import SCHEMA_VERSION, column_names
@@ -72,6 +73,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STORE_ENV",
     "Job",
+    "JobStats",
     "Ledger",
     "NewJob",
     "OrderStore",
@@ -124,6 +126,21 @@ class Job:
     subject: str
     payload: dict[str, Any]
     attempt: int
+
+
+@dataclass(frozen=True)
+class JobStats:
+    """The jobs not yet done, for the metrics and the health path.
+
+    :param due: jobs recorded and not done, by kind (those running now included).
+    :param failed: of those, the ones whose last attempt ended without success (it raised,
+        or its worker stopped and the lease ran out), by kind.
+    :param oldest_due_age: seconds since the oldest of them was recorded, or ``None``.
+    """
+
+    due: dict[str, int]
+    failed: dict[str, int]
+    oldest_due_age: float | None
 
 
 class Ledger:
@@ -197,6 +214,11 @@ class Ledger:
             "UPDATE stripe_checkout_jobs SET done_at = ? WHERE subject = ? AND kind = ? "
             "AND done_at IS NULL AND lease_until <= ?"
         )
+        self._sql_job_stats = q(
+            "SELECT kind, COUNT(*), SUM(CASE WHEN attempt > 0 AND lease_until <= ? THEN 1 "
+            "ELSE 0 END), MIN(created_at) FROM stripe_checkout_jobs WHERE done_at IS NULL "
+            "GROUP BY kind"
+        )
         self._sql_prune_events = q(
             "DELETE FROM stripe_checkout_events WHERE event_id IN (SELECT event_id FROM "
             "stripe_checkout_events WHERE processed_at < ? ORDER BY processed_at LIMIT ?)"
@@ -245,6 +267,20 @@ class Ledger:
         ``created_before``, oldest first (a read)."""
         return [str(row[0]) for row in
                 self._read(self._sql_open_orders, (status, created_before, limit))]
+
+    def job_stats(self) -> JobStats:
+        """How many jobs are due and failed, by kind, and the oldest one's age (one read of
+        the pending jobs' index; the metrics path and the health path ask)."""
+        now = time.time()
+        rows = self._read(self._sql_job_stats, (now,))
+        oldest = min((float(row[3]) for row in rows), default=None)
+        return JobStats(due={str(row[0]): int(row[1]) for row in rows},
+                        failed={str(row[0]): int(row[2] or 0) for row in rows if row[2]},
+                        oldest_due_age=None if oldest is None else max(0.0, now - oldest))
+
+    def count_errors_in(self, metrics: Recorder) -> None:
+        """Count each failure of this ledger (``ledger_errors``) in ``metrics``."""
+        self.dialect.metrics = metrics
 
     def stored_version(self) -> str | None:
         """The schema version the ledger records, read without creating anything: ``None``

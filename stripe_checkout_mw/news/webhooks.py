@@ -48,6 +48,7 @@ import stripe
 from ..errors import HTTPError
 from ..ledger.pipeline import JobFailed, JobsPending
 from ..ledger.store import StoreError
+from ..observe.metrics import NO_METRICS, Recorder
 from ..stripe_api.plain import event_object
 from .router import EventRouter
 
@@ -68,6 +69,9 @@ class WebhookReceiver:
     :param tolerance: seconds a signature's timestamp may be old; older deliveries are
         rejected as possible replays.
     """
+
+    #: Counts each delivery's outcome (``webhooks``); the middleware gives it its recorder.
+    metrics: Recorder = NO_METRICS
 
     def __init__(
         self,
@@ -114,6 +118,7 @@ class WebhookReceiver:
         verified = self._verify(raw_body, signature_header)
         if isinstance(verified, str):
             logger.warning("webhook rejected: %s", verified)
+            self.metrics.count("webhooks", type="unverified", outcome="bad_signature")
             raise HTTPError(400, verified)
         event, payload = verified
         event_id = str(payload["id"])
@@ -132,8 +137,11 @@ class WebhookReceiver:
                 event_type,
                 type(cause).__name__,
             )
+            self.metrics.count("webhooks", type=event_type, outcome="failed")
             raise HTTPError(500, "webhook handler failed; Stripe will retry",
                             type="api_error") from None
+        self.metrics.count("webhooks", type=event_type,
+                           outcome="duplicate" if duplicate else "processed")
         if duplicate:
             logger.info("webhook event %s (%s) is a duplicate; ignored", event_id, event_type)
             return {"received": True, "duplicate": True}

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import ipaddress
 import json
 import math
 import os
@@ -415,6 +416,19 @@ def retention_days(option: str, value: Any) -> float:
     return float(value)
 
 
+def _networks(option: str, value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
+                                                 ...]:
+    """Networks (``10.0.0.0/8``) or single addresses, as a list or one string of words."""
+    found = []
+    for word in to_words(option, value):
+        try:
+            found.append(ipaddress.ip_network(word, strict=False))
+        except ValueError:
+            raise OptionError(option, f"{word!r} is not a network or address such as "
+                              f"'10.0.0.0/8' or '127.0.0.1'") from None
+    return tuple(found)
+
+
 @dataclass(frozen=True)
 class Option:
     """One row of :data:`OPTIONS`: everything about one option, in one place.
@@ -640,6 +654,24 @@ OPTIONS: dict[str, Option] = {
              'change from the shop\'s page (needs `customer_ref` and a store; see "Plan '
              'changes")')),
 
+    # What an operator watches (observe/): opt-in paths and a hook.
+    "metrics_path": Option(
+        None, optional_path,
+        doc=("`GET` here answers Prometheus metrics (needs `pip install "
+             "'stripe-checkout-mw[metrics]'`); see \"Metrics and health\"")),
+    "metrics_allow": Option(
+        ("127.0.0.1", "::1"), _networks,
+        shown="`127.0.0.1 ::1` (loopback)",
+        doc=("networks (`\"10.0.0.0/8 192.168.1.7\"`) whose requests (`REMOTE_ADDR`) may read "
+             "`metrics_path`; others get 403")),
+    "metrics_hook": Option(
+        None, callable_or_reference("a callable hook(measurement)"),
+        doc=("`hook(measurement)` (or `\"module:function\"`), called with each measurement as "
+             "it is recorded, for statsd, OpenTelemetry and the like")),
+    "health_path": Option(
+        None, optional_path,
+        doc=("`GET` here answers 200 or 503 for a load balancer: ledger reachable, breaker "
+             "state, oldest due job; never calls Stripe")),
 }
 
 

@@ -110,6 +110,14 @@ class Settings:
     subscription_endpoint: bool
     #: ``{path}/subscription`` when ``subscription_endpoint`` is on, else None.
     subscription_path: str | None
+    #: ``GET`` here answers the Prometheus metrics (None: not served).
+    metrics_path: str | None
+    #: The networks whose requests may read the metrics path.
+    metrics_allow: tuple[Any, ...]
+    #: ``hook(measurement)``, called with each measurement as it is recorded.
+    metrics_hook: Callable[[Any], object] | None
+    #: ``GET`` here answers the load balancer's health check (None: not served).
+    health_path: str | None
 
     @property
     def return_address(self) -> str:
@@ -190,11 +198,13 @@ def load_settings(given: Mapping[str, Any], *, serving: bool = True) -> Settings
                               "leave subscription_endpoint off")
         subscription_path = options["path"].rstrip("/") + "/subscription"
     paths = [p for p in (options["path"], config_path, webhook_path, status_path, portal_path,
-                         subscription_path) if p is not None]
+                         subscription_path, options["metrics_path"], options["health_path"])
+             if p is not None]
     if len(set(paths)) != len(paths):
         raise OptionError("path", f"path, {config_path} (the page's configuration), "
                           f"{subscription_path or '{path}/subscription'} (plan changes), "
-                          f"webhook_path, status_path and portal_path must all differ")
+                          f"webhook_path, status_path, portal_path, metrics_path and "
+                          f"health_path must all differ")
     portal_return_url = options["portal_return_url"]
     base = options["domain_url"] or origin_of(success_url or return_url or "")
     if portal_return_url is None and base:

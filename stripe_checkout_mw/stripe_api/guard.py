@@ -61,6 +61,7 @@ from typing import Callable
 import stripe
 
 from ..errors import HTTPError
+from ..observe.metrics import NO_METRICS, Recorder
 
 __all__ = ["FAILURES_TO_OPEN", "MIN_OVERDUE", "PrincipalBudgets", "RefusalLog", "Refused",
            "StripeGuard", "TokenBucket", "loggable"]
@@ -166,6 +167,9 @@ class RefusalLog:
     message must hold nothing secret; values from a request go through :func:`loggable`.
     """
 
+    #: Counts every refusal by kind (``refusals``); the middleware gives it its recorder.
+    metrics: Recorder = NO_METRICS
+
     def __init__(self, period: float = 60.0, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.period = period
@@ -175,6 +179,7 @@ class RefusalLog:
 
     def note(self, kind: str, message: str, *args: object) -> None:
         """Count one refusal of ``kind``; log it when the kind was not logged this period."""
+        self.metrics.count("refusals", reason=kind.replace(" ", "_"))
         with self._lock:
             now = self._clock()
             count, logged_at = self._kinds.get(kind, (0, -math.inf))

@@ -58,6 +58,9 @@ from ..news.payments import PaymentEvents
 from ..news.router import EventRouter
 from ..news.status import OrderStatus
 from ..news.webhooks import WebhookReceiver
+from ..observe import Measurement
+from ..observe.exposition import allowed
+from ..observe.metrics import Recorder
 from ..settings.options import OPTIONS, unknown_option
 from ..settings.rules import SessionOptions, Settings, Timeout, load_settings
 from ..shop import Shop
@@ -200,6 +203,16 @@ class CheckoutMiddleware:
     :param subscription_endpoint: serve ``POST {path}/subscription``: the signed-in user
         previews or makes a plan change from the shop's page (needs ``customer_ref`` and a
         store; see "Plan changes"). Default: ``False``.
+    :param metrics_path: ``GET`` here answers Prometheus metrics (needs ``pip install
+        'stripe-checkout-mw[metrics]'``); see "Metrics and health". Default: ``None``.
+    :param metrics_allow: networks (``"10.0.0.0/8 192.168.1.7"``) whose requests
+        (``REMOTE_ADDR``) may read ``metrics_path``; others get 403. Default: ``127.0.0.1
+        ::1`` (loopback).
+    :param metrics_hook: ``hook(measurement)`` (or ``"module:function"``), called with each
+        measurement as it is recorded, for statsd, OpenTelemetry and the like. Default:
+        ``None``.
+    :param health_path: ``GET`` here answers 200 or 503 for a load balancer: ledger
+        reachable, breaker state, oldest due job; never calls Stripe. Default: ``None``.
     :param client: a ready ``stripe.StripeClient``, instead of building one.
 
     Each option is converted and checked by the table in :mod:`stripe_checkout_mw.settings.options`,
@@ -258,6 +271,10 @@ class CheckoutMiddleware:
         status_stripe_budget: float = 5.0,
         allow_free_orders: bool = False,
         status_shows_email: bool = False,
+        metrics_path: str | None = None,
+        metrics_allow: str | Iterable[str] = ("127.0.0.1", "::1"),
+        metrics_hook: Callable[[Measurement], object] | None = None,
+        health_path: str | None = None,
         **misspelt: NoReturn,
     ) -> None:
         if not callable(app):
@@ -296,6 +313,10 @@ class CheckoutMiddleware:
             self.plan_changes = PlanChangeEndpoint(shop.subscriptions, settings.customer_ref)
             routes[settings.subscription_path] = _Route(CheckoutMiddleware._change_plan,
                                                         "POST, OPTIONS")
+        if settings.metrics_path is not None:
+            routes[settings.metrics_path] = _Route(CheckoutMiddleware._serve_metrics, "GET, HEAD")
+        if settings.health_path is not None:
+            routes[settings.health_path] = _Route(CheckoutMiddleware._check_health, "GET, HEAD")
         self._routes = routes
 
     # The shop's parts, as the middleware has always offered them.
@@ -307,6 +328,11 @@ class CheckoutMiddleware:
     @property
     def client(self) -> stripe.StripeClient:
         return self.shop.client
+
+    @property
+    def metrics(self) -> Recorder:
+        """What the parts record into; ``mw.metrics.sample()`` reads the gauges now."""
+        return self.shop.metrics
 
     @property
     def handlers(self) -> WebhookHandlers:
@@ -423,12 +449,29 @@ class CheckoutMiddleware:
                 method, json_response(start_response, 500, error.payload(), cors))
         if answer.location is not None:
             return redirect_response(start_response, answer.location, cors)
+        if answer.raw is not None:
+            body, content_type = answer.raw
+            start_response(status_line(200), [("Content-Type", content_type), (
+                "Content-Length", str(len(body))), ("Cache-Control", "no-store")])
+            return _no_body_on_head(method, [body])
         return _no_body_on_head(
             method, json_response(start_response, answer.status, answer.payload, cors))
 
     # -- the endpoints -----------------------------------------------------------------
 
     def _create_session(self, environ: WSGIEnvironment) -> _Answer:
+        try:
+            answer = self._checkout(environ)
+        except HTTPError as refused:
+            self.metrics.count("checkouts", outcome=_REFUSALS.get(refused.status, "error"))
+            raise
+        except Exception:
+            self.metrics.count("checkouts", outcome="error")
+            raise
+        self.metrics.count("checkouts", outcome="created")
+        return answer
+
+    def _checkout(self, environ: WSGIEnvironment) -> _Answer:
         self._check_origin(environ)
         kind = media_type(environ)
         if kind not in (JSON_TYPE, FORM_TYPE):
@@ -484,6 +527,20 @@ class CheckoutMiddleware:
         if self.settings.status_shows_email:
             return _Answer(200, payload)
         return _Answer(200, _with_masked_email(payload))
+
+    def _serve_metrics(self, environ: WSGIEnvironment) -> _Answer:
+        exposition = getattr(self.metrics, "exposition", None)
+        assert exposition is not None  # the route exists only with an exposition
+        if not allowed(environ.get("REMOTE_ADDR"), self.settings.metrics_allow):
+            raise HTTPError(403, "Metrics are served to the networks in metrics_allow only.",
+                            type="permission_error")
+        body, content_type = exposition.render(environ.get("HTTP_ACCEPT"))
+        return _Answer(200, {}, raw=(body, content_type))
+
+    def _check_health(self, environ: WSGIEnvironment) -> _Answer:
+        assert self.shop.health is not None  # the route exists only with a health check
+        status, body = self.shop.health.answer()
+        return _Answer(status, body)
 
     # -- shared helpers ----------------------------------------------------------------
 
@@ -543,6 +600,13 @@ class _Answer(NamedTuple):
     status: int
     payload: Mapping[str, Any]
     location: str | None = None
+    #: A body that is not JSON (the metrics): ``(bytes, content type)``.
+    raw: tuple[bytes, str] | None = None
+
+
+#: A refused checkout's status -> the ``checkouts`` counter's outcome.
+_REFUSALS = {400: "invalid", 403: "forbidden", 413: "too_large", 415: "invalid",
+             429: "unavailable", 500: "error", 502: "stripe_error", 503: "unavailable"}
 
 
 def _no_body_on_head(method: str, body: list[bytes]) -> list[bytes]:
