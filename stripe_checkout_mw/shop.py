@@ -132,7 +132,9 @@ class Shop:
         self.store = store
         self.customers = CustomerDirectory(store)
         self.subscriptions = SubscriptionLedger(
-            store, self.customers, past_due_is_active=settings.past_due_is_active)
+            store, self.customers, past_due_is_active=settings.past_due_is_active,
+            marker=marker, entitling_prices=settings.entitling_prices,
+            features=settings.features)
         self.payment_events = PaymentEvents(
             store, client, marker=marker, refunded=settings.refunded,
             disputed=settings.disputed)
