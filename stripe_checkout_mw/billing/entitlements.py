@@ -120,6 +120,11 @@ class Entitlements:
         self._grants = GrantRows(rows.store)
         self._features: dict[str, frozenset[str]] = {
             str(price): frozenset(map(str, names)) for price, names in features.items()}
+        #: feature -> the price names giving it, so has_feature tests one set per row.
+        self._prices_of: dict[str, frozenset[str]] = {}
+        for price, names in self._features.items():
+            for name in names:
+                self._prices_of[name] = self._prices_of.get(name, frozenset()) | {price}
 
     def features(self, ref: str) -> frozenset[str]:
         """The features ``ref`` has now: its subscriptions' (those giving access) and its
@@ -136,7 +141,13 @@ class Entitlements:
 
     def has_feature(self, ref: str, feature: str) -> bool:
         """Whether ``ref`` has ``feature`` now (see :meth:`features`)."""
-        return feature in self.features(ref)
+        if not isinstance(ref, str):
+            return False
+        prices, granted = self._rows.entitled(ref, time.time())
+        giving = self._prices_of.get(feature)
+        if giving is not None and any(not giving.isdisjoint(names) for names in prices):
+            return True
+        return feature in granted
 
     def grant(self, ref: str, feature: str, *, until: datetime | date | float | int,
               note: str | None = None) -> Grant:
