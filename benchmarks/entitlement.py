@@ -1,16 +1,20 @@
-"""``python -m benchmarks.entitlement``: what ``mw.subscriptions.is_active(ref)`` costs.
+"""``python -m benchmarks.entitlement``: what ``mw.subscriptions.is_active(ref)`` and
+``has_feature(ref, feature)`` cost.
 
-An app asks it on every members' request, so it must answer from the ledger, not from
+An app asks them on every members' request, so they must answer from the ledger, not from
 Stripe. This fills a SQLite ledger with ``--users`` users (one subscription each, every
-tenth one canceled), then times, in interleaved rounds, per call:
+tenth one canceled; every hundredth user also has a grant), then times, in interleaved
+rounds, per call:
 
 - ``is_active(ref)`` for a subscriber; ``is_active(ref, price=lookup_key)``; ``is_active``
   for a user with no subscription;
-- the floor: the same indexed ``SELECT`` on a raw ``sqlite3`` connection kept open.
+- ``has_feature(ref, feature)`` for a subscriber whose plan gives it, for a user who has it
+  by a grant only, and for a user with neither;
+- the floor: the subscriptions' indexed ``SELECT`` on a raw ``sqlite3`` connection kept open.
 
-It prints one row per figure (median and spread over the rounds) with the goal: under
-20 us per call. ``--smoke`` runs tiny counts and judges nothing. ``--json`` prints the rows
-as JSON instead of a table.
+It prints one row per figure (median and spread over the rounds) with the goals: under
+20 us per call, and ``has_feature`` within 3x of the floor. ``--smoke`` runs tiny counts
+and judges nothing. ``--json`` prints the rows as JSON instead of a table.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from stripe_checkout_mw.ledger.store import open_store
 from .common import Row, judge, median, rotations, spread
 
 GOAL_US = 20.0
+GOAL_RATIO = 3.0
 SECTION = "9"
+FEATURES = {"plan-0": ["reports"], "plan-1": ["reports", "api"], "plan-2": ["api"]}
 
 
 def fill(ledger: SubscriptionLedger, users: int) -> None:
@@ -65,6 +71,13 @@ def fill(ledger: SubscriptionLedger, users: int) -> None:
                     sub.id, sub.stripe_customer, sub.customer_ref, status,
                     dialect.to_json(sub.to_dict()), dialect.to_json(sub.price_names()), now,
                     now, now))
+            for n in range(start, min(users, start + batch)):
+                if n % 100 == 7:
+                    grant = dialect.placeholders(
+                        "INSERT INTO stripe_checkout_grants (customer_ref, feature, "
+                        "expires_at, note, granted_at) VALUES (?, ?, ?, ?, ?)")
+                    dialect.execute(tx.conn, grant, (f"user-{n}", "support", now + 86400,
+                                                     None, now))
 
 
 def per_call_us(func: Callable[[], object], calls: int) -> float:
@@ -79,19 +92,26 @@ def measure(users: int, rounds: int, calls: int, smoke: bool) -> list[Row]:
         path = Path(tmp) / "ledger.db"
         store = open_store(f"sqlite:///{path}")
         try:
-            ledger = SubscriptionLedger(store, CustomerDirectory(store))
+            ledger = SubscriptionLedger(store, CustomerDirectory(store), features=FEATURES)
             fill(ledger, users)
             raw = sqlite3.connect(path, isolation_level=None)
             floor_sql = ("SELECT status, record FROM stripe_checkout_subscriptions "
                          "WHERE customer_ref = ?")
-            member, lapsed = "user-4", "nobody"
+            member, lapsed, comped = "user-4", "nobody", "user-7"
             assert ledger.is_active(member) and ledger.is_active(member, price="plan-1")
             assert not ledger.is_active("user-9") and not ledger.is_active(lapsed)
+            assert ledger.has_feature(member, "api") and ledger.has_feature(comped, "support")
+            assert not ledger.has_feature(lapsed, "api")
             variants: dict[str, Callable[[], object]] = {
                 "is_active(ref), a subscriber": lambda: ledger.is_active(member),
                 "is_active(ref, price=lookup key)": lambda: ledger.is_active(
                     member, price="plan-1"),
                 "is_active(ref), no subscription": lambda: ledger.is_active(lapsed),
+                "has_feature(ref, f), from the plan": lambda: ledger.has_feature(
+                    member, "api"),
+                "has_feature(ref, f), from a grant": lambda: ledger.has_feature(
+                    comped, "support"),
+                "has_feature(ref, f), neither": lambda: ledger.has_feature(lapsed, "api"),
                 "floor: raw sqlite3 SELECT": lambda: raw.execute(
                     floor_sql, (member,)).fetchall(),
             }
@@ -117,6 +137,11 @@ def measure(users: int, rounds: int, calls: int, smoke: bool) -> list[Row]:
     member_cost = median(figures["is_active(ref), a subscriber"])
     rows.append(Row(SECTION, "is_active(ref) / floor", f"{member_cost / floor:.2f}x",
                     verdict="-" if smoke else "info"))
+    feature_cost = median(figures["has_feature(ref, f), from the plan"])
+    ratio = feature_cost / floor
+    rows.append(Row(SECTION, "has_feature(ref, f) / floor", f"{ratio:.2f}x",
+                    goal=f"< {GOAL_RATIO:.0f}x",
+                    verdict="-" if smoke else judge(ratio < GOAL_RATIO)))
     return rows
 
 

@@ -158,7 +158,9 @@ class Shop:
                                  retention_days=settings.event_retention_days)
         self.subscriptions = ManagedSubscriptions(
             store, self.customers, past_due_is_active=settings.past_due_is_active,
-            client=client, guard=self.guard, price_lookup=settings.price_lookup,
+            marker=marker, entitling_prices=settings.entitling_prices,
+            features=settings.features, client=client, guard=self.guard,
+            price_lookup=settings.price_lookup,
             refresh=functools.partial(refresh_subscription, self.pipeline, client,
                                       self.guard))
         self.events = EventRouter.build(

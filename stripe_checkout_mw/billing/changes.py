@@ -49,7 +49,7 @@ scheduled, several subscriptions), 402 (:class:`PaymentNotCompleted`) for an unp
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -198,10 +198,14 @@ class ManagedSubscriptions(SubscriptionLedger):
     """
 
     def __init__(self, store: SqlStore, customers: CustomerDirectory, *,
-                 past_due_is_active: bool = True, client: stripe.StripeClient,
-                 guard: StripeGuard, price_lookup: PriceLookup | CustomPriceLookup | None,
+                 past_due_is_active: bool = True, marker: str | None = None,
+                 entitling_prices: Collection[str] = (),
+                 features: Mapping[str, Iterable[str]] | None = None,
+                 client: stripe.StripeClient, guard: StripeGuard,
+                 price_lookup: PriceLookup | CustomPriceLookup | None,
                  refresh: Refresh) -> None:
-        super().__init__(store, customers, past_due_is_active=past_due_is_active)
+        super().__init__(store, customers, past_due_is_active=past_due_is_active,
+                         marker=marker, entitling_prices=entitling_prices, features=features)
         self.client = client
         self.guard = guard
         self.price_lookup = price_lookup

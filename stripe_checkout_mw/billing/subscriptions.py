@@ -12,7 +12,12 @@ Entitlement answers come from the ledger alone (no Stripe call)::
 
     mw.subscriptions.is_active("user-42")                 # any subscription giving access
     mw.subscriptions.is_active("user-42", price="pro")    # one with this price id or lookup key
+    mw.subscriptions.has_feature("user-42", "reports")    # see billing.entitlements
     mw.subscriptions.for_customer("user-42")              # [Subscription, ...], newest first
+
+Only subscriptions this shop sold give access (``Subscription.sold_here``; see
+:mod:`stripe_checkout_mw.billing.entitlements`): one another integration made for the same
+Stripe Customer is listed but counts for nothing.
 
 ``active`` and ``trialing`` give access; so does ``past_due`` (Stripe is still retrying the
 payment) unless ``past_due_is_active=False``. A subscription set to cancel at period end is
@@ -20,20 +25,22 @@ still ``active`` at Stripe until the period ends, and so keeps access until Stri
 
 Each stored change of status or items is returned to the applier, which records a
 ``subscription_changed`` job, run after the commit with the pipeline's attempt semantics
-(retried until it returns).
+(retried until it returns). A subscription not sold here records none.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
+from datetime import date, datetime
 from typing import Any
 
 from ..ledger.billing import SubscriptionRows
 from ..ledger.store import SqlStore, StoreTransaction
 from ..stripe_api.plain import id_of
 from .customers import CustomerDirectory
+from .entitlements import Entitlements, Grant, sold_here
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -64,7 +71,8 @@ class Subscription:
     ``customer_ref`` is the app's user id, or ``None`` for a Stripe Customer this shop never
     sold to through its own checkout (never attached to any user). ``current_period_end`` is
     the earliest of the items' (Stripe keeps periods on the items now); times are Unix
-    seconds; ``updated_at`` is when the ledger last stored it.
+    seconds; ``updated_at`` is when the ledger last stored it. ``sold_here`` says whether
+    it gives entitlement: this shop's checkout sold it, or it is of an entitling price.
     """
 
     id: str
@@ -79,6 +87,7 @@ class Subscription:
     trial_end: int | None
     latest_invoice_status: str | None
     updated_at: float
+    sold_here: bool = True
 
     def has_price(self, price: str) -> bool:
         """Whether an item is of ``price`` (a price id or a lookup key)."""
@@ -92,9 +101,10 @@ class Subscription:
 
     def change_key(self) -> tuple[Any, ...]:
         """What a ``subscription_changed`` call is for: the status, the items' prices and
-        quantities (not their periods: a renewal is no change), and the owner."""
+        quantities (not their periods: a renewal is no change), the owner, and whether it
+        gives entitlement."""
         items = tuple((item.price, item.quantity) for item in self.items)
-        return (self.status, items, self.customer_ref)
+        return (self.status, items, self.customer_ref, self.sold_here)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +117,7 @@ class Subscription:
 
     @classmethod
     def from_stripe(cls, sub: Mapping[str, Any], customer_ref: str | None,
-                    at: float) -> Subscription:
+                    at: float, *, sold_here: bool = True) -> Subscription:
         """The ledger's view of a Stripe Subscription object (a plain dict)."""
         items = []
         for item in ((sub.get("items") or {}).get("data") or []):
@@ -134,6 +144,7 @@ class Subscription:
             latest_invoice_status=(str(invoice["status"]) if isinstance(invoice, Mapping)
                                    and invoice.get("status") else None),
             updated_at=at,
+            sold_here=sold_here,
         )
 
 
@@ -141,14 +152,24 @@ class SubscriptionLedger:
     """``mw.subscriptions``: reads for the app, and the write of what Stripe said.
 
     :param past_due_is_active: whether ``past_due`` gives access (Stripe is retrying).
+    :param marker: the shop's marker (:mod:`stripe_checkout_mw.marker`), which its checkout
+        puts on the subscriptions it sells; ``None`` accepts any shop's marker.
+    :param entitling_prices: price ids or lookup keys whose subscriptions give entitlement
+        without the marker.
+    :param features: price id or lookup key -> the feature names it gives.
     """
 
     def __init__(self, store: SqlStore, customers: CustomerDirectory, *,
-                 past_due_is_active: bool = True) -> None:
+                 past_due_is_active: bool = True, marker: str | None = None,
+                 entitling_prices: Collection[str] = (),
+                 features: Mapping[str, Iterable[str]] | None = None) -> None:
         self.store = store
         self.customers = customers
         self.statuses = ACTIVE_STATUSES | ({"past_due"} if past_due_is_active else set())
+        self.marker = marker
+        self.entitling_prices = frozenset(entitling_prices)
         self._rows = SubscriptionRows(store, self.statuses)
+        self.entitlements = Entitlements(self._rows, features or {})
 
     # -- reads -------------------------------------------------------------------------
 
@@ -167,6 +188,34 @@ class SubscriptionLedger:
         if price is None:
             return self._rows.has_active(ref)
         return any(price in prices for prices in self._rows.active_prices(ref))
+
+    def has_feature(self, ref: str, feature: str) -> bool:
+        """Whether ``ref`` has ``feature`` now, from a subscription giving access or a grant
+        (:mod:`stripe_checkout_mw.billing.entitlements`). One indexed read; no Stripe call."""
+        return self.entitlements.has_feature(ref, feature)
+
+    def features(self, ref: str) -> frozenset[str]:
+        """Every feature ``ref`` has now (see :meth:`has_feature`)."""
+        return self.entitlements.features(ref)
+
+    def grant(self, ref: str, feature: str, *, until: datetime | date | float | int,
+              note: str | None = None) -> Grant:
+        """Give ``ref`` the ``feature`` until ``until`` (a datetime, a date: through its
+        end in UTC, or Unix seconds), e.g. a comped account or a support credit."""
+        return self.entitlements.grant(ref, feature, until=until, note=note)
+
+    def revoke(self, ref: str, feature: str) -> bool:
+        """End a grant now; whether there was one."""
+        return self.entitlements.revoke(ref, feature)
+
+    def grants(self, ref: str | None = None) -> list[Grant]:
+        """The current grants of ``ref``, or of every user."""
+        return self.entitlements.grants(ref)
+
+    def newest(self, limit: int = 100) -> list[Subscription]:
+        """The newest ``limit`` subscriptions of every customer (for the operator)."""
+        return [replace(Subscription.from_dict(record), customer_ref=owner)
+                for record, owner in self._rows.newest_records(limit)]
 
     def unowned(self) -> list[Subscription]:
         """Subscriptions of Stripe Customers this shop never sold to (for the operator)."""
@@ -187,17 +236,22 @@ class SubscriptionLedger:
         customer = id_of(sub.get("customer")) or ""
         ref = self.customers.ref_in(tx, customer) if customer else None
         now = time.time()
-        new = Subscription.from_stripe(sub, ref, now)
+        recognised = sold_here(sub, self.marker, self.entitling_prices)
+        new = Subscription.from_stripe(sub, ref, now, sold_here=recognised)
         row = self._rows.lock(tx, subscription_id)
         if row is None:
             created = float(_int(sub.get("created")) or now)
             if self._rows.insert(tx, subscription_id, customer, ref, new.status,
                                  new.to_dict(), new.price_names(), fetched_at=fetched_at,
-                                 created=created, at=now):
-                return new, 1
+                                 created=created, at=now, sold_here=recognised):
+                return (new, 1) if recognised else None
             row = self._rows.lock(tx, subscription_id)
             assert row is not None  # inserted by a concurrent transaction, now committed
-        old = Subscription.from_dict(row.record)
+        # Once recognised, always: a marker removed later, or an entitling price dropped
+        # from the configuration, takes no access away from a paying customer.
+        old = replace(Subscription.from_dict(row.record), sold_here=row.sold_here)
+        if old.sold_here and not new.sold_here:
+            new = replace(new, sold_here=True)
         if row.fetched_at >= fetched_at:
             # A fetch that began later is stored: this answer may be older, so it only
             # brings the customer's ref, if that became known meanwhile.
@@ -205,10 +259,12 @@ class SubscriptionLedger:
                 return None
             new = replace(old, customer_ref=ref, updated_at=now)
             fetched_at = row.fetched_at
-        changed = ref is not None and old.change_key() != new.change_key()
+        changed = (ref is not None and new.sold_here
+                   and old.change_key() != new.change_key())
         revision = row.revision + (1 if changed else 0)
         self._rows.update(tx, subscription_id, customer, ref, new.status, new.to_dict(),
-                          new.price_names(), revision=revision, fetched_at=fetched_at, at=now)
+                          new.price_names(), revision=revision, fetched_at=fetched_at, at=now,
+                          sold_here=new.sold_here)
         return (new, revision) if changed else None
 
 

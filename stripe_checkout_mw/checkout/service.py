@@ -201,6 +201,14 @@ class CheckoutService:
                 # Stripe takes one of the two: the shop's own customer wins.
                 params.pop("customer_email", None)
         params["metadata"] = {**dict(params.get("metadata") or {}), MARKER_KEY: self.marker}
+        data = params.get("subscription_data") or {}
+        if mode == "subscription" and isinstance(data, Mapping):
+            # The subscription carries the marker too: only subscriptions this shop sold
+            # give entitlement (billing.subscriptions), whatever else the customer has.
+            metadata = data.get("metadata") or {}
+            if isinstance(metadata, Mapping):
+                params["subscription_data"] = {
+                    **data, "metadata": {**metadata, MARKER_KEY: self.marker}}
         _check_with_stripes_schema(params, priced)
         return params
 

@@ -28,6 +28,11 @@ others: the emulator, the demo's shops, the deployment check):
       python -m stripe_checkout_mw orders list --status refunded --since 7d
       python -m stripe_checkout_mw sync --since 3d --ini production.ini
 
+- ``subscriptions``, ``grants``: the users' subscriptions and the features granted by hand::
+
+      python -m stripe_checkout_mw subscriptions show user-42
+      python -m stripe_checkout_mw grants add user-42 reports --until 2027-01-31
+
 The foreground commands (``demo``, ``emulator``) stop cleanly on Ctrl-C and on SIGTERM
 (:func:`stop_on_signals`). Exit status: 0 done, 1 failed (one line on stderr says why),
 2 bad usage.
@@ -356,6 +361,47 @@ def _add_sync(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.set_defaults(run=_lazy("run_sync"))
 
 
+def _add_subscriptions(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "subscriptions", help="list subscriptions or show a user's (read-only)",
+        description="The subscriptions in the ledger, as Stripe last said (read-only).")
+    commands = parser.add_subparsers(dest="subscriptions_command", metavar="list|show",
+                                     required=True)
+    listing = commands.add_parser("list", help="subscriptions, newest first")
+    listing.add_argument("--limit", type=_count, default=100,
+                         help="at most this many (default: %(default)s)")
+    show = commands.add_parser("show", help="one user's subscriptions, access, features "
+                               "and grants")
+    show.add_argument("user_ref", metavar="USER_REF", help="the app's user id")
+    for sub in (listing, show):
+        _ledger_options(sub)
+    parser.set_defaults(run=_lazy("run_subscriptions"))
+
+
+def _add_grants(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "grants", help="list, add or revoke features granted by hand",
+        description="Features granted to a user by hand until a date (comped accounts, "
+        "support credits), beside what their subscriptions give.")
+    commands = parser.add_subparsers(dest="grants_command", metavar="list|add|revoke",
+                                     required=True)
+    listing = commands.add_parser("list", help="the current grants (read-only)")
+    listing.add_argument("user_ref", metavar="USER_REF", nargs="?",
+                         help="only this user's (default: every user's)")
+    add = commands.add_parser("add", help="grant a feature until a date")
+    add.add_argument("user_ref", metavar="USER_REF", help="the app's user id")
+    add.add_argument("feature", metavar="FEATURE")
+    add.add_argument("--until", required=True, metavar="DATE",
+                     help="YYYY-MM-DD (through that day, UTC) or an ISO date and time")
+    add.add_argument("--note", help="why (shown by grants list)")
+    revoke = commands.add_parser("revoke", help="end a grant now")
+    revoke.add_argument("user_ref", metavar="USER_REF", help="the app's user id")
+    revoke.add_argument("feature", metavar="FEATURE")
+    for sub in (listing, add, revoke):
+        _ledger_options(sub)
+    parser.set_defaults(run=_lazy("run_grants"))
+
+
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
     """A command of :mod:`.operations`, imported only when it runs."""
     def run(args: argparse.Namespace) -> int:
@@ -378,6 +424,8 @@ _COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParse
     "events": _add_events,
     "fulfil-pending": _add_fulfil_pending,
     "sync": _add_sync,
+    "subscriptions": _add_subscriptions,
+    "grants": _add_grants,
 }
 
 

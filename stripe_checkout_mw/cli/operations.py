@@ -13,13 +13,20 @@ marker too::
     python -m stripe_checkout_mw fulfil-pending --ini production.ini
     python -m stripe_checkout_mw sync --since 3d --ini production.ini
 
-``orders`` and ``events`` only read: on a store that does not exist yet they say so and show
-nothing, creating nothing (on an existing ledger they may add the tables a newer version needs,
-as the middleware does on start); ``fulfil-pending`` runs the jobs still due and
-``sync`` also replays Stripe's events (:mod:`stripe_checkout_mw.news.reconcile`): those two call the
-shop's hooks, so they need its ``fulfill`` (from ``--ini``, or ``--fulfill module:function``,
-or ``--no-fulfill`` to record fulfilments without calling anything). Only ``sync`` calls
-Stripe and needs the secret key (``STRIPE_SECRET_KEY`` or the ``.ini`` file's).
+``subscriptions list|show USER_REF`` show what the app's ``mw.subscriptions`` answers (the
+features from the ``--ini`` file's ``features``); ``grants list|add|revoke`` keep the
+features granted by hand (:mod:`stripe_checkout_mw.billing.entitlements`)::
+
+    python -m stripe_checkout_mw grants add user-42 reports --until 2027-01-31 --note "#81"
+
+``orders``, ``events``, ``subscriptions`` and ``grants list`` only read: on a store that
+does not exist yet they say so and show nothing, creating nothing (on an existing ledger
+they may add the tables a newer version needs, as the middleware does on start);
+``fulfil-pending`` runs the jobs still due and ``sync`` also replays Stripe's events
+(:mod:`stripe_checkout_mw.news.reconcile`): those two call the shop's hooks, so they need
+its ``fulfill`` (from ``--ini``, or ``--fulfill module:function``, or ``--no-fulfill`` to
+record fulfilments without calling anything). Only ``sync`` calls Stripe and needs the
+secret key (``STRIPE_SECRET_KEY`` or the ``.ini`` file's).
 
 Output is a table for people, or JSON with ``--json``. Nothing prints a secret; only the
 ``orders`` commands print customers' emails. Exit status 0 done, 1 failed (one line on stderr
@@ -45,7 +52,8 @@ if TYPE_CHECKING:
     from ..settings.rules import Settings
     from ..shop import Shop
 
-__all__ = ["run_events", "run_fulfil_pending", "run_orders", "run_sync"]
+__all__ = ["run_events", "run_fulfil_pending", "run_grants", "run_orders",
+           "run_subscriptions", "run_sync"]
 
 
 class CommandError(Exception):
@@ -413,3 +421,168 @@ def _sync(args: argparse.Namespace, out: Any) -> int:
             if not line.startswith("warning:"):
                 print(line, file=out)
     return 0 if report.ok else 1
+
+
+# -- subscriptions and grants ------------------------------------------------------------------
+
+def run_subscriptions(args: argparse.Namespace) -> int:
+    """``subscriptions list`` and ``subscriptions show USER_REF``."""
+    return _run(args, _subscriptions_list if args.subscriptions_command == "list"
+                else _subscriptions_show)
+
+
+def _subscription_view(sub: Any) -> dict[str, Any]:
+    return {"id": sub.id, "customer_ref": sub.customer_ref,
+            "stripe_customer": sub.stripe_customer, "status": sub.status,
+            "sold_here": sub.sold_here,
+            "items": [{"price": item.price, "lookup_key": item.lookup_key,
+                       "quantity": item.quantity} for item in sub.items],
+            "current_period_end": _iso(sub.current_period_end),
+            "cancel_at_period_end": sub.cancel_at_period_end,
+            "updated_at": _iso(sub.updated_at)}
+
+
+def _subscription_rows(subscriptions: Sequence[Any]) -> list[tuple[object, ...]]:
+    return [(s.id, s.customer_ref or "(unknown)", s.status + ("" if s.sold_here
+                                                               else " (not sold here)"),
+             " ".join(f"{i.lookup_key or i.price}x{i.quantity}" for i in s.items),
+             _when(s.current_period_end) + (" (cancels)" if s.cancel_at_period_end else ""))
+            for s in subscriptions]
+
+
+_SUBSCRIPTION_HEADER = ("SUBSCRIPTION", "USER", "STATUS", "ITEMS", "PERIOD END (UTC)")
+
+
+def _subscriptions_list(args: argparse.Namespace, out: Any) -> int:
+    shop = _shop_to_read(args, out, [])
+    if shop is None:
+        return 0
+    try:
+        assert shop.subscriptions is not None
+        subscriptions = shop.subscriptions.newest(args.limit)
+    finally:
+        shop.close()
+    if args.json:
+        _json(out, [_subscription_view(sub) for sub in subscriptions])
+        return 0
+    _table(out, _SUBSCRIPTION_HEADER, _subscription_rows(subscriptions))
+    print(f"{len(subscriptions)} subscription(s)" + (
+        " (the newest; raise --limit for more)" if len(subscriptions) == args.limit else ""),
+        file=out)
+    return 0
+
+
+def _subscriptions_show(args: argparse.Namespace, out: Any) -> int:
+    shop = _shop_to_read(args, out, None)
+    if shop is None:
+        return 0
+    try:
+        ledger = shop.subscriptions
+        assert ledger is not None
+        ref = args.user_ref
+        subscriptions = ledger.for_customer(ref)
+        active, features, grants = (ledger.is_active(ref), ledger.features(ref),
+                                    ledger.grants(ref))
+    finally:
+        shop.close()
+    if args.json:
+        _json(out, {"customer_ref": ref, "active": active, "features": sorted(features),
+                    "subscriptions": [_subscription_view(sub) for sub in subscriptions],
+                    "grants": [_grant_view(grant) for grant in grants]})
+        return 0
+    print(f"user:      {ref}", file=out)
+    print(f"active:    {'yes' if active else 'no'}", file=out)
+    print(f"features:  {' '.join(sorted(features)) or '(none)'}", file=out)
+    print(file=out)
+    _table(out, _SUBSCRIPTION_HEADER, _subscription_rows(subscriptions))
+    if grants:
+        print(file=out)
+        _table(out, _GRANT_HEADER, _grant_rows(grants))
+    return 0
+
+
+def run_grants(args: argparse.Namespace) -> int:
+    """``grants list [USER_REF]``, ``grants add USER_REF FEATURE --until DATE`` and
+    ``grants revoke USER_REF FEATURE``."""
+    command = {"list": _grants_list, "add": _grants_add, "revoke": _grants_revoke}
+    return _run(args, command[args.grants_command])
+
+
+_GRANT_HEADER = ("USER", "FEATURE", "UNTIL (UTC)", "GRANTED (UTC)", "NOTE")
+
+
+def _grant_view(grant: Any) -> dict[str, Any]:
+    return {"customer_ref": grant.customer_ref, "feature": grant.feature,
+            "until": _iso(grant.expires_at), "granted_at": _iso(grant.granted_at),
+            "note": grant.note}
+
+
+def _grant_rows(grants: Sequence[Any]) -> list[tuple[object, ...]]:
+    return [(g.customer_ref, g.feature, _when(g.expires_at), _when(g.granted_at), g.note or "")
+            for g in grants]
+
+
+def _grants_list(args: argparse.Namespace, out: Any) -> int:
+    shop = _shop_to_read(args, out, [])
+    if shop is None:
+        return 0
+    try:
+        assert shop.subscriptions is not None
+        grants = shop.subscriptions.grants(args.user_ref)
+    finally:
+        shop.close()
+    if args.json:
+        _json(out, [_grant_view(grant) for grant in grants])
+        return 0
+    _table(out, _GRANT_HEADER, _grant_rows(grants))
+    print(f"{len(grants)} grant(s)", file=out)
+    return 0
+
+
+def _until(text: str) -> datetime | Any:
+    """``--until``: a date (through that day, UTC) or an ISO date and time (UTC if naive)."""
+    from datetime import date
+
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--until {text!r}: write a date (2027-01-31) or an ISO date and "
+                           "time (2027-01-31T12:00:00+00:00)", 2) from None
+
+
+def _grants_add(args: argparse.Namespace, out: Any) -> int:
+    until = _until(args.until)
+    shop = _open_shop(_settings(args, needs_stripe=False))
+    try:
+        assert shop.subscriptions is not None
+        try:
+            grant = shop.subscriptions.grant(args.user_ref, args.feature, until=until,
+                                             note=args.note)
+        except ValueError as exc:
+            raise CommandError(str(exc), 2) from None
+    finally:
+        shop.close()
+    if args.json:
+        _json(out, _grant_view(grant))
+    else:
+        print(f"granted {grant.feature} to {grant.customer_ref} until "
+              f"{_when(grant.expires_at)} UTC", file=out)
+    return 0
+
+
+def _grants_revoke(args: argparse.Namespace, out: Any) -> int:
+    shop = _open_shop(_settings(args, needs_stripe=False))
+    try:
+        assert shop.subscriptions is not None
+        revoked = shop.subscriptions.revoke(args.user_ref, args.feature)
+    finally:
+        shop.close()
+    if not revoked:
+        raise CommandError(f"{args.user_ref} has no grant of {args.feature}")
+    if args.json:
+        _json(out, {"customer_ref": args.user_ref, "feature": args.feature, "revoked": True})
+    else:
+        print(f"revoked {args.feature} from {args.user_ref}", file=out)
+    return 0

@@ -1,7 +1,9 @@
-"""The billing tables: ``stripe_checkout_customers`` and ``stripe_checkout_subscriptions``.
+"""The billing tables: ``stripe_checkout_customers``, ``stripe_checkout_subscriptions`` and
+``stripe_checkout_grants``.
 
-The statements behind :class:`~stripe_checkout_mw.billing.customers.CustomerDirectory` and
-:class:`~stripe_checkout_mw.billing.subscriptions.SubscriptionLedger`, which decide what to
+The statements behind :class:`~stripe_checkout_mw.billing.customers.CustomerDirectory`,
+:class:`~stripe_checkout_mw.billing.subscriptions.SubscriptionLedger` and
+:class:`~stripe_checkout_mw.billing.entitlements.Entitlements`, which decide what to
 store; these classes only read and write rows. Each statement is written once, when the
 object is made, with the store's placeholders; records and price lists go in and out as
 plain JSON data.
@@ -9,12 +11,13 @@ plain JSON data.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from .store import Ledger, StoreTransaction
 
-__all__ = ["CustomerRows", "LockedSubscription", "SubscriptionRows"]
+__all__ = ["CustomerRows", "GrantRow", "GrantRows", "LockedSubscription", "SubscriptionRows"]
 
 
 class CustomerRows:
@@ -61,43 +64,57 @@ class LockedSubscription(NamedTuple):
     record: dict[str, Any]
     revision: int
     fetched_at: float
+    sold_here: bool
 
 
 class SubscriptionRows:
     """Reads and writes of the subscriptions table.
 
-    :param statuses: the statuses that give access, for :meth:`active_prices` and
-        :meth:`has_active` (bound as values, so the SQL is the same text on every call).
+    :param statuses: the statuses that give access, for :meth:`active_prices`,
+        :meth:`has_active` and :meth:`entitled` (bound as values, so the SQL is the same
+        text on every call). Only subscriptions ``sold_here`` give access.
     """
 
     def __init__(self, store: Ledger, statuses: Iterable[str]) -> None:
         self.store = store
-        self._status_params = tuple(sorted(statuses))
+        self._status_params = (*sorted(statuses), True)
         q = store.dialect.placeholders
-        marks = ", ".join("?" for _ in self._status_params)
+        marks = ", ".join("?" for _ in self._status_params[:-1])
         self._sql_for_ref = q(
             "SELECT record, customer_ref FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
             "ORDER BY created DESC, subscription_id DESC")
         self._sql_active = q(
             "SELECT prices FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
-            "AND status IN (<marks>)".replace("<marks>", marks))
+            "AND status IN (<marks>) AND sold_here = ?".replace("<marks>", marks))
         self._sql_any_active = q(
             "SELECT 1 FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
-            "AND status IN (<marks>) LIMIT 1".replace("<marks>", marks))
-        lock = ("SELECT record, revision, fetched_at FROM stripe_checkout_subscriptions "
+            "AND status IN (<marks>) AND sold_here = ? LIMIT 1".replace("<marks>", marks))
+        # One round trip for everything that entitles a user: the price names of each
+        # subscription giving access, and each feature granted until a later time.
+        self._sql_entitled = q(
+            "SELECT CAST(prices AS TEXT), NULL FROM stripe_checkout_subscriptions "
+            "WHERE customer_ref = ? AND status IN (<marks>) AND sold_here = ? UNION ALL "
+            "SELECT NULL, feature FROM stripe_checkout_grants WHERE customer_ref = ? "
+            "AND expires_at > ?".replace("<marks>", marks))
+        lock = ("SELECT record, revision, fetched_at, sold_here "
+                "FROM stripe_checkout_subscriptions "
                 "WHERE subscription_id = ?")
         self._sql_lock = q(lock + store.dialect.lock_suffix)
         self._sql_insert = q(
             "INSERT INTO stripe_checkout_subscriptions (subscription_id, stripe_customer, "
-            "customer_ref, status, record, prices, revision, fetched_at, created, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription_id) DO NOTHING")
+            "customer_ref, status, record, prices, revision, fetched_at, created, updated_at, "
+            "sold_here) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (subscription_id) DO NOTHING")
         self._sql_update = q(
             "UPDATE stripe_checkout_subscriptions SET stripe_customer = ?, customer_ref = ?, "
-            "status = ?, record = ?, prices = ?, revision = ?, fetched_at = ?, updated_at = ? "
-            "WHERE subscription_id = ?")
+            "status = ?, record = ?, prices = ?, revision = ?, fetched_at = ?, updated_at = ?, "
+            "sold_here = ? WHERE subscription_id = ?")
         self._sql_unowned = q(
             "SELECT record FROM stripe_checkout_subscriptions WHERE customer_ref IS NULL "
             "ORDER BY created DESC")
+        self._sql_all = q(
+            "SELECT record, customer_ref FROM stripe_checkout_subscriptions "
+            "ORDER BY created DESC, subscription_id DESC LIMIT ?")
 
     # -- reads -------------------------------------------------------------------------
 
@@ -117,6 +134,25 @@ class SubscriptionRows:
         return [list(from_json(prices)) for (prices,) in
                 self.store._read(self._sql_active, (ref, *self._status_params))]
 
+    def entitled(self, ref: str, now: float) -> tuple[list[list[str]], list[str]]:
+        """The price names of each subscription of ``ref`` giving access, and the features
+        granted to ``ref`` beyond ``now``: one indexed read."""
+        prices: list[list[str]] = []
+        granted: list[str] = []
+        for names, feature in self.store._read(
+                self._sql_entitled, (ref, *self._status_params, ref, now)):
+            if feature is None:
+                prices.append(json.loads(names))
+            else:
+                granted.append(str(feature))
+        return prices, granted
+
+    def newest_records(self, limit: int) -> list[tuple[dict[str, Any], str | None]]:
+        """The newest ``limit`` subscription records with their refs (for the operator)."""
+        from_json = self.store.dialect.from_json
+        return [(from_json(record), owner)
+                for record, owner in self.store._read(self._sql_all, (limit,))]
+
     def unowned_records(self) -> list[dict[str, Any]]:
         """The records of subscriptions stored without a ref, newest first."""
         from_json = self.store.dialect.from_json
@@ -131,23 +167,81 @@ class SubscriptionRows:
 
     def insert(self, tx: StoreTransaction, subscription_id: str, stripe_customer: str,
                ref: str | None, status: str, record: dict[str, Any], prices: Sequence[str],
-               *, fetched_at: float, created: float, at: float) -> bool:
+               *, fetched_at: float, created: float, at: float, sold_here: bool) -> bool:
         """Store a subscription at revision 1; ``False`` if a concurrent transaction
         stored it first."""
         to_json = self.store.dialect.to_json
         return self.store.dialect.rowcount(tx.conn, self._sql_insert, (
             subscription_id, stripe_customer, ref, status, to_json(record), to_json(prices), 1,
-            fetched_at, created, at)) == 1
+            fetched_at, created, at, sold_here)) == 1
 
     def update(self, tx: StoreTransaction, subscription_id: str, stripe_customer: str,
                ref: str | None, status: str, record: dict[str, Any], prices: Sequence[str],
-               *, revision: int, fetched_at: float, at: float) -> None:
+               *, revision: int, fetched_at: float, at: float, sold_here: bool) -> None:
         """Write a subscription that :meth:`lock` returned."""
         to_json = self.store.dialect.to_json
         self.store.dialect.execute(tx.conn, self._sql_update, (
             stripe_customer, ref, status, to_json(record), to_json(prices), revision,
-            fetched_at, at, subscription_id))
+            fetched_at, at, sold_here, subscription_id))
 
     def _locked(self, row: Sequence[Any]) -> LockedSubscription:
         return LockedSubscription(dict(self.store.dialect.from_json(row[0])), int(row[1]),
-                                  float(row[2]))
+                                  float(row[2]), bool(row[3]))
+
+
+class GrantRow(NamedTuple):
+    """A feature granted to a user by hand, until ``expires_at`` (Unix seconds)."""
+
+    customer_ref: str
+    feature: str
+    expires_at: float
+    note: str | None
+    granted_at: float
+
+
+class GrantRows:
+    """Reads and writes of the grants table (one row per user and feature)."""
+
+    def __init__(self, store: Ledger) -> None:
+        self.store = store
+        q = store.dialect.placeholders
+        self._sql_upsert = q(
+            "INSERT INTO stripe_checkout_grants (customer_ref, feature, expires_at, note, "
+            "granted_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (customer_ref, feature) DO UPDATE SET expires_at = "
+            "excluded.expires_at, note = excluded.note, granted_at = excluded.granted_at")
+        self._sql_delete = q(
+            "DELETE FROM stripe_checkout_grants WHERE customer_ref = ? AND feature = ?")
+        self._sql_of = q(
+            "SELECT customer_ref, feature, expires_at, note, granted_at "
+            "FROM stripe_checkout_grants WHERE customer_ref = ? "
+            "AND expires_at > ? ORDER BY feature")
+        self._sql_all = q(
+            "SELECT customer_ref, feature, expires_at, note, granted_at "
+            "FROM stripe_checkout_grants WHERE expires_at > ? "
+            "ORDER BY customer_ref, feature LIMIT ?")
+
+    def put(self, ref: str, feature: str, expires_at: float, note: str | None,
+            at: float) -> None:
+        """Grant ``feature`` to ``ref`` until ``expires_at``, replacing an earlier grant."""
+        with self.store.transaction() as tx:
+            self.store.dialect.execute(tx.conn, self._sql_upsert,
+                                       (ref, feature, expires_at, note, at))
+
+    def delete(self, ref: str, feature: str) -> bool:
+        """Remove the grant of ``feature`` to ``ref``; whether there was one."""
+        with self.store.transaction() as tx:
+            return self.store.dialect.rowcount(tx.conn, self._sql_delete, (ref, feature)) > 0
+
+    def of(self, ref: str, now: float) -> list[GrantRow]:
+        """The grants of ``ref`` that run beyond ``now``, by feature."""
+        return [self._row(row) for row in self.store._read(self._sql_of, (ref, now))]
+
+    def current(self, now: float, limit: int) -> list[GrantRow]:
+        """Every grant that runs beyond ``now``, by user and feature, at most ``limit``."""
+        return [self._row(row) for row in self.store._read(self._sql_all, (now, limit))]
+
+    @staticmethod
+    def _row(row: Sequence[Any]) -> GrantRow:
+        return GrantRow(str(row[0]), str(row[1]), float(row[2]),
+                        None if row[3] is None else str(row[3]), float(row[4]))

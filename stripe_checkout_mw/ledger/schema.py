@@ -31,8 +31,10 @@ __all__ = [
 #: Version 2 added ``stripe_checkout_jobs`` and the events' ``processed_at`` index; version 3
 #: the billing tables ``stripe_checkout_customers`` and ``stripe_checkout_subscriptions``;
 #: version 4 ``stripe_checkout_payments`` (refunds and disputes). Each upgrade only added, so
-#: upgrading an older ledger is creating what is missing.
-SCHEMA_VERSION = 4
+#: upgrading an older ledger is creating what is missing. Version 5 added the subscriptions'
+#: ``sold_here`` (rows stored before it count as sold here, as they did) and
+#: ``stripe_checkout_grants`` (features granted by hand).
+SCHEMA_VERSION = 5
 
 # Portable column types, mapped to each engine's own by the type maps below.
 TEXT = "text"
@@ -188,6 +190,9 @@ TABLES: tuple[Table, ...] = (
         Column("fetched_at", REAL, null=False),
         Column("created", REAL, null=False),
         Column("updated_at", REAL, null=False),
+        # Whether the shop's checkout sold it (its marker) or it is of a configured price:
+        # only those give entitlement (billing.entitlements).
+        Column("sold_here", BOOLEAN, null=False, default=True),
     ), indexes=(
         Index("stripe_checkout_subscriptions_ref", ("customer_ref", "created")),
         Index("stripe_checkout_subscriptions_customer", ("stripe_customer",)),
@@ -205,6 +210,14 @@ TABLES: tuple[Table, ...] = (
     ), indexes=(
         Index("stripe_checkout_payments_charge", ("charge",)),
     )),
+    # Features granted to a user by hand until a time (billing.entitlements).
+    Table("stripe_checkout_grants", (
+        Column("customer_ref", TEXT, null=False),
+        Column("feature", TEXT, null=False),
+        Column("expires_at", REAL, null=False),
+        Column("note", TEXT),
+        Column("granted_at", REAL, null=False),
+    ), unique=(("customer_ref", "feature"),)),
 )
 
 _BY_NAME = {declared.name: declared for declared in TABLES}

@@ -338,6 +338,39 @@ def _session_options(option: str, value: Any) -> Any:
     return dict(value)
 
 
+def _features(option: str, value: Any) -> dict[str, tuple[str, ...]]:
+    """Price id or lookup key -> feature names: a dict from Python; in an ``.ini`` file a
+    JSON object, or one ``price = feature feature ...`` line per price."""
+    if _blank(value):
+        return {}
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise OptionError(option, f"not a valid JSON object ({exc})") from None
+        else:
+            value = {}
+            for line in text.splitlines():
+                price, equals, names = line.partition("=")
+                if not line.strip():
+                    continue
+                if not equals or not price.strip():
+                    raise OptionError(option, f"{line.strip()!r} is not a line "
+                                      "`price = feature feature ...`")
+                value[price.strip()] = names
+    if not isinstance(value, Mapping):
+        raise OptionTypeError(option, "give a dict of price id or lookup key -> a list of "
+                              f"feature names, got {_type_name(value)}")
+    features = {}
+    for price, names in value.items():
+        if not isinstance(price, str) or not price.strip():
+            raise OptionTypeError(option, f"the key {price!r} is not a price id or lookup key")
+        features[price.strip()] = to_words(f"{option}[{price}]", names)
+    return features
+
+
 def _seconds(option: str, value: Any) -> float:
     if isinstance(value, str):
         try:
@@ -636,6 +669,16 @@ OPTIONS: dict[str, Option] = {
         True, to_bool,
         doc=("whether a `past_due` subscription (Stripe still retrying the payment) gives "
              "access in `is_active`")),
+    "features": Option(
+        None, _features,
+        doc=("the features each price gives, `{price id or lookup key: [feature, ...]}` (in "
+             "an `.ini` a JSON object, or `price = feature feature` lines), for "
+             '`mw.subscriptions.has_feature(user, feature)` (see "Features and grants")')),
+    "entitling_prices": Option(
+        (), to_words,
+        doc=("price ids or lookup keys whose subscriptions give access without the shop's "
+             "marker (sold before it existed, or made in the Dashboard); others made outside "
+             "this shop's checkout give none")),
     "refunded": Option(
         None, callable_or_reference("a callable refunded(order)"),
         doc=("`refunded(order)`, called after a refund of a paid order is recorded, once "

@@ -102,6 +102,10 @@ class Settings:
     subscription_changed: Callable[[Any], None] | None
     #: Whether ``past_due`` (Stripe still retrying a payment) gives access.
     past_due_is_active: bool
+    #: Price id or lookup key -> the features it gives (``mw.subscriptions.has_feature``).
+    features: dict[str, tuple[str, ...]]
+    #: Prices whose subscriptions give access without the shop's marker.
+    entitling_prices: tuple[str, ...]
     #: ``refunded(order)`` and ``disputed(order)``, run after a refund or dispute is recorded.
     refunded: Callable[[Order], object] | None
     disputed: Callable[[Order], object] | None

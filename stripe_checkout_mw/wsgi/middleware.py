@@ -192,6 +192,13 @@ class CheckoutMiddleware:
         raises). Default: ``None``.
     :param past_due_is_active: whether a ``past_due`` subscription (Stripe still retrying the
         payment) gives access in ``is_active``. Default: ``True``.
+    :param features: the features each price gives, ``{price id or lookup key: [feature,
+        ...]}`` (in an ``.ini`` a JSON object, or ``price = feature feature`` lines), for
+        ``mw.subscriptions.has_feature(user, feature)`` (see "Features and grants").
+        Default: ``None``.
+    :param entitling_prices: price ids or lookup keys whose subscriptions give access
+        without the shop's marker (sold before it existed, or made in the Dashboard); others
+        made outside this shop's checkout give none. Default: ``()``.
     :param refunded: ``refunded(order)``, called after a refund of a paid order is recorded,
         once per new refunded amount (see "Refunds, disputes and missed webhooks"). Default:
         ``None``.
@@ -261,6 +268,8 @@ class CheckoutMiddleware:
         portal_return_url: str | None = None,
         subscription_changed: Callable[[Subscription], None] | None = None,
         past_due_is_active: bool = True,
+        features: Mapping[str, Sequence[str]] | str | None = None,
+        entitling_prices: Sequence[str] | str = (),
         refunded: Callable[[Order], object] | None = None,
         disputed: Callable[[Order], object] | None = None,
         multiple_subscriptions: bool = False,

@@ -422,7 +422,8 @@ def stripe_subscription(status: str, price: str = "price_pro", **fields: Any) ->
             "status": status, "created": 1_700_000_000, "cancel_at_period_end": False,
             "items": {"data": [{"price": {"id": price, "lookup_key": None}, "quantity": 1,
                                 "current_period_end": 1_800_000_000}]},
-            "latest_invoice": {"id": "in_1", "status": "paid"}, **fields}
+            "latest_invoice": {"id": "in_1", "status": "paid"},
+            "metadata": {"stripe_checkout_mw": "this-shop"}, **fields}
 
 
 def test_an_answer_fetched_earlier_never_replaces_one_fetched_later(store_url: str) -> None:

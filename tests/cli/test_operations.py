@@ -273,7 +273,10 @@ def _tables(store_url: str) -> set[str]:
 READ_ONLY_COMMANDS = [
     ("orders", "list"), ("orders", "list", "--json"), ("orders", "show", "cs_test_nosuchorder"),
     ("orders", "show", "cs_test_nosuchorder", "--json"), ("events", "list"),
-    ("events", "list", "--failed", "--json"),
+    ("events", "list", "--failed", "--json"), ("subscriptions", "list"),
+    ("subscriptions", "list", "--json"), ("subscriptions", "show", "user-1"),
+    ("subscriptions", "show", "user-1", "--json"), ("grants", "list"),
+    ("grants", "list", "user-1", "--json"),
 ]
 WRITING_COMMANDS = [("fulfil-pending", "--no-fulfill"), ("sync", "--since", "1d", "--no-fulfill")]
 
@@ -305,7 +308,7 @@ def test_every_command_on_a_store_that_does_not_exist_yet(
     assert _tables(url) == {"stripe_checkout_meta", "stripe_checkout_orders",
                             "stripe_checkout_events", "stripe_checkout_jobs",
                             "stripe_checkout_customers", "stripe_checkout_subscriptions",
-                            "stripe_checkout_payments"}
+                            "stripe_checkout_payments", "stripe_checkout_grants"}
     with open_store(url) as store:
         assert store.stored_version() == str(SCHEMA_VERSION)
 

@@ -19,7 +19,8 @@ def test_the_entitlement_benchmark_produces_every_row() -> None:
     rows = json.loads(done.stdout)
     assert [row["name"] for row in rows] == [
         "is_active(ref), a subscriber", "is_active(ref, price=lookup key)",
-        "is_active(ref), no subscription", "floor: raw sqlite3 SELECT",
-        "is_active(ref) / floor"]
+        "is_active(ref), no subscription", "has_feature(ref, f), from the plan",
+        "has_feature(ref, f), from a grant", "has_feature(ref, f), neither",
+        "floor: raw sqlite3 SELECT", "is_active(ref) / floor", "has_feature(ref, f) / floor"]
     assert all(row["verdict"] == "-" for row in rows)
-    assert all(row["data"]["median_us"] > 0 for row in rows[:4])
+    assert all(row["data"]["median_us"] > 0 for row in rows[:7])
