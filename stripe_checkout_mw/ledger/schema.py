@@ -31,8 +31,9 @@ __all__ = [
 #: Version 2 added ``stripe_checkout_jobs`` and the events' ``processed_at`` index; version 3
 #: the billing tables ``stripe_checkout_customers`` and ``stripe_checkout_subscriptions``;
 #: version 4 ``stripe_checkout_payments`` (refunds and disputes). Each upgrade only added, so
-#: upgrading an older ledger is creating what is missing.
-SCHEMA_VERSION = 4
+#: upgrading an older ledger is creating what is missing. Version 5 added
+#: ``stripe_checkout_invoices`` (the invoice ledger).
+SCHEMA_VERSION = 5
 
 # Portable column types, mapped to each engine's own by the type maps below.
 TEXT = "text"
@@ -204,6 +205,20 @@ TABLES: tuple[Table, ...] = (
         Column("updated_at", REAL, null=False),
     ), indexes=(
         Index("stripe_checkout_payments_charge", ("charge",)),
+    )),
+    # Each invoice of the shop's customers as Stripe last said (ledger.invoices).
+    Table("stripe_checkout_invoices", (
+        Column("invoice_id", TEXT, key=True),
+        Column("stripe_customer", TEXT, null=False),
+        Column("subscription_id", TEXT),
+        Column("status", TEXT, null=False),
+        Column("created", BIGINT, null=False),
+        Column("record", JSON, null=False),
+        Column("fetched_at", REAL, null=False),
+        Column("updated_at", REAL, null=False),
+    ), indexes=(
+        Index("stripe_checkout_invoices_customer", ("stripe_customer", "created",
+                                                     "invoice_id")),
     )),
 )
 

@@ -105,6 +105,11 @@ class Settings:
     #: ``refunded(order)`` and ``disputed(order)``, run after a refund or dispute is recorded.
     refunded: Callable[[Order], object] | None
     disputed: Callable[[Order], object] | None
+    #: The hooks for the money after the checkout (see :mod:`stripe_checkout_mw.news.invoices`).
+    invoice_paid: Callable[[Any], object] | None
+    payment_failed: Callable[[Any], object] | None
+    action_required: Callable[[Any], object] | None
+    trial_will_end: Callable[[Any], object] | None
 
     @property
     def return_address(self) -> str:
