@@ -42,7 +42,7 @@ from .news.invoices import InvoiceEvents
 from .news.payments import PaymentEvents
 from .news.router import EventRouter
 from .news.status import OrderStatus
-from .news.subscriptions import SubscriptionChangedJob
+from .news.subscriptions import SubscriptionChangedJob, SubscriptionEvents
 from .news.webhooks import WebhookReceiver
 from .settings.rules import Settings
 from .stripe_api.client import ObservedRequestsClient, stripe_http_client
@@ -168,6 +168,7 @@ class Shop:
                 store=store, client=client, fulfill=settings.fulfill,
                 may_call_stripe=TokenBucket(settings.status_stripe_budget).take,
                 marker=marker, pipeline=self.pipeline, guard=self.guard,
+                subscriptions=SubscriptionEvents(self.subscriptions, client),
             )
 
     def _build_pages(self) -> None:
