@@ -141,6 +141,7 @@ def test_every_invoice_is_mirrored_as_stripe_says_and_invoice_paid_fires_once_ea
     renew(emu, sub_id)
     renew(emu, sub_id)
     customer = emu.subscription(sub_id)["customer"]
+    emu.advance_clock(60)  # a minute after the renewal, so the order is certain
     manual = emu.invoice_customer(customer, 2500, description="Consulting")
     all_delivered(emu)
 
