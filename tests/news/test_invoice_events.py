@@ -321,3 +321,27 @@ def test_no_hook_for_a_customer_the_shop_never_sold_to(
     all_delivered(emu)
     assert served.seen("invoice_paid") == []
     assert served.billing.invoices("ann") == []
+
+
+def test_an_invoice_is_stored_by_id_without_an_event_for_a_backfill(
+        emu: StripeEmulator, served: Shop, tmp_path: Any) -> None:
+    session = served.subscribe(emu, "ann")
+    all_delivered(emu)
+    (first,) = served.billing.invoices("ann")
+    other = Shop(emu, f"sqlite:///{tmp_path}/fresh.db")  # no webhook reaches it
+    try:
+        events = other.middleware.shop.invoice_events
+        pipeline = other.middleware.pipeline
+        assert events is not None and pipeline is not None
+        assert other.billing.invoices("ann") == []
+        stored = events.refresh(pipeline, first.id)
+        assert stored is not None and stored.id == first.id and stored.status == "paid"
+        assert stored.billing_reason == "subscription_create"
+        assert stored.customer_ref == "ann"  # its customer's user, from the selling session
+        assert [i.id for i in other.seen("invoice_paid")] == [first.id]
+        assert events.refresh(pipeline, first.id) is not None
+        assert len(other.seen("invoice_paid")) == 1
+        assert events.refresh(pipeline, "in_missing") is None
+        assert other.fulfilled == {} and served.fulfilled == {session["id"]: 1}
+    finally:
+        other.close()
