@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from ..ledger.invoices import InvoiceRows
@@ -81,6 +81,25 @@ class Invoice:
     def from_dict(cls, data: Mapping[str, Any]) -> Invoice:
         return cls(**data)
 
+    def to_row(self, fetched_at: float) -> dict[str, Any]:
+        """The ledger row of this invoice (see :mod:`stripe_checkout_mw.ledger.invoices`)."""
+        row = {name: getattr(self, name) for name in _STORED}
+        row.update(invoice_id=self.id, subscription_id=self.subscription,
+                   fetched_at=fetched_at)
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], customer_ref: str | None) -> Invoice:
+        """The invoice of a ledger row. A billing-history page builds a page of these on
+        every view, so the frozen dataclass's ``__init__`` (a checked ``setattr`` per field)
+        is skipped: the row's values are the fields as :meth:`to_row` wrote them."""
+        invoice = object.__new__(cls)
+        values = {name: row[name] for name in _STORED}
+        values.update(id=row["invoice_id"], subscription=row["subscription_id"],
+                      customer_ref=customer_ref, hook_attempt=0)
+        invoice.__dict__.update(values)
+        return invoice
+
     @classmethod
     def from_stripe(cls, invoice: Mapping[str, Any], lines: Sequence[Mapping[str, Any]],
                     customer_ref: str | None, at: float) -> Invoice:
@@ -123,6 +142,12 @@ class Invoice:
         )
 
 
+#: The fields stored in a column of their own name (``id`` and ``subscription`` are
+#: ``invoice_id`` and ``subscription_id``; ``customer_ref`` comes from the customers table).
+_STORED = tuple(f.name for f in fields(Invoice)
+                if f.name not in ("id", "subscription", "customer_ref", "hook_attempt"))
+
+
 def subscription_of(invoice: Mapping[str, Any]) -> str | None:
     """The subscription an invoice bills (``parent.subscription_details.subscription``)."""
     parent = invoice.get("parent")
@@ -154,8 +179,8 @@ class InvoiceLedger:
         if not isinstance(user_ref, str) or (
                 starting_after is not None and not isinstance(starting_after, str)):
             return []
-        return [replace(Invoice.from_dict(record), customer_ref=owner)
-                for record, owner in self._rows.page_of(user_ref, limit, starting_after)]
+        return [Invoice.from_row(row, owner)
+                for row, owner in self._rows.page_of(user_ref, limit, starting_after)]
 
     def invoice(self, invoice_id: str) -> Invoice | None:
         """The invoice ``invoice_id`` from the ledger, or ``None``. Check its
@@ -165,36 +190,30 @@ class InvoiceLedger:
         found = self._rows.one(invoice_id)
         if found is None:
             return None
-        record, owner = found
-        return replace(Invoice.from_dict(record), customer_ref=owner)
+        return Invoice.from_row(*found)
 
     # -- the applier's write ----------------------------------------------------------
 
-    def store_fetched(self, tx: StoreTransaction, invoice: Invoice, fetched_at: float
-                      ) -> tuple[Invoice | None, Invoice] | None:
+    def store_fetched(self, tx: StoreTransaction, invoice: Invoice,
+                      fetched_at: float) -> Invoice | None:
         """Store ``invoice`` as a fetch that began at ``fetched_at`` found it, unless a
         fetch that began later is stored already.
 
-        :returns: ``(before, now)``: the invoice as stored before (``None`` if new) and as
-            stored now; ``None`` when nothing was written (an older answer).
+        :returns: the invoice as stored now, or ``None`` when nothing was written (an
+            older answer).
         """
-        now = time.time()
-        invoice = replace(invoice, updated_at=now, hook_attempt=0)
-        record = invoice.to_dict()
-        row = self._rows.lock(tx, invoice.id)
-        if row is None:
-            if self._rows.insert(tx, invoice.id, invoice.stripe_customer,
-                                 invoice.subscription, invoice.status, invoice.created,
-                                 record, fetched_at=fetched_at, at=now):
-                return None, invoice
-            row = self._rows.lock(tx, invoice.id)
-            assert row is not None  # inserted by a concurrent transaction, now committed
-        if row.fetched_at >= fetched_at:
+        invoice = replace(invoice, updated_at=time.time(), hook_attempt=0)
+        row = invoice.to_row(fetched_at)
+        stored_at = self._rows.locked_fetched_at(tx, invoice.id)
+        if stored_at is None:
+            if self._rows.insert(tx, row):
+                return invoice
+            stored_at = self._rows.locked_fetched_at(tx, invoice.id)
+            assert stored_at is not None  # inserted by a concurrent transaction, committed
+        if stored_at >= fetched_at:
             return None
-        self._rows.update(tx, invoice.id, invoice.stripe_customer, invoice.subscription,
-                          invoice.status, invoice.created, record, fetched_at=fetched_at,
-                          at=now)
-        return Invoice.from_dict(row.record), invoice
+        self._rows.update(tx, row)
+        return invoice
 
 
 def _sum_amounts(entries: Any) -> int:

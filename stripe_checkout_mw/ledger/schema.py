@@ -206,14 +206,30 @@ TABLES: tuple[Table, ...] = (
     ), indexes=(
         Index("stripe_checkout_payments_charge", ("charge",)),
     )),
-    # Each invoice of the shop's customers as Stripe last said (ledger.invoices).
+    # Each invoice of the shop's customers as Stripe last said (ledger.invoices): a column
+    # per field, so a billing-history page decodes no JSON.
     Table("stripe_checkout_invoices", (
         Column("invoice_id", TEXT, key=True),
         Column("stripe_customer", TEXT, null=False),
         Column("subscription_id", TEXT),
         Column("status", TEXT, null=False),
         Column("created", BIGINT, null=False),
-        Column("record", JSON, null=False),
+        Column("number", TEXT),
+        Column("billing_reason", TEXT),
+        Column("amount_due", BIGINT, null=False, default=0),
+        Column("amount_paid", BIGINT, null=False, default=0),
+        Column("amount_remaining", BIGINT, null=False, default=0),
+        Column("total", BIGINT, null=False, default=0),
+        Column("tax", BIGINT, null=False, default=0),
+        Column("discounts", BIGINT, null=False, default=0),
+        Column("currency", TEXT, null=False),
+        Column("period_start", BIGINT),
+        Column("period_end", BIGINT),
+        Column("hosted_invoice_url", TEXT),
+        Column("invoice_pdf", TEXT),
+        Column("paid_at", BIGINT),
+        Column("attempt_count", INTEGER, null=False, default=0),
+        Column("next_payment_attempt", BIGINT),
         Column("fetched_at", REAL, null=False),
         Column("updated_at", REAL, null=False),
     ), indexes=(

@@ -243,10 +243,9 @@ class InvoiceEvents:
                 self.subscriptions.customers.record(tx, ref, customer)
                 ref = self.subscriptions.customers.ref_in(tx, customer)
                 invoice = replace(invoice, customer_ref=ref)
-        stored = self.ledger.store_fetched(tx, invoice, got.started_at)
-        if stored is None or ref is None:
+        now = self.ledger.store_fetched(tx, invoice, got.started_at)
+        if now is None or ref is None:
             return []
-        now = stored[1]
         payload = {"invoice": now.to_dict()}
         due: list[tuple[str, str]] = []
         if now.status == "paid":
