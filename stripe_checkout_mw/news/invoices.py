@@ -30,7 +30,14 @@ once for what it is about, whatever the order or number of the events:
 ``payment_failed`` and ``action_required`` are skipped when, by the time they run, the ledger
 has the invoice paid or void. None of them calls ``fulfill``.
 
-:meth:`InvoiceEvents.refresh` stores one invoice by id outside any event (for a backfill).
+:meth:`InvoiceEvents.refresh` stores one invoice, by id or as Stripe just gave it, outside
+any event (for a backfill).
+
+An invoice whose customer has no user yet (the first invoice is often paid, and its event
+here, before the checkout's own event records whose customer it is) makes the applier ask
+Stripe once which Checkout Session sold its subscription: a session in the ledger or
+carrying this shop's marker gives the user (and records the customer's); a subscription
+sold elsewhere is remembered (per process, bounded) and asked about no more.
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ from .subscriptions import SubscriptionEvents
 
 __all__ = ["ACTION_REQUIRED", "INVOICE_PAID", "PAYMENT_FAILED", "TRIAL_WILL_END",
            "FetchedInvoice", "InvoiceEvents", "InvoiceHookJob", "TrialWillEndJob",
-           "fetch_invoice"]
+           "fetch_invoice", "with_all_lines"]
 
 logger = logging.getLogger("stripe_checkout_mw")
 
@@ -119,6 +126,16 @@ def fetch_invoice(client: stripe.StripeClient, invoice_id: str) -> FetchedInvoic
             raise
         logger.warning("invoice %s is not known to Stripe; not stored", invoice_id)
         return FetchedInvoice(None, [], started)
+    return with_all_lines(client, invoice, started)
+
+
+def with_all_lines(client: stripe.StripeClient, invoice: dict[str, Any],
+                   started: float) -> FetchedInvoice:
+    """``invoice`` (as Stripe answered a request begun at ``started``) with every line:
+    Stripe gives the first few on the invoice, and the rest only by paging its lines.
+
+    :raises stripe.StripeError: Stripe could not answer.
+    """
     listed = invoice.get("lines")
     listed = listed if isinstance(listed, Mapping) else {}
     lines = [dict(line) for line in (listed.get("data") or [])]
@@ -127,7 +144,7 @@ def fetch_invoice(client: stripe.StripeClient, invoice_id: str) -> FetchedInvoic
         after: str | None = None
         for _ in range(MAX_LINE_PAGES):
             page = client.v1.invoices.line_items.list(
-                invoice_id, params={"limit": 100, **(
+                str(invoice["id"]), params={"limit": 100, **(
                     {"starting_after": after} if after is not None else {})})
             lines += [to_plain(line) for line in page.data]
             if not page.has_more or not page.data:
@@ -203,18 +220,31 @@ class InvoiceEvents:
         return self._with_reads(pipeline, apply, subject=event_id,
                                 event=EventClaim(event_id, event_type, None), known=known)
 
-    def refresh(self, pipeline: Pipeline, invoice_id: str) -> Invoice | None:
-        """Fetch the invoice ``invoice_id`` and store it through ``pipeline`` (no event:
-        for a backfill; hooks are recorded as for an event). The stored invoice, or
-        ``None`` when Stripe does not know it.
+    def refresh(self, pipeline: Pipeline, invoice: str | Mapping[str, Any] | stripe.Invoice,
+                *, fetched_at: float | None = None) -> Invoice | None:
+        """Store one invoice through ``pipeline`` without an event (a backfill): by id
+        (fetched from Stripe now) or as an object Stripe just gave (a list page's invoice,
+        an SDK object or a plain dict), whose request began at ``fetched_at`` (default:
+        now; give the time the list request began, so a later event's fetch wins). Hooks
+        are recorded as for an event. The stored invoice, or ``None`` when Stripe does not
+        know it.
 
         :raises stripe.StripeError: Stripe could not be asked.
         """
-        def apply(tx: StoreTransaction, reads: Reads, invoices: _InvoiceReads) -> Applied:
-            jobs = self._invoice_jobs(tx, invoice_id, invoices, "", invoice_id)
-            return Applied(jobs)
+        reads = _InvoiceReads()
+        if isinstance(invoice, str):
+            invoice_id = invoice
+        else:
+            plain = to_plain(invoice)
+            invoice_id = str(plain["id"])
+            reads.invoices[invoice_id] = with_all_lines(
+                self.client, plain, time.time() if fetched_at is None else fetched_at)
 
-        self._with_reads(pipeline, apply, subject=invoice_id, event=None, known={})
+        def apply(tx: StoreTransaction, _: Reads, invoices: _InvoiceReads) -> Applied:
+            return Applied(self._invoice_jobs(tx, invoice_id, invoices, "", invoice_id))
+
+        self._with_reads(pipeline, apply, subject=invoice_id, event=None, known={},
+                         invoices=reads)
         return self.ledger.invoice(invoice_id)
 
     # -- what changed -----------------------------------------------------------------
@@ -276,11 +306,11 @@ class InvoiceEvents:
     def _with_reads(self, pipeline: Pipeline,
                     apply: Callable[[StoreTransaction, Reads, _InvoiceReads], Applied],
                     *, subject: str, event: EventClaim | None,
-                    known: Mapping[str, Any]) -> Outcome:
+                    known: Mapping[str, Any], invoices: _InvoiceReads | None = None) -> Outcome:
         """Run ``apply`` through ``pipeline``, fetching (outside the transaction) what it
         says it needs, then trying again; the claim commits only with the last try."""
         reads = Reads()
-        invoices = _InvoiceReads()
+        invoices = invoices or _InvoiceReads()
         while True:
             try:
                 return pipeline.process(lambda tx: apply(tx, reads, invoices),

@@ -343,5 +343,18 @@ def test_an_invoice_is_stored_by_id_without_an_event_for_a_backfill(
         assert len(other.seen("invoice_paid")) == 1
         assert events.refresh(pipeline, "in_missing") is None
         assert other.fulfilled == {} and served.fulfilled == {session["id"]: 1}
+
+        # As a list page gives them: stored as they are, with no fetch each.
+        renew(emu, session["subscription"])
+        started = time.time()
+        listed = emu.client().v1.invoices.list(params={"customer": first.stripe_customer})
+        assert [i.billing_reason for i in listed.data] == [
+            "subscription_cycle", "subscription_create"]
+        before = len(emu.requests)
+        for invoice in listed.data:
+            events.refresh(pipeline, invoice, fetched_at=started)
+        assert len(emu.requests) == before  # the list's objects were used as they are
+        assert [i.id for i in other.billing.invoices("ann")] == [i.id for i in listed.data]
+        assert len(other.seen("invoice_paid")) == 2
     finally:
         other.close()
