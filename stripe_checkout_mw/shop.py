@@ -30,6 +30,7 @@ import stripe
 
 from .billing.changes import ManagedSubscriptions
 from .billing.customers import CustomerDirectory, resolve_ref
+from .billing.invoices import InvoiceLedger
 from .billing.portal import BillingPortal
 from .checkout.service import CheckoutService
 from .ledger.orders import Order
@@ -37,10 +38,15 @@ from .ledger.pipeline import JobKind, Pipeline
 from .ledger.store import OrderStore, open_store
 from .news.fulfilment import FulfilJob
 from .news.handlers import HandlersJob, WebhookHandlers
+from .news.invoices import InvoiceEvents
 from .news.payments import PaymentEvents
 from .news.router import EventRouter
 from .news.status import OrderStatus
-from .news.subscriptions import SubscriptionChangedJob, refresh_subscription
+from .news.subscriptions import (
+    SubscriptionChangedJob,
+    SubscriptionEvents,
+    refresh_subscription,
+)
 from .news.webhooks import WebhookReceiver
 from .observe import new_recorder, watch
 from .observe.health import HealthCheck
@@ -75,9 +81,10 @@ class Shop:
     """The parts of one configured shop; build it with :meth:`from_settings`.
 
     The ledger's parts (``store``, ``pipeline``, ``customers``, ``subscriptions``,
-    ``payment_events``, ``events``, ``reconciler``) are None when the settings keep no
-    ledger; ``webhooks`` (the signature check in front of ``events``) exists when a webhook
-    secret is configured, and ``status`` and ``portal`` when their paths are served.
+    ``payment_events``, ``billing``, ``invoice_events``, ``events``, ``reconciler``) are
+    None when the settings keep no ledger; ``webhooks`` (the signature check in front of
+    ``events``) exists when a webhook secret is configured, and ``status`` and ``portal``
+    when their paths are served.
     """
 
     def __init__(self) -> None:  # use from_settings
@@ -90,6 +97,9 @@ class Shop:
         self.customers: CustomerDirectory | None = None
         self.subscriptions: ManagedSubscriptions | None = None
         self.payment_events: PaymentEvents | None = None
+        #: ``mw.billing``: the invoices of the app's users, and their applier.
+        self.billing: InvoiceLedger | None = None
+        self.invoice_events: InvoiceEvents | None = None
         #: Applies Stripe's events to the ledger: the webhook's and ``sync``'s.
         self.events: EventRouter | None = None
         self.webhooks: WebhookReceiver | None = None
@@ -150,10 +160,15 @@ class Shop:
         self.payment_events = PaymentEvents(
             store, client, marker=marker, refunded=settings.refunded,
             disputed=settings.disputed)
+        self.billing = InvoiceLedger(store)
+        self.invoice_events = InvoiceEvents(
+            self.billing, client, subscriptions=self.subscriptions, marker=marker,
+            invoice_paid=settings.invoice_paid, payment_failed=settings.payment_failed,
+            action_required=settings.action_required, trial_will_end=settings.trial_will_end)
         kinds: list[JobKind] = [HandlersJob(self.handlers, client)] if runs_handlers else []
         kinds += [FulfilJob(store, settings.fulfill),
                   SubscriptionChangedJob(settings.subscription_changed),
-                  *self.payment_events.kinds()]
+                  *self.payment_events.kinds(), *self.invoice_events.kinds()]
         self.pipeline = Pipeline(store, kinds, lease=settings.job_lease,
                                  retention_days=settings.event_retention_days)
         self.subscriptions = ManagedSubscriptions(
@@ -166,7 +181,7 @@ class Shop:
         self.events = EventRouter.build(
             store=store, handlers=self.handlers, fulfill=settings.fulfill, client=client,
             marker=marker, pipeline=self.pipeline, subscriptions=self.subscriptions,
-            payment_events=self.payment_events)
+            payment_events=self.payment_events, invoice_events=self.invoice_events)
         if settings.webhook_path is not None:
             self.webhooks = WebhookReceiver(secrets=settings.webhook_secrets,
                                             events=self.events, client=client)
@@ -179,6 +194,7 @@ class Shop:
                 store=store, client=client, fulfill=settings.fulfill,
                 may_call_stripe=_status_budget(settings.status_stripe_budget, self.metrics),
                 marker=marker, pipeline=self.pipeline, guard=self.guard,
+                subscriptions=SubscriptionEvents(self.subscriptions, client),
             )
 
     def _build_pages(self) -> None:

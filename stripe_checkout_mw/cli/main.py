@@ -339,6 +339,26 @@ def _add_events(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     parser.set_defaults(run=_lazy("run_events"))
 
 
+def _add_invoices(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("invoices", help="list a user's invoices (read-only)",
+                                   description="The invoices in the ledger (read-only).")
+    commands = parser.add_subparsers(dest="invoices_command", metavar="list", required=True)
+    listing = commands.add_parser("list", help="one user's invoices, newest first")
+    listing.add_argument("user_ref", metavar="USER_REF", help="the app's user id")
+    listing.add_argument("--limit", type=int, choices=range(1, 101), default=20,
+                         metavar="N", help="at most this many, 1 to 100 (default: "
+                         "%(default)s)")
+    listing.add_argument("--starting-after", metavar="in_...",
+                         help="the invoices after this one (the last of the previous page)")
+    _ledger_options(listing)
+
+    def run(args: argparse.Namespace) -> int:
+        from .invoices import run_invoices
+
+        return run_invoices(args)
+    parser.set_defaults(run=run)
+
+
 def _add_fulfil_pending(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "fulfil-pending", help="run the fulfilments and hooks still due",
@@ -422,6 +442,7 @@ _COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParse
     "check": _add_check,
     "orders": _add_orders,
     "events": _add_events,
+    "invoices": _add_invoices,
     "fulfil-pending": _add_fulfil_pending,
     "sync": _add_sync,
     "subscriptions": _add_subscriptions,

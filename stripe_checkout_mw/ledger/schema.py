@@ -32,8 +32,9 @@ __all__ = [
 #: the billing tables ``stripe_checkout_customers`` and ``stripe_checkout_subscriptions``;
 #: version 4 ``stripe_checkout_payments`` (refunds and disputes). Each upgrade only added, so
 #: upgrading an older ledger is creating what is missing. Version 5 added the subscriptions'
-#: ``sold_here`` (rows stored before it count as sold here, as they did) and
-#: ``stripe_checkout_grants`` (features granted by hand).
+#: ``sold_here`` (rows stored before it count as sold here, as they did),
+#: ``stripe_checkout_grants`` (features granted by hand) and ``stripe_checkout_invoices``
+#: (the invoice ledger).
 SCHEMA_VERSION = 5
 
 # Portable column types, mapped to each engine's own by the type maps below.
@@ -218,6 +219,36 @@ TABLES: tuple[Table, ...] = (
         Column("note", TEXT),
         Column("granted_at", REAL, null=False),
     ), unique=(("customer_ref", "feature"),)),
+    # Each invoice of the shop's customers as Stripe last said (ledger.invoices): a column
+    # per field, so a billing-history page decodes no JSON.
+    Table("stripe_checkout_invoices", (
+        Column("invoice_id", TEXT, key=True),
+        Column("stripe_customer", TEXT, null=False),
+        Column("subscription_id", TEXT),
+        Column("status", TEXT, null=False),
+        Column("created", BIGINT, null=False),
+        Column("number", TEXT),
+        Column("billing_reason", TEXT),
+        Column("amount_due", BIGINT, null=False, default=0),
+        Column("amount_paid", BIGINT, null=False, default=0),
+        Column("amount_remaining", BIGINT, null=False, default=0),
+        Column("total", BIGINT, null=False, default=0),
+        Column("tax", BIGINT, null=False, default=0),
+        Column("discounts", BIGINT, null=False, default=0),
+        Column("currency", TEXT, null=False),
+        Column("period_start", BIGINT),
+        Column("period_end", BIGINT),
+        Column("hosted_invoice_url", TEXT),
+        Column("invoice_pdf", TEXT),
+        Column("paid_at", BIGINT),
+        Column("attempt_count", INTEGER, null=False, default=0),
+        Column("next_payment_attempt", BIGINT),
+        Column("fetched_at", REAL, null=False),
+        Column("updated_at", REAL, null=False),
+    ), indexes=(
+        Index("stripe_checkout_invoices_customer", ("stripe_customer", "created",
+                                                     "invoice_id")),
+    )),
 )
 
 _BY_NAME = {declared.name: declared for declared in TABLES}

@@ -31,17 +31,19 @@ from ..ledger.pipeline import Applied, EventClaim, Outcome, Pipeline
 from ..ledger.store import NewJob, SqlStore
 from .fulfilment import FulfilJob
 from .handlers import HANDLERS, HandlersJob, WebhookHandlers
+from .invoices import InvoiceEvents
 from .payments import PaymentEvents
 from .sessions import CheckoutSessionEvents
 from .subscriptions import SubscriptionEvents
 
-__all__ = ["CHECKOUT_SESSIONS", "PAYMENTS", "ROUTES", "SUBSCRIPTIONS", "EventApplier",
+__all__ = ["CHECKOUT_SESSIONS", "INVOICES", "PAYMENTS", "ROUTES", "SUBSCRIPTIONS", "EventApplier",
            "EventRouter", "Route", "event_types"]
 
 #: The appliers, by name (the second column of :data:`ROUTES`).
 CHECKOUT_SESSIONS = "checkout_sessions"
 PAYMENTS = "payments"
 SUBSCRIPTIONS = "subscriptions"
+INVOICES = "invoices"
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,10 @@ ROUTES: tuple[Route, ...] = (
     Route("customer.subscription.deleted", SUBSCRIPTIONS),
     Route("customer.subscription.paused", SUBSCRIPTIONS),
     Route("customer.subscription.resumed", SUBSCRIPTIONS),
-    Route("customer.subscription.trial_will_end", SUBSCRIPTIONS),
-    Route("invoice.paid", SUBSCRIPTIONS),
-    Route("invoice.payment_failed", SUBSCRIPTIONS),
+    Route("customer.subscription.trial_will_end", INVOICES),
+    Route("invoice.paid", INVOICES),
+    Route("invoice.payment_failed", INVOICES),
+    Route("invoice.payment_action_required", INVOICES),
 )
 
 _APPLIER_OF: dict[str, str] = {route.event_type: route.applier for route in ROUTES}
@@ -148,6 +151,7 @@ class EventRouter:
         pipeline: Pipeline | None = None,
         subscriptions: SubscriptionLedger | None = None,
         payment_events: PaymentEvents | None = None,
+        invoice_events: InvoiceEvents | None = None,
     ) -> EventRouter:
         """The router with every applier its parts allow.
 
@@ -160,6 +164,9 @@ class EventRouter:
         :param subscriptions: the subscriptions ledger; ``None`` keeps no subscriptions.
         :param payment_events: the refund and dispute applier; ``None`` only runs their
             handlers.
+        :param invoice_events: the invoice applier (which also refreshes the subscription of
+            a subscription's payment events and sees ``trial_will_end``); ``None``: those
+            events go to the subscriptions applier, if any, and the invoices are not kept.
         """
         if fulfill is not None and not callable(fulfill):
             raise TypeError("webhooks: fulfill must be callable or None")
@@ -174,6 +181,10 @@ class EventRouter:
             appliers[PAYMENTS] = payment_events
         if subscription_events is not None:
             appliers[SUBSCRIPTIONS] = subscription_events
+        if invoice_events is not None:
+            appliers[INVOICES] = invoice_events
+        elif subscription_events is not None:
+            appliers[INVOICES] = subscription_events
         return cls(pipeline=pipeline, handlers=handlers, appliers=appliers)
 
     def applier_for(self, event_type: str) -> EventApplier:

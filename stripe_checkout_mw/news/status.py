@@ -44,13 +44,14 @@ from ..ledger.orders import (
     status_for_session,
 )
 from ..ledger.payments import PaymentLedger
-from ..ledger.pipeline import JobFailed, JobsPending, Pipeline
-from ..ledger.store import OrderStore, StoreError
+from ..ledger.pipeline import Applied, JobFailed, JobsPending, Pipeline
+from ..ledger.store import OrderStore, StoreError, StoreTransaction
 from ..marker import is_marked
 from ..stripe_api.guard import Refused, StripeGuard
-from ..stripe_api.plain import to_plain
+from ..stripe_api.plain import id_of, to_plain
 from .fulfilment import FulfilJob
-from .reads import fetch_items
+from .reads import Fetched, fetch_items, fetch_subscription
+from .subscriptions import SubscriptionEvents
 
 __all__ = ["SESSION_ID_PATTERN", "OrderStatus"]
 
@@ -91,6 +92,7 @@ class OrderStatus:
         marker: str | None = None,
         pipeline: Pipeline | None = None,
         guard: StripeGuard | None = None,
+        subscriptions: SubscriptionEvents | None = None,
     ) -> None:
         if fulfill is not None and not callable(fulfill):
             raise TypeError("status: fulfill must be callable or None")
@@ -105,6 +107,7 @@ class OrderStatus:
         self.marker = marker
         self.pipeline = pipeline or Pipeline(store, [FulfilJob(store, fulfill)])
         self.payments = PaymentLedger(store)
+        self.subscriptions = subscriptions
         # Sessions created here whose ledger write failed: the only unknown ids worth a
         # question to Stripe. Bounded; losing it (a restart) leaves the work to the webhook.
         self._unrecorded: dict[str, None] = {}
@@ -198,11 +201,21 @@ class OrderStatus:
         session: dict[str, Any] | None,
         record: Order | None,
     ) -> dict[str, object]:
+        fetched = self._subscription_of(session) if target == PAID else None
+
+        def apply(tx: StoreTransaction) -> Applied:
+            applied = move_order(tx, session_id, target, session, record=record)
+            if fetched is not None and applied.value is not None and session is not None:
+                assert self.subscriptions is not None
+                # The ref is the one this shop sent, read from its own order row.
+                self.subscriptions.customers.record_session(
+                    tx, session, applied.value.client_reference_id)
+                applied.jobs += self.subscriptions.apply(
+                    tx, fetched[0], {fetched[0]: fetched[1]}, session_id)
+            return applied
+
         try:
-            outcome = self.pipeline.process(
-                lambda tx: move_order(tx, session_id, target, session, record=record),
-                subject=session_id,
-            )
+            outcome = self.pipeline.process(apply, subject=session_id)
         except (StoreError, JobFailed, JobsPending) as exc:
             cause = exc.cause if isinstance(exc, JobFailed) else exc
             logger.error("status: settling order %s failed with %s; it will be retried",
@@ -219,6 +232,26 @@ class OrderStatus:
         if outcome.ran_kind(FULFIL):
             settled = replace(settled, fulfilled=True)
         return settled.public_view()
+
+    def _subscription_of(self, session: dict[str, Any] | None) -> tuple[str, Fetched] | None:
+        """The subscription of a paid subscription-mode session, as Stripe says now; ``None``
+        when there is none, no subscriptions are kept, or Stripe cannot be asked (the
+        webhook records it then)."""
+        if self.subscriptions is None or session is None:
+            return None
+        subscription_id = id_of(session.get("subscription"))
+        if session.get("mode") != "subscription" or subscription_id is None:
+            return None
+        try:
+            with self.guard.call("status", wait=False):
+                return subscription_id, fetch_subscription(self.client, subscription_id)
+        except Refused:
+            return None
+        except stripe.StripeError as exc:
+            logger.warning("status: subscription %s of session %s could not be read (%s); "
+                           "its webhook records it", subscription_id, session.get("id"),
+                           type(exc).__name__)
+            return None
 
     def _retrieve(self, session_id: str, *, missing_is_404: bool = False) -> dict[str, Any]:
         try:

@@ -696,6 +696,22 @@ OPTIONS: dict[str, Option] = {
         doc=("serve `POST {path}/subscription`: the signed-in user previews or makes a plan "
              'change from the shop\'s page (needs `customer_ref` and a store; see "Plan '
              'changes")')),
+    "invoice_paid": Option(
+        None, callable_or_reference("a callable invoice_paid(invoice)"),
+        doc=("`invoice_paid(invoice)`, called once per paid invoice of a user: the first, "
+             "each renewal, a change, a manual one (`invoice.billing_reason` says which)")),
+    "payment_failed": Option(
+        None, callable_or_reference("a callable payment_failed(invoice)"),
+        doc=("`payment_failed(invoice)`, called once per failed payment attempt of a "
+             "user's open invoice (dunning: email `invoice.hosted_invoice_url`)")),
+    "action_required": Option(
+        None, callable_or_reference("a callable action_required(invoice)"),
+        doc=("`action_required(invoice)`, called once for an invoice whose payment needs "
+             "the customer's authentication (3-D Secure) at `invoice.hosted_invoice_url`")),
+    "trial_will_end": Option(
+        None, callable_or_reference("a callable trial_will_end(subscription)"),
+        doc=("`trial_will_end(subscription)`, called once per trial end Stripe announces "
+             "(about three days before) while the subscription is trialing")),
 
     # What an operator watches (observe/): opt-in paths and a hook.
     "metrics_path": Option(

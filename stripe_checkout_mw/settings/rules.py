@@ -122,6 +122,11 @@ class Settings:
     metrics_hook: Callable[[Any], object] | None
     #: ``GET`` here answers the load balancer's health check (None: not served).
     health_path: str | None
+    #: The hooks for the money after the checkout (see :mod:`stripe_checkout_mw.news.invoices`).
+    invoice_paid: Callable[[Any], object] | None
+    payment_failed: Callable[[Any], object] | None
+    action_required: Callable[[Any], object] | None
+    trial_will_end: Callable[[Any], object] | None
 
     @property
     def return_address(self) -> str:

@@ -47,6 +47,7 @@ import stripe
 
 from ..billing.changes import ManagedSubscriptions
 from ..billing.customers import CustomerDirectory
+from ..billing.invoices import Invoice, InvoiceLedger
 from ..billing.portal import BillingPortal
 from ..billing.subscriptions import Subscription
 from ..errors import HTTPError, OptionTypeError
@@ -220,6 +221,18 @@ class CheckoutMiddleware:
         ``None``.
     :param health_path: ``GET`` here answers 200 or 503 for a load balancer: ledger
         reachable, breaker state, oldest due job; never calls Stripe. Default: ``None``.
+    :param invoice_paid: ``invoice_paid(invoice)``, called once per paid invoice of a user: the
+        first, each renewal, a change, a manual one (``invoice.billing_reason`` says which).
+        Default: ``None``.
+    :param payment_failed: ``payment_failed(invoice)``, called once per failed payment attempt
+        of a user's open invoice (dunning: email ``invoice.hosted_invoice_url``). Default:
+        ``None``.
+    :param action_required: ``action_required(invoice)``, called once for an invoice whose
+        payment needs the customer's authentication (3-D Secure) at
+        ``invoice.hosted_invoice_url``. Default: ``None``.
+    :param trial_will_end: ``trial_will_end(subscription)``, called once per trial end Stripe
+        announces (about three days before) while the subscription is trialing. Default:
+        ``None``.
     :param client: a ready ``stripe.StripeClient``, instead of building one.
 
     Each option is converted and checked by the table in :mod:`stripe_checkout_mw.settings.options`,
@@ -274,6 +287,10 @@ class CheckoutMiddleware:
         disputed: Callable[[Order], object] | None = None,
         multiple_subscriptions: bool = False,
         subscription_endpoint: bool = False,
+        invoice_paid: Callable[[Invoice], object] | None = None,
+        payment_failed: Callable[[Invoice], object] | None = None,
+        action_required: Callable[[Invoice], object] | None = None,
+        trial_will_end: Callable[[Subscription], object] | None = None,
         client: stripe.StripeClient | None = None,
         max_concurrent_stripe_calls: int = 3,
         circuit_cooldown: float = 10.0,
@@ -378,6 +395,11 @@ class CheckoutMiddleware:
     @property
     def subscriptions(self) -> ManagedSubscriptions | None:
         return self.shop.subscriptions
+
+    @property
+    def billing(self) -> InvoiceLedger | None:
+        """The invoices of the app's users (:mod:`stripe_checkout_mw.billing.invoices`)."""
+        return self.shop.billing
 
     @property
     def portal(self) -> BillingPortal | None:

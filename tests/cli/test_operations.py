@@ -19,7 +19,7 @@ import pytest
 from conftest import RefundShop
 
 from stripe_checkout_mw.ledger.orders import Order
-from stripe_checkout_mw.ledger.schema import SCHEMA_VERSION
+from stripe_checkout_mw.ledger.schema import SCHEMA_VERSION, TABLES
 from stripe_checkout_mw.ledger.store import open_store
 from stripe_checkout_mw.testing import StripeEmulator
 
@@ -305,10 +305,7 @@ def test_every_command_on_a_store_that_does_not_exist_yet(
     assert answer.returncode == 0, answer.stderr
     assert "s3cret-pw" not in answer.stdout + answer.stderr
     assert "failures: 0" in answer.stdout
-    assert _tables(url) == {"stripe_checkout_meta", "stripe_checkout_orders",
-                            "stripe_checkout_events", "stripe_checkout_jobs",
-                            "stripe_checkout_customers", "stripe_checkout_subscriptions",
-                            "stripe_checkout_payments", "stripe_checkout_grants"}
+    assert _tables(url) == {declared.name for declared in TABLES}
     with open_store(url) as store:
         assert store.stored_version() == str(SCHEMA_VERSION)
 

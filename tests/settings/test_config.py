@@ -117,7 +117,7 @@ def test_unknown_option_names_the_nearest_one() -> None:
     assert str(misspelt.value) == ("pric_lookup: not a stripe-checkout-mw option; "
                                    "did you mean price_lookup?")
     with pytest.raises(OptionError,
-                       match="the options are: allow_free_orders, allowed_countries, "):
+                       match="the options are: action_required, allow_free_orders, "):
         build(xyzzy=1)
 
 
