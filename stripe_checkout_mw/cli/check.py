@@ -37,12 +37,14 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import ipaddress
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, TextIO
+from urllib.parse import urlsplit
 
 import stripe
 
@@ -51,6 +53,7 @@ from ..errors import OptionError
 from ..ledger.store import SCHEMA_VERSION, STORE_ENV, SQLiteStore, StoreError, open_store
 from ..settings.rules import Settings, load_settings
 from ..shop import build_client
+from ..urls import origin_of
 from ..wsgi.paste import PRICE_KEYS, ini_options, price_lookup_from_keys
 
 __all__ = ["Check", "gather_options", "read_ini", "read_server_threads", "run", "run_checks"]
@@ -194,6 +197,38 @@ def _check_webhook_secret(settings: Settings) -> Check:
     return Check(OK, "webhook secret", f"set (whsec_...), received at {settings.webhook_path}")
 
 
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_marker(settings: Settings) -> Check:
+    """Whether this shop's sessions are told apart from other shops' on the same account.
+
+    The derived marker names a URL: two developers' apps on ``http://127.0.0.1:8000``
+    sharing a Stripe test account would take each other's sessions.
+    """
+    marker = settings.marker
+    if marker is None:
+        return Check(SKIP, "marker", "no return address and no shop_id: sessions are "
+                     "recognised by their ledger row only")
+    if not marker.derived:
+        return Check(OK, "marker", f"shop_id {marker.value!r} names this shop's sessions")
+    address = settings.success_url or settings.return_url or ""
+    if not settings.livemode and _is_loopback(address):
+        return Check(WARN, "marker", "a test key and a marker derived from a loopback address "
+                     f"({origin_of(address)}): another app at that address on the same Stripe "
+                     "account takes this shop's sessions; set shop_id (or "
+                     "STRIPE_CHECKOUT_SHOP_ID) to a name of your own")
+    return Check(OK, "marker", "derived from the return address (set shop_id to name the "
+                 "shop instead)")
+
+
 def _client(settings: Settings) -> tuple[stripe.StripeClient, Any]:
     """The shop's client, built as the shop builds it, but without retries (a check should
     answer quickly), and its HTTP client, to close when done (the SDK's ``close`` is
@@ -308,6 +343,7 @@ def run_checks(settings: Settings, threads: int | None = None) -> Iterator[Check
     yield _check_key(settings)
     yield _check_urls(settings)
     yield _check_webhook_secret(settings)
+    yield _check_marker(settings)
     if threads is not None:
         yield _check_threads(settings, threads)
     catalog_check = _check_catalog(settings)

@@ -57,11 +57,11 @@ def test_a_good_deployment_passes(
     catalog = write_catalog(tmp_path / "catalog.json", stripe_emulator)
     status, lines, out = check(capsys, "--catalog", str(catalog))
     assert status == 0, out
-    assert set(lines) == {"secret key", "redirect URLs", "webhook secret", "stripe", "catalog",
-                          "catalog prices", "store"}
+    assert set(lines) == {"secret key", "redirect URLs", "webhook secret", "marker", "stripe",
+                          "catalog", "catalog prices", "store"}
     assert all(line.startswith("ok  ") for line in lines.values()), out
     assert "all 1 exist and are active" in lines["catalog prices"]
-    assert out.splitlines()[-1].startswith("ready: 7 ok, 0 warnings, 0 failed")
+    assert out.splitlines()[-1].startswith("ready: 8 ok, 0 warnings, 0 failed")
     assert stripe_emulator.secret_key not in out
     assert stripe_emulator.webhook_secret not in out
     assert "does not exist yet" in lines["store"]
@@ -312,3 +312,38 @@ def test_check_reads_a_store_without_changing_it(
     status, lines, out = check(capsys)
     assert status == 0, out
     assert "its tables are ready" in lines["store"], out
+
+
+# --- the marker: shops sharing one test account ----------------------------------------------
+
+
+@pytest.mark.parametrize("domain", ["http://127.0.0.1:8000", "http://localhost:6543",
+                                    "http://[::1]:8000"])
+def test_a_test_key_with_the_default_marker_on_a_loopback_address_warns(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, domain: str
+) -> None:
+    monkeypatch.setenv("WEB_APP_URL", domain)
+    status, lines, out = check(capsys)
+    assert status == 0, out
+    assert lines["marker"].startswith("warn"), out
+    assert "shop_id" in lines["marker"] and "STRIPE_CHECKOUT_SHOP_ID" in lines["marker"]
+
+
+def test_a_shop_id_or_a_public_address_needs_no_marker_warning(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, lines, out = check(capsys)  # https://shop.example.com
+    assert lines["marker"].startswith("ok") and "derived" in lines["marker"], out
+    monkeypatch.setenv("WEB_APP_URL", "http://127.0.0.1:8000")
+    monkeypatch.setenv("STRIPE_CHECKOUT_SHOP_ID", "ann-laptop")
+    status, lines, out = check(capsys)
+    assert status == 0 and lines["marker"].startswith("ok"), out
+    assert "'ann-laptop'" in lines["marker"]
+
+
+def test_a_malformed_shop_id_is_refused_naming_the_option(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRIPE_CHECKOUT_SHOP_ID", "ann laptop")
+    status, _, out = check(capsys)
+    assert status == 1 and "shop_id" in out and "NOT ready" in out
