@@ -27,8 +27,13 @@ PasteDeploy filter (:func:`stripe_checkout_mw.settings.rules.load_settings`, and
 :func:`stripe_checkout_mw.wsgi.paste.ini_options` for ``--ini``), so ``check`` refuses exactly
 what the app would refuse at start-up; the first refused option is the one ``FAIL`` line.
 
+It also reports the account's webhook endpoint at ``{domain_url}{webhook_path}``: missing,
+disabled, lacking an event type the middleware handles, or at another API version than the
+SDK's (:mod:`.webhook_endpoint`; ``webhook-endpoint setup`` fixes each).
+
 ``check`` changes nothing. The Stripe checks make read-only API calls (``prices.list``
-with ``limit=1`` and ``prices.retrieve`` for each catalog price id); the store check
+with ``limit=1``, ``webhook_endpoints.list`` and ``prices.retrieve`` for each catalog price
+id); the store check
 opens the database read-only (a SQLite file that does not exist yet is not created; on
 PostgreSQL it only queries) and reports tables the middleware will create on first use.
 """
@@ -258,6 +263,31 @@ def _check_stripe(settings: Settings, client: stripe.StripeClient) -> Check:
     return Check(status, "stripe", f"the key is accepted at {where} (not api.stripe.com)")
 
 
+def _check_webhook_endpoint(settings: Settings, client: stripe.StripeClient) -> Check:
+    """The account's endpoint at the shop's webhook URL: enabled, every handled event type,
+    the SDK's API version (:mod:`.webhook_endpoint`). A defect fails a live deployment and
+    warns in test mode (where ``stripe listen`` may forward events without an endpoint)."""
+    from .webhook_endpoint import endpoint_defects
+
+    name = "webhook endpoint"
+    if not settings.webhook_secrets:
+        return Check(SKIP, name, "no webhook secret: no endpoint to check")
+    try:
+        url, defects, notes = endpoint_defects(settings, client)
+    except stripe.StripeError as exc:
+        if isinstance(exc, stripe.PermissionError):
+            return Check(WARN, name, "this restricted key may not read webhook endpoints; "
+                         "allow 'Webhook Endpoints: read'")
+        return Check(FAIL, name, _stripe_error(exc, settings.stripe_api_base or _STRIPE))
+    if url is None:
+        return Check(SKIP, name, "the shop's address is unknown (domain_url)")
+    fix = "; fix: python -m stripe_checkout_mw webhook-endpoint setup"
+    if defects:
+        return Check(FAIL if settings.livemode else WARN, name, "; ".join(defects) + fix)
+    return Check(OK, name, "; ".join([f"enabled at {url}, every handled event type, the "
+                                      "SDK's API version", *notes]))
+
+
 def _check_catalog(settings: Settings) -> Check:
     lookup: Callable[..., Any] = settings.price_lookup
     if lookup is _no_prices:
@@ -352,6 +382,8 @@ def run_checks(settings: Settings, threads: int | None = None) -> Iterator[Check
     try:
         stripe_check = _check_stripe(settings, client)
         yield stripe_check
+        if stripe_check.status != FAIL:
+            yield _check_webhook_endpoint(settings, client)
         yield catalog_check
         if catalog is not None:
             usable = client if stripe_check.status != FAIL else None

@@ -84,6 +84,8 @@ class Settings:
     #: The ``shop_id`` option: names this shop in its sessions' marker (None: derived).
     shop_id: str | None
     fulfill: Callable[[Order], None] | None
+    #: The shop's public address (``{domain_url}{webhook_path}`` is its webhook URL).
+    domain_url: str | None
     #: ``domain_url``'s origin: the shop's own origin for the CSRF check (None: use Host).
     shop_origin: str | None
     max_concurrent_stripe_calls: int

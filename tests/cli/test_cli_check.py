@@ -55,13 +55,15 @@ def test_a_good_deployment_passes(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, stripe_emulator: StripeEmulator
 ) -> None:
     catalog = write_catalog(tmp_path / "catalog.json", stripe_emulator)
+    assert main(["webhook-endpoint", "setup"]) == 0
+    capsys.readouterr()
     status, lines, out = check(capsys, "--catalog", str(catalog))
     assert status == 0, out
     assert set(lines) == {"secret key", "redirect URLs", "webhook secret", "marker", "stripe",
-                          "catalog", "catalog prices", "store"}
+                          "webhook endpoint", "catalog", "catalog prices", "store"}
     assert all(line.startswith("ok  ") for line in lines.values()), out
     assert "all 1 exist and are active" in lines["catalog prices"]
-    assert out.splitlines()[-1].startswith("ready: 8 ok, 0 warnings, 0 failed")
+    assert out.splitlines()[-1].startswith("ready: 9 ok, 0 warnings, 0 failed")
     assert stripe_emulator.secret_key not in out
     assert stripe_emulator.webhook_secret not in out
     assert "does not exist yet" in lines["store"]
