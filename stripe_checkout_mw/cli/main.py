@@ -429,6 +429,18 @@ _COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParse
 }
 
 
+def _package_version() -> str:
+    """The installed distribution's version (the package's own when run from a checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stripe-checkout-mw")
+    except PackageNotFoundError:
+        from .. import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand in ``_COMMANDS``."""
     parser = argparse.ArgumentParser(
@@ -436,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stripe hosted Checkout for WSGI apps: a demo shop, an offline Stripe "
         "emulator, a deployment check and the operator's commands over the order ledger.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {_package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in _COMMANDS.values():
         add(subparsers)
