@@ -8,7 +8,9 @@ whose database cannot be reached. ``check`` looks at all of them before customer
     python -m stripe_checkout_mw check --catalog catalog.json
     python -m stripe_checkout_mw check --ini production.ini
 
-With ``--ini`` it also reads the server's thread count from ``[server:main]`` (its
+With ``--ini`` it also loads each ``[app:NAME]`` section as ``pserve`` would (in a child
+process, without the current folder on ``sys.path``), so an app ``pserve`` cannot import is
+a ``FAIL``, and reads the server's thread count from ``[server:main]`` (its
 ``threads``; waitress's default of 4 when the section uses waitress without one), or from
 ``--threads N`` (gunicorn's ``--threads``, mod_wsgi's ``threads=``), and warns when the
 threads leave none free beside ``max_concurrent_stripe_calls``: a hanging Stripe would
@@ -43,7 +45,9 @@ from __future__ import annotations
 import argparse
 import configparser
 import ipaddress
+import itertools
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -393,6 +397,49 @@ def run_checks(settings: Settings, threads: int | None = None) -> Iterator[Check
     yield _check_store(settings)
 
 
+#: Loads one ``[app:NAME]`` section in a fresh interpreter whose ``sys.path`` is what
+#: ``pserve``'s is: the environment's ``PYTHONPATH`` and the installed packages, but not
+#: the current folder (``python -m`` and ``-c`` put it first; ``pserve`` does not).
+_LOAD_LIKE_PSERVE = (
+    "import sys; del sys.path[0]\n"
+    "from paste.deploy import loadapp\n"
+    "loadapp(sys.argv[1], name=sys.argv[2])\n")
+
+
+def check_apps(path: Path, timeout: float = 60) -> Iterator[Check]:
+    """Each ``[app:NAME]`` section of the ``.ini``, loaded as ``pserve`` would load it.
+
+    Runs the app's factory (as ``pserve`` does) in a child process, so a module that only
+    imports because ``check`` was started from its folder is reported, not hidden.
+    """
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, configparser.Error):
+        return
+    for section in parser.sections():
+        if not section.startswith("app:"):
+            continue
+        name = section[len("app:"):]
+        try:
+            answer = subprocess.run(  # noqa: S603  # this interpreter, fixed code
+                [sys.executable, "-c", _LOAD_LIKE_PSERVE, f"config:{path.resolve()}", name],
+                capture_output=True, text=True, timeout=timeout, cwd=path.resolve().parent)
+        except subprocess.TimeoutExpired:
+            yield Check(FAIL, "app", f"[{section}] did not load within {timeout:.0f} s")
+            continue
+        if answer.returncode == 0:
+            yield Check(OK, "app", f"[{section}] loads as pserve loads it")
+            continue
+        lines = [line for line in answer.stderr.strip().splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit status {answer.returncode}"
+        hint = (" (pserve does not put the .ini's folder on sys.path: install the module, "
+                "or set PYTHONPATH)" if "ModuleNotFoundError" in reason else "")
+        yield Check(FAIL, "app", f"[{section}] cannot be loaded as pserve loads it: "
+                    f"{reason[:300]}{hint}")
+
+
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``check`` command: print one line per check; 0 if none failed, else 1."""
     out = out or sys.stdout
@@ -411,7 +458,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if threads is None and args.ini:
         threads = read_server_threads(Path(args.ini))
     counts = {OK: 0, WARN: 0, SKIP: 0, FAIL: 0}
-    for check in run_checks(settings, threads):
+    checks = run_checks(settings, threads)
+    if args.ini:
+        checks = itertools.chain(checks, check_apps(Path(args.ini)))
+    for check in checks:
         counts[check.status] += 1
         print(check.line(), file=out, flush=True)
     verdict = "ready" if not counts[FAIL] else "NOT ready"

@@ -156,8 +156,10 @@ def test_a_broken_catalog_fails(capsys: pytest.CaptureFixture[str], tmp_path: Pa
 def test_the_pyramid_example_ini(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # As for pserve, fulfill = shop:fulfill must be importable.
+    # As for pserve (`PYTHONPATH=. pserve development.ini`), shop.py must be importable:
+    # fulfill = shop:fulfill here, and [app:shop] in the child process check loads it in.
     monkeypatch.syspath_prepend(str(EXAMPLES / "pyramid_shop"))
+    monkeypatch.setenv("PYTHONPATH", str(EXAMPLES / "pyramid_shop"))
     status, lines, out = check(capsys, "--ini", str(EXAMPLES / "pyramid_shop" / "development.ini"))
     assert status == 0, out
     assert "3 products" in lines["catalog"]
@@ -252,9 +254,13 @@ INI_CASES = [
 
 @pytest.mark.parametrize(("section", "refused"), INI_CASES)
 def test_check_and_loadapp_agree_on_every_ini(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, section: str, refused: str | None
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, section: str, refused: str | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from paste.deploy import loadapp
+
+    # [app:app] names this module: importable by check's pserve-like child process too.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))
 
     (tmp_path / "catalog.json").write_text(
         json.dumps({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}}),

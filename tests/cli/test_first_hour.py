@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import stripe
@@ -88,3 +89,48 @@ def test_the_emulator_fixture_refuses_a_live_key_within_reach(
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_fine")
     monkeypatch.setattr(stripe, "api_key", None)
     refuse_live_keys()
+
+
+SHOP_MODULE = '''
+def make_app(global_config, **settings):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"shop"]
+    return app
+
+def fulfill(order):
+    pass
+'''
+
+
+def test_check_ini_loads_the_app_section_as_pserve_would(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    stripe_emulator: Any,
+) -> None:
+    """``myshop.py`` beside the ``.ini``: ``check`` run from that folder could import it,
+    ``pserve`` cannot; ``check`` now says so, and passes once ``PYTHONPATH`` names it."""
+    (tmp_path / "firsthour_shop.py").write_text(SHOP_MODULE)
+    (tmp_path / "catalog.json").write_text(json.dumps(
+        {"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}}))
+    ini = tmp_path / "shop.ini"
+    ini.write_text(
+        "[app:shop]\nuse = call:firsthour_shop:make_app\n\n"
+        "[filter:checkout]\nuse = egg:stripe-checkout-mw#checkout\n"
+        "catalog = %(here)s/catalog.json\ndomain_url = https://shop.example.com\n\n"
+        "[pipeline:main]\npipeline = checkout shop\n")
+    monkeypatch.setenv("STRIPE_SECRET_KEY", stripe_emulator.secret_key)
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_emulator.api_base)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+
+    assert main(["check", "--ini", str(ini)]) == 1
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if " app: " in line]
+    assert line.startswith("FAIL") and "[app:shop]" in line
+    assert "No module named 'firsthour_shop'" in line and "PYTHONPATH" in line
+    assert "NOT ready" in out
+
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    assert main(["check", "--ini", str(ini)]) == 0
+    out = capsys.readouterr().out
+    assert "ok    app: [app:shop] loads as pserve loads it" in out
