@@ -160,15 +160,10 @@ class Shop:
         self.payment_events = PaymentEvents(
             store, client, marker=marker, refunded=settings.refunded,
             disputed=settings.disputed)
-        self.billing = InvoiceLedger(store)
-        self.invoice_events = InvoiceEvents(
-            self.billing, client, subscriptions=self.subscriptions, marker=marker,
-            invoice_paid=settings.invoice_paid, payment_failed=settings.payment_failed,
-            action_required=settings.action_required, trial_will_end=settings.trial_will_end)
         kinds: list[JobKind] = [HandlersJob(self.handlers, client)] if runs_handlers else []
         kinds += [FulfilJob(store, settings.fulfill),
                   SubscriptionChangedJob(settings.subscription_changed),
-                  *self.payment_events.kinds(), *self.invoice_events.kinds()]
+                  *self.payment_events.kinds()]
         self.pipeline = Pipeline(store, kinds, lease=settings.job_lease,
                                  retention_days=settings.event_retention_days)
         self.subscriptions = ManagedSubscriptions(
@@ -178,6 +173,15 @@ class Shop:
             price_lookup=settings.price_lookup,
             refresh=functools.partial(refresh_subscription, self.pipeline, client,
                                       self.guard))
+        # The invoice applier needs the subscriptions (whose refresh needs the pipeline), so
+        # its hook jobs join the pipeline after both exist.
+        self.billing = InvoiceLedger(store)
+        self.invoice_events = InvoiceEvents(
+            self.billing, client, subscriptions=self.subscriptions, marker=marker,
+            invoice_paid=settings.invoice_paid, payment_failed=settings.payment_failed,
+            action_required=settings.action_required, trial_will_end=settings.trial_will_end)
+        for kind in self.invoice_events.kinds():
+            self.pipeline.add_kind(kind)
         self.events = EventRouter.build(
             store=store, handlers=self.handlers, fulfill=settings.fulfill, client=client,
             marker=marker, pipeline=self.pipeline, subscriptions=self.subscriptions,

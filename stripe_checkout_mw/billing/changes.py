@@ -60,6 +60,7 @@ from ..checkout.service import stripe_error_to_http
 from ..checkout.validation import ValidationError
 from ..errors import HTTPError
 from ..ledger.store import SqlStore
+from ..marker import Marker
 from ..stripe_api.guard import StripeGuard
 from ..stripe_api.plain import id_of, to_plain
 from .customers import CustomerDirectory
@@ -198,7 +199,7 @@ class ManagedSubscriptions(SubscriptionLedger):
     """
 
     def __init__(self, store: SqlStore, customers: CustomerDirectory, *,
-                 past_due_is_active: bool = True, marker: str | None = None,
+                 past_due_is_active: bool = True, marker: Marker | None = None,
                  entitling_prices: Collection[str] = (),
                  features: Mapping[str, Iterable[str]] | None = None,
                  client: stripe.StripeClient, guard: StripeGuard,

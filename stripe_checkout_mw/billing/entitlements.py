@@ -40,7 +40,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from ..ledger.billing import GrantRow, GrantRows, SubscriptionRows
-from ..marker import MARKER_KEY
+from ..marker import MARKER_KEY, Marker
 
 __all__ = ["Entitlements", "Grant", "expiry_of", "sold_here"]
 
@@ -48,7 +48,7 @@ __all__ = ["Entitlements", "Grant", "expiry_of", "sold_here"]
 LIST_LIMIT = 10_000
 
 
-def sold_here(sub: Mapping[str, Any], marker: str | None,
+def sold_here(sub: Mapping[str, Any], marker: Marker | None,
               entitling_prices: Collection[str]) -> bool:
     """Whether the Stripe subscription ``sub`` (a dict) gives entitlement in this shop.
 
@@ -60,7 +60,7 @@ def sold_here(sub: Mapping[str, Any], marker: str | None,
     metadata = sub.get("metadata")
     if isinstance(metadata, Mapping):
         mark = metadata.get(MARKER_KEY)
-        if mark is not None and (marker is None or mark == marker):
+        if mark is not None and (marker is None or marker.matches(mark)):
             return True
     if not entitling_prices:
         return False

@@ -38,6 +38,7 @@ from typing import Any
 
 from ..ledger.billing import SubscriptionRows
 from ..ledger.store import SqlStore, StoreTransaction
+from ..marker import Marker
 from ..stripe_api.plain import id_of
 from .customers import CustomerDirectory
 from .entitlements import Entitlements, Grant, sold_here
@@ -160,7 +161,7 @@ class SubscriptionLedger:
     """
 
     def __init__(self, store: SqlStore, customers: CustomerDirectory, *,
-                 past_due_is_active: bool = True, marker: str | None = None,
+                 past_due_is_active: bool = True, marker: Marker | None = None,
                  entitling_prices: Collection[str] = (),
                  features: Mapping[str, Iterable[str]] | None = None) -> None:
         self.store = store

@@ -270,7 +270,13 @@ class Catalog(PriceLookup):
     """
 
     def __init__(self, mapping: Mapping[str, Mapping[str, Any]]) -> None:
-        if not isinstance(mapping, Mapping) or not mapping:
+        if not isinstance(mapping, Mapping):
+            got = "a list" if isinstance(mapping, list) else f"a {type(mapping).__name__}"
+            raise OptionError("price_lookup", (
+                f"the catalog must map each product key to its entry (a JSON object such as "
+                f'{{"tee": {{"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}}}}), '
+                f"got {got}"))
+        if not mapping:
             raise OptionError("price_lookup", "the catalog is empty; give at least one product")
         self._entries = {key: _parse_entry(key, value) for key, value in mapping.items()}
         for entry in self._entries.values():

@@ -95,7 +95,8 @@ class CheckoutService:
             settings.price_lookup.guard = self.guard
         #: Put in every session's metadata so the webhook and status paths recognise this
         #: shop's sessions without their ledger row (see :mod:`stripe_checkout_mw.marker`).
-        self.marker: str = settings.marker or shop_marker(settings.return_address)
+        self.marker: str = (settings.marker.value if settings.marker is not None
+                            else shop_marker(settings.return_address))
         self.customers = customers
         self.subscribed = subscribed
 

@@ -8,7 +8,9 @@ whose database cannot be reached. ``check`` looks at all of them before customer
     python -m stripe_checkout_mw check --catalog catalog.json
     python -m stripe_checkout_mw check --ini production.ini
 
-With ``--ini`` it also reads the server's thread count from ``[server:main]`` (its
+With ``--ini`` it also loads each ``[app:NAME]`` section as ``pserve`` would (in a child
+process, without the current folder on ``sys.path``), so an app ``pserve`` cannot import is
+a ``FAIL``, and reads the server's thread count from ``[server:main]`` (its
 ``threads``; waitress's default of 4 when the section uses waitress without one), or from
 ``--threads N`` (gunicorn's ``--threads``, mod_wsgi's ``threads=``), and warns when the
 threads leave none free beside ``max_concurrent_stripe_calls``: a hanging Stripe would
@@ -27,8 +29,13 @@ PasteDeploy filter (:func:`stripe_checkout_mw.settings.rules.load_settings`, and
 :func:`stripe_checkout_mw.wsgi.paste.ini_options` for ``--ini``), so ``check`` refuses exactly
 what the app would refuse at start-up; the first refused option is the one ``FAIL`` line.
 
+It also reports the account's webhook endpoint at ``{domain_url}{webhook_path}``: missing,
+disabled, lacking an event type the middleware handles, or at another API version than the
+SDK's (:mod:`.webhook_endpoint`; ``webhook-endpoint setup`` fixes each).
+
 ``check`` changes nothing. The Stripe checks make read-only API calls (``prices.list``
-with ``limit=1`` and ``prices.retrieve`` for each catalog price id); the store check
+with ``limit=1``, ``webhook_endpoints.list`` and ``prices.retrieve`` for each catalog price
+id); the store check
 opens the database read-only (a SQLite file that does not exist yet is not created; on
 PostgreSQL it only queries) and reports tables the middleware will create on first use.
 """
@@ -37,12 +44,16 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import ipaddress
+import itertools
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, TextIO
+from urllib.parse import urlsplit
 
 import stripe
 
@@ -51,6 +62,7 @@ from ..errors import OptionError
 from ..ledger.store import SCHEMA_VERSION, STORE_ENV, SQLiteStore, StoreError, open_store
 from ..settings.rules import Settings, load_settings
 from ..shop import build_client
+from ..urls import origin_of
 from ..wsgi.paste import PRICE_KEYS, ini_options, price_lookup_from_keys
 
 __all__ = ["Check", "gather_options", "read_ini", "read_server_threads", "run", "run_checks"]
@@ -194,6 +206,38 @@ def _check_webhook_secret(settings: Settings) -> Check:
     return Check(OK, "webhook secret", f"set (whsec_...), received at {settings.webhook_path}")
 
 
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_marker(settings: Settings) -> Check:
+    """Whether this shop's sessions are told apart from other shops' on the same account.
+
+    The derived marker names a URL: two developers' apps on ``http://127.0.0.1:8000``
+    sharing a Stripe test account would take each other's sessions.
+    """
+    marker = settings.marker
+    if marker is None:
+        return Check(SKIP, "marker", "no return address and no shop_id: sessions are "
+                     "recognised by their ledger row only")
+    if not marker.derived:
+        return Check(OK, "marker", f"shop_id {marker.value!r} names this shop's sessions")
+    address = settings.success_url or settings.return_url or ""
+    if not settings.livemode and _is_loopback(address):
+        return Check(WARN, "marker", "a test key and a marker derived from a loopback address "
+                     f"({origin_of(address)}): another app at that address on the same Stripe "
+                     "account takes this shop's sessions; set shop_id (or "
+                     "STRIPE_CHECKOUT_SHOP_ID) to a name of your own")
+    return Check(OK, "marker", "derived from the return address (set shop_id to name the "
+                 "shop instead)")
+
+
 def _client(settings: Settings) -> tuple[stripe.StripeClient, Any]:
     """The shop's client, built as the shop builds it, but without retries (a check should
     answer quickly), and its HTTP client, to close when done (the SDK's ``close`` is
@@ -221,6 +265,31 @@ def _check_stripe(settings: Settings, client: stripe.StripeClient) -> Check:
         return Check(OK, "stripe", "the key is accepted")
     status = WARN if settings.livemode else OK
     return Check(status, "stripe", f"the key is accepted at {where} (not api.stripe.com)")
+
+
+def _check_webhook_endpoint(settings: Settings, client: stripe.StripeClient) -> Check:
+    """The account's endpoint at the shop's webhook URL: enabled, every handled event type,
+    the SDK's API version (:mod:`.webhook_endpoint`). A defect fails a live deployment and
+    warns in test mode (where ``stripe listen`` may forward events without an endpoint)."""
+    from .webhook_endpoint import endpoint_defects
+
+    name = "webhook endpoint"
+    if not settings.webhook_secrets:
+        return Check(SKIP, name, "no webhook secret: no endpoint to check")
+    try:
+        url, defects, notes = endpoint_defects(settings, client)
+    except stripe.StripeError as exc:
+        if isinstance(exc, stripe.PermissionError):
+            return Check(WARN, name, "this restricted key may not read webhook endpoints; "
+                         "allow 'Webhook Endpoints: read'")
+        return Check(FAIL, name, _stripe_error(exc, settings.stripe_api_base or _STRIPE))
+    if url is None:
+        return Check(SKIP, name, "the shop's address is unknown (domain_url)")
+    fix = "; fix: python -m stripe_checkout_mw webhook-endpoint setup"
+    if defects:
+        return Check(FAIL if settings.livemode else WARN, name, "; ".join(defects) + fix)
+    return Check(OK, name, "; ".join([f"enabled at {url}, every handled event type, the "
+                                      "SDK's API version", *notes]))
 
 
 def _check_catalog(settings: Settings) -> Check:
@@ -308,6 +377,7 @@ def run_checks(settings: Settings, threads: int | None = None) -> Iterator[Check
     yield _check_key(settings)
     yield _check_urls(settings)
     yield _check_webhook_secret(settings)
+    yield _check_marker(settings)
     if threads is not None:
         yield _check_threads(settings, threads)
     catalog_check = _check_catalog(settings)
@@ -316,6 +386,8 @@ def run_checks(settings: Settings, threads: int | None = None) -> Iterator[Check
     try:
         stripe_check = _check_stripe(settings, client)
         yield stripe_check
+        if stripe_check.status != FAIL:
+            yield _check_webhook_endpoint(settings, client)
         yield catalog_check
         if catalog is not None:
             usable = client if stripe_check.status != FAIL else None
@@ -323,6 +395,49 @@ def run_checks(settings: Settings, threads: int | None = None) -> Iterator[Check
     finally:
         http_client.close()
     yield _check_store(settings)
+
+
+#: Loads one ``[app:NAME]`` section in a fresh interpreter whose ``sys.path`` is what
+#: ``pserve``'s is: the environment's ``PYTHONPATH`` and the installed packages, but not
+#: the current folder (``python -m`` and ``-c`` put it first; ``pserve`` does not).
+_LOAD_LIKE_PSERVE = (
+    "import sys; del sys.path[0]\n"
+    "from paste.deploy import loadapp\n"
+    "loadapp(sys.argv[1], name=sys.argv[2])\n")
+
+
+def check_apps(path: Path, timeout: float = 60) -> Iterator[Check]:
+    """Each ``[app:NAME]`` section of the ``.ini``, loaded as ``pserve`` would load it.
+
+    Runs the app's factory (as ``pserve`` does) in a child process, so a module that only
+    imports because ``check`` was started from its folder is reported, not hidden.
+    """
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, configparser.Error):
+        return
+    for section in parser.sections():
+        if not section.startswith("app:"):
+            continue
+        name = section[len("app:"):]
+        try:
+            answer = subprocess.run(  # noqa: S603  # this interpreter, fixed code
+                [sys.executable, "-c", _LOAD_LIKE_PSERVE, f"config:{path.resolve()}", name],
+                capture_output=True, text=True, timeout=timeout, cwd=path.resolve().parent)
+        except subprocess.TimeoutExpired:
+            yield Check(FAIL, "app", f"[{section}] did not load within {timeout:.0f} s")
+            continue
+        if answer.returncode == 0:
+            yield Check(OK, "app", f"[{section}] loads as pserve loads it")
+            continue
+        lines = [line for line in answer.stderr.strip().splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit status {answer.returncode}"
+        hint = (" (pserve does not put the .ini's folder on sys.path: install the module, "
+                "or set PYTHONPATH)" if "ModuleNotFoundError" in reason else "")
+        yield Check(FAIL, "app", f"[{section}] cannot be loaded as pserve loads it: "
+                    f"{reason[:300]}{hint}")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -343,7 +458,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if threads is None and args.ini:
         threads = read_server_threads(Path(args.ini))
     counts = {OK: 0, WARN: 0, SKIP: 0, FAIL: 0}
-    for check in run_checks(settings, threads):
+    checks = run_checks(settings, threads)
+    if args.ini:
+        checks = itertools.chain(checks, check_apps(Path(args.ini)))
+    for check in checks:
         counts[check.status] += 1
         print(check.line(), file=out, flush=True)
     verdict = "ready" if not counts[FAIL] else "NOT ready"

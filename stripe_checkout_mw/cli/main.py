@@ -22,6 +22,11 @@ others: the emulator, the demo's shops, the deployment check):
 
       python -m stripe_checkout_mw check --catalog catalog.json
 
+- ``webhook-endpoint setup``: create or fix the shop's webhook endpoint in Stripe
+  (:mod:`stripe_checkout_mw.cli.webhook_endpoint`)::
+
+      python -m stripe_checkout_mw webhook-endpoint setup --ini production.ini --dry-run
+
 - ``orders``, ``events``, ``fulfil-pending``, ``sync``: the operator's commands over the
   ledger (:mod:`stripe_checkout_mw.cli.operations`)::
 
@@ -281,6 +286,48 @@ def _run_check(args: argparse.Namespace) -> int:
     return run(args)
 
 
+# -- webhook-endpoint -----------------------------------------------------------------
+
+def _add_webhook_endpoint(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    parser = subparsers.add_parser(
+        "webhook-endpoint", help="create or fix the shop's webhook endpoint in Stripe",
+        description="The Stripe webhook endpoint at {domain_url}{webhook_path}: every event "
+        "type the middleware handles, enabled, at the installed SDK's API version.")
+    commands = parser.add_subparsers(dest="webhook_endpoint_command", metavar="setup",
+                                     required=True)
+    setup = commands.add_parser(
+        "setup", help="create the endpoint, or enable it and add missing event types; "
+        "prints a new endpoint's signing secret once",
+        description="Create the endpoint (printing its signing secret once, and where to put "
+        "it), or update the one found: enable it and add the event types it lacks. An "
+        "endpoint at another API version cannot be changed: a second one is created and the "
+        "switch's steps printed. Reads the configuration as check does.")
+    setup.add_argument("--dry-run", action="store_true",
+                       help="show what would change; change nothing")
+    setup.add_argument("--ini", metavar="FILE",
+                       help="read the checkout filter's options from this PasteDeploy file")
+    setup.add_argument("--section", default="filter:checkout",
+                       help="the .ini section of the filter (default: %(default)s)")
+    setup.add_argument("--stripe-api-base", metavar="URL",
+                       help="another Stripe API address (such as the emulator)")
+    setup.add_argument("--domain-url", metavar="URL", help="the shop's public address")
+    setup.set_defaults(run=_run_webhook_endpoint, catalog=None, store=None)
+
+
+def _run_webhook_endpoint(args: argparse.Namespace) -> int:
+    from .check import gather_options
+    from .webhook_endpoint import run_setup
+
+    try:
+        given, _ = gather_options(args)
+    except ValueError as exc:
+        print(f"webhook-endpoint: {exc}", file=sys.stderr)
+        return 1
+    return run_setup(given, dry_run=args.dry_run)
+
+
 # -- the ledger: orders, events, fulfil-pending, sync --------------------------------
 
 def _ledger_options(parser: argparse.ArgumentParser, *, hooks: bool = False) -> None:
@@ -440,6 +487,7 @@ _COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParse
     "demo": _add_demo,
     "emulator": _add_emulator,
     "check": _add_check,
+    "webhook-endpoint": _add_webhook_endpoint,
     "orders": _add_orders,
     "events": _add_events,
     "invoices": _add_invoices,
@@ -450,6 +498,18 @@ _COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParse
 }
 
 
+def _package_version() -> str:
+    """The installed distribution's version (the package's own when run from a checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stripe-checkout-mw")
+    except PackageNotFoundError:
+        from .. import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand in ``_COMMANDS``."""
     parser = argparse.ArgumentParser(
@@ -457,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stripe hosted Checkout for WSGI apps: a demo shop, an offline Stripe "
         "emulator, a deployment check and the operator's commands over the order ledger.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {_package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in _COMMANDS.values():
         add(subparsers)

@@ -54,7 +54,7 @@ from ..billing.invoices import Invoice, InvoiceLedger
 from ..billing.subscriptions import Subscription, SubscriptionLedger
 from ..ledger.pipeline import Applied, EventClaim, JobKind, Outcome, Pipeline
 from ..ledger.store import Job, NewJob, StoreTransaction
-from ..marker import is_marked
+from ..marker import Marker, is_marked
 from ..stripe_api.plain import event_object, id_of, to_plain
 from .reads import NeedsSubscription, Reads, fetch_subscription
 from .subscriptions import SubscriptionEvents
@@ -167,7 +167,7 @@ class InvoiceEvents:
     """
 
     def __init__(self, ledger: InvoiceLedger, client: stripe.StripeClient, *,
-                 subscriptions: SubscriptionLedger | None = None, marker: str | None = None,
+                 subscriptions: SubscriptionLedger | None = None, marker: Marker | None = None,
                  invoice_paid: InvoiceHook | None = None,
                  payment_failed: InvoiceHook | None = None,
                  action_required: InvoiceHook | None = None,

@@ -44,7 +44,7 @@ from ..ledger.orders import (
 from ..ledger.payments import Payment, PaymentLedger
 from ..ledger.pipeline import Applied, EventClaim, JobKind, Outcome, Pipeline
 from ..ledger.store import Job, NewJob, SqlStore, StoreTransaction
-from ..marker import is_marked
+from ..marker import Marker, is_marked
 from ..stripe_api.plain import event_object, to_plain
 from .reads import NeedsItems, Reads, apply_with_reads
 
@@ -112,7 +112,7 @@ class PaymentEvents:
     :param disputed: ``disputed(order)``, or ``None``.
     """
 
-    def __init__(self, store: SqlStore, client: stripe.StripeClient, *, marker: str | None,
+    def __init__(self, store: SqlStore, client: stripe.StripeClient, *, marker: Marker | None,
                  refunded: OrderHook | None = None,
                  disputed: OrderHook | None = None) -> None:
         for name, hook in (("refunded", refunded), ("disputed", disputed)):

@@ -41,7 +41,7 @@ from ..ledger.order_state import move_order
 from ..ledger.orders import OPEN, Order, status_for_session
 from ..ledger.pipeline import JobFailed, JobsPending, Pipeline
 from ..ledger.store import SqlStore, StoreError
-from ..marker import MARKER_KEY
+from ..marker import MARKER_KEY, Marker
 from ..stripe_api.client import ObservedRequestsClient
 from ..stripe_api.guard import Refused, StripeGuard
 from ..stripe_api.plain import to_plain
@@ -145,7 +145,7 @@ class Reconciler:
     """
 
     def __init__(self, *, store: SqlStore, client: stripe.StripeClient,
-                 events: EventRouter, pipeline: Pipeline, marker: str | None,
+                 events: EventRouter, pipeline: Pipeline, marker: Marker | None,
                  page_interval: float = 0.05, max_pages: int = 100,
                  max_orders: int = 500, http_client: ObservedRequestsClient | None = None,
                  guard: StripeGuard | None = None) -> None:
@@ -242,7 +242,7 @@ class Reconciler:
             return False
         metadata = session.get("metadata")
         theirs = metadata.get(MARKER_KEY) if isinstance(metadata, dict) else None
-        if not theirs or theirs == self.marker:
+        if not theirs or (self.marker is not None and self.marker.matches(theirs)):
             return False
         return self.store.get(str(session.get("id"))) is None
 
@@ -276,7 +276,7 @@ class Reconciler:
                         functools.partial(self._settle, report, order))
 
     def _stale_and_ours(self, order: Order, now: float) -> bool:
-        if self.marker is not None and order.metadata.get(MARKER_KEY) != self.marker:
+        if self.marker is not None and not self.marker.matches(order.metadata.get(MARKER_KEY)):
             return False
         expires = (order.session or {}).get("expires_at")
         return isinstance(expires, (int, float)) and expires < now

@@ -29,6 +29,7 @@ from ..billing.subscriptions import SubscriptionLedger
 from ..ledger.orders import FulfillFunc
 from ..ledger.pipeline import Applied, EventClaim, Outcome, Pipeline
 from ..ledger.store import NewJob, SqlStore
+from ..marker import Marker
 from .fulfilment import FulfilJob
 from .handlers import HANDLERS, HandlersJob, WebhookHandlers
 from .invoices import InvoiceEvents
@@ -147,7 +148,7 @@ class EventRouter:
         fulfill: FulfillFunc | None,
         client: stripe.StripeClient,
         adopt_unknown_sessions: bool = False,
-        marker: str | None = None,
+        marker: Marker | None = None,
         pipeline: Pipeline | None = None,
         subscriptions: SubscriptionLedger | None = None,
         payment_events: PaymentEvents | None = None,

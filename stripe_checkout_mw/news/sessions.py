@@ -23,7 +23,7 @@ from ..ledger.order_state import move_order, order_from_stripe
 from ..ledger.orders import AWAITING_PAYMENT, EXPIRED, PAID, PAYMENT_FAILED, Order
 from ..ledger.pipeline import Applied, EventClaim, Outcome, Pipeline
 from ..ledger.store import NewJob, StoreTransaction
-from ..marker import is_marked
+from ..marker import Marker, is_marked
 from ..stripe_api.plain import event_object
 from .reads import NeedsItems, Reads, apply_with_reads
 from .subscriptions import SubscriptionEvents
@@ -53,7 +53,7 @@ class CheckoutSessionEvents:
         records the customer of a completed one; ``None`` keeps no subscriptions.
     """
 
-    def __init__(self, client: stripe.StripeClient, *, marker: str | None = None,
+    def __init__(self, client: stripe.StripeClient, *, marker: Marker | None = None,
                  adopt_unknown_sessions: bool = False,
                  subscriptions: SubscriptionEvents | None = None) -> None:
         self.client = client

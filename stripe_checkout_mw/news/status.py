@@ -46,7 +46,7 @@ from ..ledger.orders import (
 from ..ledger.payments import PaymentLedger
 from ..ledger.pipeline import Applied, JobFailed, JobsPending, Pipeline
 from ..ledger.store import OrderStore, StoreError, StoreTransaction
-from ..marker import is_marked
+from ..marker import Marker, is_marked
 from ..stripe_api.guard import Refused, StripeGuard
 from ..stripe_api.plain import id_of, to_plain
 from .fulfilment import FulfilJob
@@ -89,7 +89,7 @@ class OrderStatus:
         fulfill: FulfillFunc | None,
         min_refresh_interval: float = 2.0,
         may_call_stripe: Callable[[], bool] | None = None,
-        marker: str | None = None,
+        marker: Marker | None = None,
         pipeline: Pipeline | None = None,
         guard: StripeGuard | None = None,
         subscriptions: SubscriptionEvents | None = None,

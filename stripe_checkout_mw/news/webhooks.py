@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -94,6 +95,9 @@ class WebhookReceiver:
         self.events = events
         self.client = client
         self.tolerance = tolerance
+        #: API versions of events already warned about (once per version, per receiver).
+        self._versions_seen: set[str] = set()
+        self._versions_lock = threading.Lock()
 
     def __repr__(self) -> str:
         # Never the secrets: a repr ends up in logs and tracebacks.
@@ -123,6 +127,7 @@ class WebhookReceiver:
         event, payload = verified
         event_id = str(payload["id"])
         event_type = str(payload["type"])
+        self._note_api_version(payload.get("api_version"), event_id)
         session_id = _session_id(event_type, payload)
         try:
             outcome = self.events.apply(payload, event)
@@ -152,6 +157,22 @@ class WebhookReceiver:
             f" for {session_id}" if session_id else "",
         )
         return {"received": True}
+
+    def _note_api_version(self, version: object, event_id: str) -> None:
+        """Warn once per version about events rendered in another API version than the
+        installed SDK's: their objects may lack or rename fields the appliers read, and the
+        SDK does not check (the endpoint's version is fixed at creation; see
+        ``webhook-endpoint setup``)."""
+        if not isinstance(version, str) or version == stripe.api_version:
+            return
+        with self._versions_lock:
+            if version in self._versions_seen or len(self._versions_seen) >= 16:
+                return
+            self._versions_seen.add(version)
+        logger.warning("webhook event %s is rendered in Stripe API version %.40s, not the "
+                       "SDK's %s; run `python -m stripe_checkout_mw webhook-endpoint setup` "
+                       "to create an endpoint at the SDK's version", event_id, version,
+                       stripe.api_version)
 
     def _verify(
         self, raw_body: bytes, header: str | None

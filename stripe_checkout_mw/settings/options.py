@@ -180,6 +180,17 @@ def optional_text(option: str, value: Any) -> str | None:
     return value.strip()
 
 
+_SHOP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+
+
+def _shop_id(option: str, value: Any) -> str | None:
+    text = optional_text(option, value)
+    if text is not None and not _SHOP_ID.fullmatch(text):
+        raise OptionError(option, "expected 1 to 100 letters, digits, '.', '_', ':' or '-' "
+                          f"starting with a letter or digit, got {text[:120]!r}")
+    return text
+
+
 def from_environment(variable: str, convert: Converter) -> Converter:
     """A converter whose blank value is read from the environment ``variable`` instead."""
     def read(option: str, value: Any) -> Any:
@@ -731,6 +742,14 @@ OPTIONS: dict[str, Option] = {
         None, optional_path,
         doc=("`GET` here answers 200 or 503 for a load balancer: ledger reachable, breaker "
              "state, oldest due job; never calls Stripe")),
+    "shop_id": Option(
+        None, _shop_id,
+        env="STRIPE_CHECKOUT_SHOP_ID",
+        shown="`$STRIPE_CHECKOUT_SHOP_ID`, else derived from `success_url`",
+        doc=("names this shop in its sessions' marker, so shops sharing one Stripe account "
+             "(developers on one test account) never take each other's sessions; sessions "
+             "marked before it was set are still recognised (see \"Sharing a Stripe "
+             "account\")")),
 }
 
 

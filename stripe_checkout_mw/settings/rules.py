@@ -18,7 +18,7 @@ from ..checkout.prices import CustomPriceLookup, PriceLookup
 from ..checkout.validation import MAX_ITEMS, DefaultValidator, Validator
 from ..errors import OptionError
 from ..ledger.store import DEFAULT_STORE_URL
-from ..marker import shop_marker
+from ..marker import Marker, marker_for
 from ..urls import origin_of
 from .options import (
     PAGE_UI_MODES,
@@ -79,9 +79,13 @@ class Settings:
     #: Put in every session's metadata, so the webhook, the status path and ``sync``
     #: recognise this shop's sessions without their ledger row
     #: (:mod:`stripe_checkout_mw.marker`); None when the settings (an operator's command's,
-    #: ``serving=False``) name no return address.
-    marker: str | None
+    #: ``serving=False``) name no return address and no ``shop_id``.
+    marker: Marker | None
+    #: The ``shop_id`` option: names this shop in its sessions' marker (None: derived).
+    shop_id: str | None
     fulfill: Callable[[Order], None] | None
+    #: The shop's public address (``{domain_url}{webhook_path}`` is its webhook URL).
+    domain_url: str | None
     #: ``domain_url``'s origin: the shop's own origin for the CSRF check (None: use Host).
     shop_origin: str | None
     max_concurrent_stripe_calls: int
@@ -230,7 +234,7 @@ def load_settings(given: Mapping[str, Any], *, serving: bool = True) -> Settings
         "publishable_key": publishable_key, "config_path": config_path,
         "webhook_path": webhook_path, "webhook_secrets": secrets, "status_path": status_path,
         "store": store or DEFAULT_STORE_URL, "uses_store": uses_store,
-        "marker": shop_marker(address) if address is not None else None,
+        "marker": marker_for(options["shop_id"], address),
         "portal_path": portal_path,
         "portal_return_url": portal_return_url,
         "subscription_path": subscription_path,

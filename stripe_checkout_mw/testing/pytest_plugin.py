@@ -22,6 +22,12 @@ the ``stripe`` SDK's telemetry, which would write an id under ``~/.config/stripe
 off. Both come back after the test. The variables the project's own suite reads to set
 itself up (``STRIPE_CHECKOUT_TEST_*``, ``STRIPE_CHECKOUT_NO_SKIPS``,
 ``STRIPE_CHECKOUT_REQUIRE_*``) are left alone.
+
+A live key is refused: when ``STRIPE_SECRET_KEY`` (or the ``stripe`` module's global
+``stripe.api_key``, which an app may set at import) holds an ``sk_live_`` or ``rk_live_``
+key, the test fails at once, naming where the key is, before anything runs. Tests run on
+the emulator's test keys only; a live key in a test's reach is one mistaken URL away from
+real charges.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import pytest
 
 from .emulator import StripeEmulator
 
-__all__ = ["isolated_environment", "stripe_emulator"]
+__all__ = ["isolated_environment", "refuse_live_keys", "stripe_emulator"]
 
 #: Variables that configure a test run rather than a shop; kept.
 _TEST_RUN_PREFIXES = ("STRIPE_CHECKOUT_TEST_", "STRIPE_CHECKOUT_NO_SKIPS",
@@ -57,12 +63,34 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stripe, "enable_telemetry", False)
 
 
+_LIVE_PREFIXES = ("sk_live_", "rk_live_")
+
+
+def refuse_live_keys() -> None:
+    """Fail the test when a live Stripe key is within its reach (see the module docstring)."""
+    places = []
+    if os.environ.get("STRIPE_SECRET_KEY", "").strip().startswith(_LIVE_PREFIXES):
+        places.append("the STRIPE_SECRET_KEY environment variable")
+    try:
+        import stripe
+    except ImportError:
+        stripe = None  # type: ignore[assignment]
+    if stripe is not None and str(getattr(stripe, "api_key", "") or "").startswith(
+            _LIVE_PREFIXES):
+        places.append("stripe.api_key")
+    if places:
+        pytest.fail(f"stripe_emulator: a live Stripe key is set in {' and '.join(places)}; "
+                    "tests run on the emulator's test keys only: unset it for the test run",
+                    pytrace=False)
+
+
 @pytest.fixture
 def stripe_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[StripeEmulator]:
     """A started :class:`~stripe_checkout_mw.testing.StripeEmulator`, stopped afterwards.
 
     The environment is isolated first (:func:`isolated_environment`).
     """
+    refuse_live_keys()
     isolated_environment(monkeypatch)
     with StripeEmulator() as emulator:
         yield emulator

@@ -233,6 +233,10 @@ class CheckoutMiddleware:
     :param trial_will_end: ``trial_will_end(subscription)``, called once per trial end Stripe
         announces (about three days before) while the subscription is trialing. Default:
         ``None``.
+    :param shop_id: names this shop in its sessions' marker, so shops sharing one Stripe
+        account (developers on one test account) never take each other's sessions; sessions
+        marked before it was set are still recognised (see "Sharing a Stripe account").
+        Default: ``$STRIPE_CHECKOUT_SHOP_ID``, else derived from ``success_url``.
     :param client: a ready ``stripe.StripeClient``, instead of building one.
 
     Each option is converted and checked by the table in :mod:`stripe_checkout_mw.settings.options`,
@@ -301,6 +305,7 @@ class CheckoutMiddleware:
         metrics_allow: str | Iterable[str] = ("127.0.0.1", "::1"),
         metrics_hook: Callable[[Measurement], object] | None = None,
         health_path: str | None = None,
+        shop_id: str | None = None,
         **misspelt: NoReturn,
     ) -> None:
         if not callable(app):

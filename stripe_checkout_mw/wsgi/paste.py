@@ -32,9 +32,11 @@ keys of its own:
 A value ``env:NAME`` is read from the environment variable ``NAME`` when the app is
 loaded, so secrets and per-machine addresses stay out of the file
 (``stripe_api_base = env:STRIPE_API_BASE``). An empty value, or an unset variable,
-leaves the option at its default, which for ``secret_key``, ``domain_url`` and
-``webhook_secret`` is already the environment (``STRIPE_SECRET_KEY``, ``WEB_APP_URL``,
-``STRIPE_WEBHOOK_SECRET``).
+leaves the option at its default (a WARNING names the variable), which for
+``stripe_api_base``, ``store``, ``secret_key``, ``domain_url`` and ``webhook_secret`` is
+the environment (``STRIPE_API_BASE``, ``STRIPE_CHECKOUT_STORE`` ...). ``env:NAME`` naming
+another variable than the option's own (``webhook_secret = env:MY_WHSEC``) with ``NAME``
+unset is an error naming ``NAME``: the fallback would read the other variable unseen.
 
 A key this filter does not know is an error naming it and the nearest known key: a
 typo such as ``requre_email`` must not silently leave a shop taking orders without an
@@ -47,6 +49,7 @@ PasteDeploy is needed only to read the ``.ini`` file (the ``paste`` extra:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,6 +73,8 @@ __all__ = ["PRICE_KEYS", "filter_app_factory", "ini_options", "price_lookup_from
            "resolve_value"]
 
 _ENV_PREFIX = "env:"
+
+log = logging.getLogger("stripe_checkout_mw")
 
 #: The ``.ini`` keys that choose and configure the price lookup, and their converters
 #: (not middleware options: they build the ``price_lookup`` object). From the options
@@ -118,7 +123,10 @@ def ini_options(local_conf: Mapping[str, object], here: str | None) -> dict[str,
 
 
 def resolve_value(key: str, raw: object) -> str:
-    """An ``.ini`` value stripped, with ``env:NAME`` replaced by that variable ("" if unset)."""
+    """An ``.ini`` value stripped, with ``env:NAME`` replaced by that variable.
+
+    :raises OptionError: naming the key and ``NAME`` when that variable is unset or empty.
+    """
     if not isinstance(raw, str):
         raise OptionError(key, f"expected a string from the .ini file, got {type(raw).__name__}")
     text = raw.strip()
@@ -126,8 +134,24 @@ def resolve_value(key: str, raw: object) -> str:
         name = text[len(_ENV_PREFIX):].strip()
         if not name:
             raise OptionError(key, "'env:' needs a variable name, e.g. env:STRIPE_API_BASE")
-        return os.environ.get(name, "").strip()
+        value = os.environ.get(name, "").strip()
+        if not value:
+            _unset(key, text, name)
+        return value
     return text
+
+
+def _unset(key: str, text: str, name: str) -> None:
+    """``env:NAME`` with NAME unset or empty: the option falls back to its default, unless
+    that default is another variable, which would then be read in NAME's place unseen."""
+    state = "empty" if name in os.environ else "not set"
+    option = OPTIONS.get(key)
+    if option is not None and option.env is not None and option.env != name:
+        raise OptionError(key, f"{text}: the environment variable {name} is {state}; set "
+                          f"{name} (the option would otherwise fall back to {option.env})")
+    if option is None or option.env != name:
+        log.warning("%s = %s: the environment variable %s is %s; %s takes its default",
+                    key, text, name, state, key)
 
 
 def price_lookup_from_keys(prices: Mapping[str, Any], here: str | None) -> Any:

@@ -23,7 +23,7 @@ from stripe_checkout_mw.billing.entitlements import expiry_of
 from stripe_checkout_mw.billing.subscriptions import SubscriptionLedger
 from stripe_checkout_mw.ledger.billing import GrantRows
 from stripe_checkout_mw.ledger.store import open_store
-from stripe_checkout_mw.marker import MARKER_KEY
+from stripe_checkout_mw.marker import MARKER_KEY, Marker
 from stripe_checkout_mw.news.reads import Fetched
 from stripe_checkout_mw.news.subscriptions import SubscriptionEvents
 from stripe_checkout_mw.settings.options import OPTIONS
@@ -304,7 +304,7 @@ def test_grants_give_a_feature_until_they_end_or_are_revoked(store_url: str) -> 
 def test_a_grant_adds_to_the_features_of_a_subscription(store_url: str) -> None:
     with open_store(store_url) as store:
         customers = CustomerDirectory(store)
-        ledger = SubscriptionLedger(store, customers, features=FEATURES, marker="ours")
+        ledger = SubscriptionLedger(store, customers, features=FEATURES, marker=Marker("ours"))
         applier = SubscriptionEvents(ledger, stripe.StripeClient("sk_test_unused"))
         with store.transaction() as tx:
             customers.record(tx, "ann", "cus_1")
@@ -348,7 +348,7 @@ def test_a_date_lasts_through_its_end_in_utc() -> None:
 def test_recognised_once_a_subscription_stays_recognised(store_url: str) -> None:
     with open_store(store_url) as store:
         customers = CustomerDirectory(store)
-        ledger = SubscriptionLedger(store, customers, features=FEATURES, marker="ours")
+        ledger = SubscriptionLedger(store, customers, features=FEATURES, marker=Marker("ours"))
         applier = SubscriptionEvents(ledger, stripe.StripeClient("sk_test_unused"))
         with store.transaction() as tx:
             customers.record(tx, "ann", "cus_1")
@@ -401,7 +401,7 @@ def _drop_sold_here_and_say_version_4(store: Any, store_url: str) -> None:
 def test_subscriptions_a_version_4_ledger_stored_keep_giving_access(store_url: str) -> None:
     with open_store(store_url) as store:
         customers = CustomerDirectory(store)
-        ledger = SubscriptionLedger(store, customers, marker="ours")
+        ledger = SubscriptionLedger(store, customers, marker=Marker("ours"))
         applier = SubscriptionEvents(ledger, stripe.StripeClient("sk_test_unused"))
         with store.transaction() as tx:
             customers.record(tx, "ann", "cus_1")
@@ -409,7 +409,7 @@ def test_subscriptions_a_version_4_ledger_stored_keep_giving_access(store_url: s
                 "active", metadata={MARKER_KEY: "ours"}), 1.0)}, "evt_1")
         _drop_sold_here_and_say_version_4(store, store_url)
     with open_store(store_url) as store:
-        ledger = SubscriptionLedger(store, CustomerDirectory(store), marker="ours",
+        ledger = SubscriptionLedger(store, CustomerDirectory(store), marker=Marker("ours"),
                                     features=FEATURES)
         assert ledger.is_active("ann") and ledger.has_feature("ann", "api")
         assert store.stored_version() == "5"

@@ -55,13 +55,15 @@ def test_a_good_deployment_passes(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, stripe_emulator: StripeEmulator
 ) -> None:
     catalog = write_catalog(tmp_path / "catalog.json", stripe_emulator)
+    assert main(["webhook-endpoint", "setup"]) == 0
+    capsys.readouterr()
     status, lines, out = check(capsys, "--catalog", str(catalog))
     assert status == 0, out
-    assert set(lines) == {"secret key", "redirect URLs", "webhook secret", "stripe", "catalog",
-                          "catalog prices", "store"}
+    assert set(lines) == {"secret key", "redirect URLs", "webhook secret", "marker", "stripe",
+                          "webhook endpoint", "catalog", "catalog prices", "store"}
     assert all(line.startswith("ok  ") for line in lines.values()), out
     assert "all 1 exist and are active" in lines["catalog prices"]
-    assert out.splitlines()[-1].startswith("ready: 7 ok, 0 warnings, 0 failed")
+    assert out.splitlines()[-1].startswith("ready: 9 ok, 0 warnings, 0 failed")
     assert stripe_emulator.secret_key not in out
     assert stripe_emulator.webhook_secret not in out
     assert "does not exist yet" in lines["store"]
@@ -154,8 +156,10 @@ def test_a_broken_catalog_fails(capsys: pytest.CaptureFixture[str], tmp_path: Pa
 def test_the_pyramid_example_ini(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # As for pserve, fulfill = shop:fulfill must be importable.
+    # As for pserve (`PYTHONPATH=. pserve development.ini`), shop.py must be importable:
+    # fulfill = shop:fulfill here, and [app:shop] in the child process check loads it in.
     monkeypatch.syspath_prepend(str(EXAMPLES / "pyramid_shop"))
+    monkeypatch.setenv("PYTHONPATH", str(EXAMPLES / "pyramid_shop"))
     status, lines, out = check(capsys, "--ini", str(EXAMPLES / "pyramid_shop" / "development.ini"))
     assert status == 0, out
     assert "3 products" in lines["catalog"]
@@ -250,9 +254,13 @@ INI_CASES = [
 
 @pytest.mark.parametrize(("section", "refused"), INI_CASES)
 def test_check_and_loadapp_agree_on_every_ini(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, section: str, refused: str | None
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, section: str, refused: str | None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from paste.deploy import loadapp
+
+    # [app:app] names this module: importable by check's pserve-like child process too.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent))
 
     (tmp_path / "catalog.json").write_text(
         json.dumps({"tee": {"name": "T-shirt", "unit_amount": 2000, "currency": "usd"}}),
@@ -312,3 +320,38 @@ def test_check_reads_a_store_without_changing_it(
     status, lines, out = check(capsys)
     assert status == 0, out
     assert "its tables are ready" in lines["store"], out
+
+
+# --- the marker: shops sharing one test account ----------------------------------------------
+
+
+@pytest.mark.parametrize("domain", ["http://127.0.0.1:8000", "http://localhost:6543",
+                                    "http://[::1]:8000"])
+def test_a_test_key_with_the_default_marker_on_a_loopback_address_warns(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, domain: str
+) -> None:
+    monkeypatch.setenv("WEB_APP_URL", domain)
+    status, lines, out = check(capsys)
+    assert status == 0, out
+    assert lines["marker"].startswith("warn"), out
+    assert "shop_id" in lines["marker"] and "STRIPE_CHECKOUT_SHOP_ID" in lines["marker"]
+
+
+def test_a_shop_id_or_a_public_address_needs_no_marker_warning(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, lines, out = check(capsys)  # https://shop.example.com
+    assert lines["marker"].startswith("ok") and "derived" in lines["marker"], out
+    monkeypatch.setenv("WEB_APP_URL", "http://127.0.0.1:8000")
+    monkeypatch.setenv("STRIPE_CHECKOUT_SHOP_ID", "ann-laptop")
+    status, lines, out = check(capsys)
+    assert status == 0 and lines["marker"].startswith("ok"), out
+    assert "'ann-laptop'" in lines["marker"]
+
+
+def test_a_malformed_shop_id_is_refused_naming_the_option(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRIPE_CHECKOUT_SHOP_ID", "ann laptop")
+    status, _, out = check(capsys)
+    assert status == 1 and "shop_id" in out and "NOT ready" in out

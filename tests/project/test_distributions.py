@@ -16,10 +16,12 @@ Slow (a minute or two): it builds, creates a virtualenv and installs. CI runs it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -152,13 +154,11 @@ def _request(url: str, form: dict[str, str] | None = None) -> tuple[int, Any, by
             return exc.code, exc.headers, exc.read()
 
 
-@pytest.fixture
-def demo(installed: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``python -m stripe_checkout_mw demo --port 0`` from the fresh venv, in an empty folder."""
-    process = subprocess.Popen(
-        [str(installed), "-m", "stripe_checkout_mw", "demo", "--port", "0"],
-        cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+@contextlib.contextmanager
+def _running_demo(argv: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``argv`` (a ``demo`` command) started in ``cwd``, with the banner it printed."""
+    process = subprocess.Popen(argv, cwd=cwd, env=clean_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     lines = _lines(process.stdout)
     banner = ""
@@ -179,10 +179,17 @@ def demo(installed: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str
         process.stderr.close()
 
 
-def test_the_demo_from_the_wheel_sells_with_no_stripe_account(
-    demo: tuple[subprocess.Popen[str], str], tmp_path: Path,
-) -> None:
-    process, banner = demo
+@pytest.fixture
+def demo(installed: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``python -m stripe_checkout_mw demo --port 0`` from the fresh venv, in an empty folder."""
+    with _running_demo([str(installed), "-m", "stripe_checkout_mw", "demo", "--port", "0"],
+                       tmp_path) as running:
+        yield running
+
+
+def _buy_and_stop(process: subprocess.Popen[str], banner: str) -> None:
+    """Buy two T-shirts through the demo of ``banner`` as a customer would, see the order
+    fulfilled, then stop the demo with Ctrl-C."""
     assert "the built-in shop, on the OFFLINE Stripe emulator" in banner
     found = re.search(r"Open (http://127\.0\.0\.1:\d+/)", banner)
     assert found is not None, banner
@@ -213,7 +220,63 @@ def test_the_demo_from_the_wheel_sells_with_no_stripe_account(
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
     assert process.stderr is not None and "Traceback" not in process.stderr.read()
+
+
+def test_the_demo_from_the_wheel_sells_with_no_stripe_account(
+    demo: tuple[subprocess.Popen[str], str], tmp_path: Path,
+) -> None:
+    process, banner = demo
+    _buy_and_stop(process, banner)
     assert list(tmp_path.iterdir()) == []  # the demo's store was a temporary folder
+
+
+# -- the README's first commands, as written ---------------------------------------------------
+
+
+def _readme_command(starts: str) -> str:
+    """The README's one command line that starts with ``starts``."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    [line] = [line for line in text.splitlines() if line.startswith(starts)]
+    return line
+
+
+def _run_as_written(line: str, cwd: Path) -> None:
+    """Run the README's ``line``: all but its last command through the shell, as typed, then
+    the last (the foreground demo) on a free port, and buy through it."""
+    setup, _, last = line.rpartition(" && ")
+    subprocess.run(["sh", "-c", setup], cwd=cwd, env=clean_env(), check=True, timeout=900,
+                   capture_output=True)
+    argv = shlex.split(last)
+    with _running_demo([str(cwd / argv[0]), *argv[1:], "--port", "0"], cwd) as (process,
+                                                                               banner):
+        _buy_and_stop(process, banner)
+
+
+def test_the_readme_starts_from_the_clone_not_the_package_index() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "not on the package index" in text
+    lead = text[:text.index("## Quick start")]
+    assert "git clone https://github.com/stripe-checkout-mw/stripe-checkout-mw" in lead
+    # No shell command installs it by name from the index (prose may say that this fails).
+    commands = [line for line in text.splitlines()
+                if line.startswith(("pip ", "python3 -m venv", ".venv/bin/pip"))]
+    assert commands and not [line for line in commands
+                             if re.search(r"pip install (-q )?'?stripe-checkout-mw\b", line)]
+
+
+def test_the_readmes_demo_command_works_from_a_fresh_clone(tmp_path: Path) -> None:
+    clone = tmp_path / "stripe-checkout-mw"
+    shutil.copytree(ROOT, clone, ignore=_NOT_SOURCE)
+    _run_as_written(_readme_command("python3 -m venv .venv && .venv/bin/pip install -q -e "
+                                    "'.[demo]'"), clone)
+
+
+def test_the_readmes_demo_command_works_from_the_built_wheel(
+    dists: dict[str, Path], tmp_path: Path,
+) -> None:
+    (tmp_path / "dist").mkdir()
+    shutil.copy(dists["wheel"], tmp_path / "dist")
+    _run_as_written(_readme_command("python3 -m venv demo-venv && "), tmp_path)
 
 
 def test_a_framework_demo_without_the_examples_says_where_to_get_them(

@@ -119,7 +119,7 @@ def test_the_commands_get_the_middlewares_settings_from_the_same_ini(
                               fulfill=None)
     command = _settings(args, needs_stripe=True)
     assert command.marker is not None and command.marker == served.marker
-    assert command.marker == mw.checkout.marker
+    assert command.marker.value == mw.checkout.marker
     same = {"price_lookup": served.price_lookup, "validator": served.validator}
     assert replace(command, **same) == replace(served, **same)
 
