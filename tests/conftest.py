@@ -60,6 +60,14 @@ _PG_HOW_TO = (f"start PostgreSQL at {DEFAULT_PG_URL} (user postgres, database te
               f"password), or set {PG_ENV} to another server's URL")
 
 
+@pytest.fixture(autouse=True)
+def _fast_job_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed job is due again after a millisecond or two rather than seconds, so the
+    suites that retry one (by a redelivery, a lookup, a sync) need not sleep; the schedule
+    itself is tested with the real defaults, passed explicitly, in tests/ledger."""
+    monkeypatch.setattr("stripe_checkout_mw.ledger.pipeline.DEFAULT_RETRY_BASE", 0.001)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_from_the_shell() -> Iterator[None]:
     """No test, and no module fixture's subprocess, sees the shop configuration exported

@@ -198,6 +198,9 @@ def test_events_list_and_fulfil_pending_drive_a_failed_fulfilment(
     assert "@example.com" not in events.stdout  # events are not about customers
     failed = json.loads(cli("events", "list", "--failed", "--json").stdout)
     assert [e["session_id"] for e in failed] == [session_id]
+    assert failed[0]["attempts"] >= 1 and failed[0]["retry_at"] is not None
+    shown = cli("events", "list", "--failed")
+    assert "ATTEMPTS" in shown.stdout and "RETRY AT (UTC)" in shown.stdout
     typed = json.loads(cli("events", "list", "--type", "charge.refunded", "--json").stdout)
     assert typed == []
 
@@ -209,7 +212,8 @@ def test_events_list_and_fulfil_pending_drive_a_failed_fulfilment(
     assert "jobs run: 1" in ran.stdout and "failures: 0" in ran.stdout
     assert cli.fulfilled() == {session_id: 1} and ok not in cli.fulfilled()
     again = cli("fulfil-pending", "--fulfill", "shop_hooks:fulfill", "--json")
-    assert json.loads(again.stdout) == {"jobs_run": 0, "busy": 0, "failures": [], "ok": True}
+    assert json.loads(again.stdout) == {"jobs_run": 0, "busy": 0, "failures": [], "ok": True,
+                                        "waiting": []}
     assert json.loads(cli("events", "list", "--failed", "--json").stdout) == []
 
 
