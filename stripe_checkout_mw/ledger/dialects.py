@@ -211,8 +211,16 @@ class SQLiteDialect(Dialect):
 
     Connections are kept (closing the last one checkpoints and deletes the WAL, which costs
     more than the work) at most ``max_idle`` at a time, each lent to one thread at a time and
-    dropped after a fork. Each new connection creates or upgrades the schema, so a file that
-    was deleted and re-created starts with its tables.
+    dropped after a fork. At most ``max_open`` are open at once, lent or idle: SQLite keeps
+    the file of a closed connection open while another connection to the same file exists,
+    so only a cap on the total bounds the process's open files; a caller finding them all
+    lent waits for one (up to ``busy_timeout``). Each new connection creates or upgrades the
+    schema, so a file that was deleted and re-created starts with its tables.
+
+    A full disk heals without a restart: after a write failed with ``SQLITE_FULL``, the next
+    write transactions first checkpoint the WAL into the database and truncate it (``PRAGMA
+    wal_checkpoint(TRUNCATE)``), until one succeeds; the space the WAL held is given back and
+    the writes refused meanwhile (answered 500, so Stripe redelivers) are recorded then.
 
     Before every commit the file the connection has open is compared with the file at the
     path: a deleted, replaced or moved database refuses to commit (an acknowledgement into an
@@ -225,15 +233,22 @@ class SQLiteDialect(Dialect):
     # returns; only the OS or the power failing before the next sync loses it.
     lazy_commit_survives_crash = True
 
-    def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8) -> None:
+    def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8,
+                 max_open: int = 16) -> None:
+        if not 1 <= max_idle <= max_open:
+            raise ValueError("store: SQLite needs 1 <= max_idle <= max_open")
         self.path = os.path.abspath(path)
         self.url = "sqlite:///" + self.path
         self.log_name = self.url
         self.busy_timeout = busy_timeout
         self.max_idle = max_idle
+        self.max_open = max_open
         self._version = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._idle: list[_SQLiteConnection] = []
+        self._open = 0  # connections open now, lent or idle (this process's)
+        # Set by a write that failed with SQLITE_FULL: checkpoint before the next ones.
+        self._disk_was_full = False
         self._pid = os.getpid()
         self._closed = False
         # Writers of this process queue here rather than in SQLite's busy handler, which
@@ -248,6 +263,9 @@ class SQLiteDialect(Dialect):
         try:
             yield conn
         except sqlite3.Error as exc:
+            if (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                    or "disk is full" in str(exc)):
+                self._disk_was_full = True
             self._discard(conn)
             raise self.failed(exc) from exc
         except StoreError:
@@ -262,36 +280,58 @@ class SQLiteDialect(Dialect):
         self._release(conn)
 
     def _acquire(self) -> _SQLiteConnection:
+        deadline = time.monotonic() + self.busy_timeout
         with self._lock:
-            if self._closed:
-                raise StoreError("store: this store has been closed")
-            if self._pid != os.getpid():
-                self._idle, self._pid = [], os.getpid()
-                self._write_lock = threading.Lock()  # a parent's thread may have held it
+            while True:
+                if self._closed:
+                    raise StoreError("store: this store has been closed")
+                if self._pid != os.getpid():
+                    self._idle, self._pid, self._open = [], os.getpid(), 0
+                    self._write_lock = threading.Lock()  # a parent's thread may have held it
+                if self._idle or self._open < self.max_open:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self.failed(StoreError(f"all {self.max_open} connections in use"),
+                                      "getting a connection")
+                self._lock.wait(left)
             idle = self._idle.pop() if self._idle else None
+            if idle is None:
+                self._open += 1  # this slot is the new connection's
         if idle is not None:
             if self._same_file(idle):
                 return idle
             logger.warning("store %s: the database file was replaced or removed; reopening",
                            self.log_name)
-            self._discard(idle)
+            self._discard(idle, keep_slot=True)
         try:
             return self._connect()
-        except sqlite3.Error as exc:
-            raise self.failed(exc, "opening the database") from exc
+        except BaseException as exc:
+            self._free_slot()
+            if isinstance(exc, sqlite3.Error):
+                raise self.failed(exc, "opening the database") from exc
+            raise
 
     def _release(self, conn: _SQLiteConnection) -> None:
         with self._lock:
             if (not self._closed and self._pid == os.getpid()
                     and len(self._idle) < self.max_idle and not conn.raw.in_transaction):
                 self._idle.append(conn)
+                self._lock.notify()
                 return
         self._discard(conn)
 
-    @staticmethod
-    def _discard(conn: _SQLiteConnection) -> None:
+    def _discard(self, conn: _SQLiteConnection, *, keep_slot: bool = False) -> None:
+        """Close a connection; its slot goes back unless the caller reuses it."""
         with contextlib.suppress(sqlite3.Error):
             conn.raw.close()
+        if not keep_slot:
+            self._free_slot()
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            self._open = max(0, self._open - 1)
+            self._lock.notify()
 
     def _connect(self) -> _SQLiteConnection:
         # isolation_level=None: transactions are begun explicitly, as BEGIN IMMEDIATE, so a
@@ -389,6 +429,7 @@ class SQLiteDialect(Dialect):
     def close(self) -> None:
         with self._lock:
             idle, self._idle, self._closed = self._idle, [], True
+            self._lock.notify_all()
         for conn in idle:
             self._discard(conn)
 
@@ -399,6 +440,8 @@ class SQLiteDialect(Dialect):
             raise StoreError(f"store {self.log_name}: no write lock after {self.busy_timeout} s")
         conn.locked = True
         try:
+            if self._disk_was_full:
+                self._give_back_wal(conn)
             if not durable:
                 # In WAL mode NORMAL skips the fsync at commit; a later FULL commit or a
                 # checkpoint makes it durable. Restored at commit or rollback.
@@ -433,6 +476,20 @@ class SQLiteDialect(Dialect):
             pass  # the connection is closed by connection(): it raised
         finally:
             self._unlock(conn)
+
+    def _give_back_wal(self, conn: _SQLiteConnection) -> None:
+        """After a full disk: copy the WAL into the database and truncate it, so the space it
+        held is free for the writes to come. Under the process's write lock; a checkpoint
+        that cannot finish yet (another process reading, the disk still full) is tried again
+        by the next write."""
+        try:
+            busy, _, _ = conn.raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            return  # still full: this write will fail and say so, the next one tries again
+        if not busy:
+            self._disk_was_full = False
+            logger.warning("store %s: the disk had been full; the WAL was checkpointed and "
+                           "truncated, writes go on", self.log_name)
 
     def _unlock(self, conn: _SQLiteConnection) -> None:
         if conn.locked:

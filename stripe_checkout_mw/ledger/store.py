@@ -593,10 +593,13 @@ class SQLiteStore(Ledger):
     :param path: the database file; created with its tables on first use.
     :param busy_timeout: seconds a writer waits for the write lock before failing.
     :param max_idle: connections kept open between calls.
+    :param max_open: connections open at once, lent or idle (a caller beyond it waits).
     """
 
-    def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8) -> None:
-        super().__init__(SQLiteDialect(path, busy_timeout=busy_timeout, max_idle=max_idle))
+    def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8,
+                 max_open: int = 16) -> None:
+        super().__init__(SQLiteDialect(path, busy_timeout=busy_timeout, max_idle=max_idle,
+                                       max_open=max_open))
         self.path = self.dialect.path  # type: ignore[attr-defined]
 
 

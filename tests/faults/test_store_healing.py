@@ -1,0 +1,116 @@
+"""The store heals without help: a SQLite disk that was full, and a bounded connection count.
+
+The full disk is a 4 MiB tmpfs this module mounts itself and fills to the last byte with a
+file it then deletes (skipped where the machine cannot mount one: not root). Nothing here
+touches the machine's PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stripe_checkout_mw.ledger.orders import Order
+from stripe_checkout_mw.ledger.store import SQLiteStore, StoreError
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        for size in (65536, 4096, 512, 1):  # down to the last byte
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * size):
+                    pass
+    finally:
+        os.close(fd)
+
+
+def _order(number: int) -> Order:
+    return Order(session_id=f"cs_test_{number:04d}", status="open",
+                 metadata={"note": "x" * 2000}, items=[])
+
+
+def test_a_disk_that_was_full_heals_on_the_next_writes_and_gives_back_the_wal(
+    small_disk: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = SQLiteStore(str(small_disk / "orders.db"))
+    try:
+        for number in range(100):  # a WAL of about 1.7 MiB (each commit adds whole pages)
+            store.record_open(_order(number))
+        filler = small_disk / "filler"
+        _fill(filler)
+        refused = []
+        for number in range(100, 300):
+            try:
+                store.record_open(_order(number))
+            except StoreError:
+                refused.append(number)
+        assert refused, "the full disk refused nothing"
+        wal = small_disk / "orders.db-wal"
+        wal_when_full = wal.stat().st_size
+        filler.unlink()  # space returns
+        store.record_open(_order(refused[0]))  # the first write after it heals the WAL
+        assert wal.stat().st_size < wal_when_full / 10  # checkpointed and truncated
+        assert "the disk had been full" in caplog.text
+        for number in refused[1:]:  # Stripe's redeliveries of what was refused
+            store.record_open(_order(number))
+        assert all(store.get(f"cs_test_{n:04d}") is not None for n in range(300))
+    finally:
+        store.close()
+
+
+def test_the_sqlite_store_caps_its_open_connections(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "orders.db"), max_idle=2, max_open=3, busy_timeout=5)
+    dialect = store.dialect
+    store.ensure_schema()
+    lent: list[object] = []
+    free = threading.Event()
+    waited: list[float] = []
+
+    def hold() -> None:
+        with dialect.connection() as conn:
+            lent.append(conn)
+            assert free.wait(10)
+
+    holders = [threading.Thread(target=hold) for _ in range(3)]
+    for holder in holders:
+        holder.start()
+    while len(lent) < 3:
+        time.sleep(0.01)
+
+    def fourth() -> None:
+        started = time.monotonic()
+        assert store.get("cs_test_none") is None
+        waited.append(time.monotonic() - started)
+
+    waiter = threading.Thread(target=fourth)
+    waiter.start()
+    time.sleep(0.3)
+    assert waited == [] and dialect._open == 3  # the fourth caller waits for one of three
+    free.set()
+    for thread in [*holders, waiter]:
+        thread.join(10)
+    assert waited and waited[0] >= 0.25
+    assert dialect._open <= 3 and len(dialect._idle) <= 2
+    store.close()
