@@ -37,6 +37,11 @@ __all__ = ["Dialect", "PostgresDialect", "SQLiteDialect", "StoreError", "redact_
 
 logger = logging.getLogger("stripe_checkout_mw")
 
+#: Seconds a PostgreSQL caller waits on the pool before asking the server directly why not.
+POOL_GRACE = 0.25
+#: Seconds a PostgreSQL connection failure is answered from memory, without a new attempt.
+FAILURE_MEMORY = 1.0
+
 # Serialises CREATE TABLE IF NOT EXISTS across hosts starting at once; any constant will do.
 _PG_SCHEMA_LOCK = 0x5C3C_0001
 
@@ -549,6 +554,15 @@ class PostgresDialect(Dialect):
     timeout) is dropped and replaced, so the first request after a restart succeeds. Waiting for a
     connection is bounded by ``connect_timeout``. A non-durable commit is
     ``SET LOCAL synchronous_commit = off``: it does not wait for the WAL flush.
+
+    Fails fast and says why: when the pool has no connection to lend within
+    :data:`POOL_GRACE` seconds, one connection is attempted directly (bounded by
+    ``connect_timeout``, 3 s by default) to learn the cause, which is logged once (until a
+    connection succeeds again) as ``connection refused``, ``timeout``, ``authentication
+    failed``, ``unknown host`` or ``role or database does not exist``; for
+    :data:`FAILURE_MEMORY` seconds after that, callers get the same :class:`StoreError` at
+    once instead of each waiting. With the server down, a request answers 503 in well under
+    a second rather than after the pool's full wait.
     """
 
     param = "%s"
@@ -557,7 +571,7 @@ class PostgresDialect(Dialect):
     # the WAL writer writes it (up to 3 x wal_writer_delay): a server crash loses it.
     lazy_commit_survives_crash = False
 
-    def __init__(self, url: str, *, max_size: int = 8, connect_timeout: int = 10) -> None:
+    def __init__(self, url: str, *, max_size: int = 8, connect_timeout: int = 3) -> None:
         from psycopg.types.json import Jsonb
 
         self._jsonb = Jsonb  # imported here: psycopg is an optional dependency
@@ -577,6 +591,13 @@ class PostgresDialect(Dialect):
         self._transactions: dict[int, _PgTransaction] = {}
         self._pid = os.getpid()
         self._closed = False
+        # The last connection failure: its cause, and until when it is answered from memory.
+        self._cause = ""
+        self._failing_until = 0.0
+        # Until when the server is known to accept connections (the pool is only busy).
+        self._reachable_until = 0.0
+        #: Seconds a caller may wait for a busy pool to lend a connection.
+        self.pool_wait = max(self.connect_timeout, 10.0)
 
     def _get_pool(self) -> psycopg_pool.ConnectionPool[Any]:
         with self._lock:
@@ -596,7 +617,7 @@ class PostgresDialect(Dialect):
                     kwargs["connect_timeout"] = int(self.connect_timeout)
                 self._pool = psycopg_pool.ConnectionPool(
                     self._dsn, kwargs=kwargs, min_size=1, max_size=self.max_size,
-                    open=False, timeout=self.connect_timeout,
+                    open=False, timeout=self.pool_wait,
                     name="stripe-checkout-ledger", num_workers=2,
                 )
                 self._pool.open(wait=False)
@@ -632,18 +653,52 @@ class PostgresDialect(Dialect):
         connection is dead, and the first request would time out going through them.
         """
         import psycopg
+        import psycopg_pool
 
-        deadline = time.monotonic() + self.connect_timeout
+        if time.monotonic() < self._failing_until:
+            raise StoreError(f"store {self.log_name}: cannot connect: {self._cause}")
+        deadline = time.monotonic() + self.pool_wait
+        grace = True
         while True:
+            wait = deadline - time.monotonic()
             try:
                 conn: psycopg.Connection[Any] = pool.getconn(
-                    timeout=max(0.1, deadline - time.monotonic()))
+                    timeout=max(0.05, min(wait, POOL_GRACE) if grace else wait))
+            except psycopg_pool.PoolTimeout as exc:
+                if not grace or wait <= POOL_GRACE:
+                    raise self.failed(exc, "getting a connection") from exc
+                grace = False
+                self._diagnose()  # raises when the server cannot be reached
+                continue  # it can: the pool is only busy, wait for it
             except psycopg.Error as exc:
                 raise self.failed(exc, "getting a connection") from exc
             if _pg_alive(conn):
+                if self._cause:
+                    logger.warning("store %s: connected again", self.log_name)
+                    self._cause = ""
                 return conn
             conn.close()  # the pool drops a closed connection and opens a new one
             pool.putconn(conn)
+
+    def _diagnose(self) -> None:
+        """Connect once, directly, to learn why the pool has nothing to lend; raise
+        :class:`StoreError` naming the cause (logged once) if the server cannot be reached."""
+        import psycopg
+
+        if time.monotonic() < self._reachable_until:
+            return  # asked a moment ago: a busy pool, not a missing server
+        timeout: dict[str, Any] = {} if "connect_timeout" in self._dsn else {
+            "connect_timeout": max(2, int(self.connect_timeout))}
+        try:
+            psycopg.connect(self._dsn, autocommit=True, **timeout).close()
+            self._reachable_until = time.monotonic() + FAILURE_MEMORY
+        except psycopg.Error as exc:
+            cause = _connect_cause(exc)
+            if cause != self._cause:
+                logger.error("store %s: cannot connect: %s", self.log_name, cause)
+                self._cause = cause
+            self._failing_until = time.monotonic() + FAILURE_MEMORY
+            raise StoreError(f"store {self.log_name}: cannot connect: {cause}") from None
 
     def create_schema(self, version: int) -> None:
         with self.connection() as conn, conn.transaction():
@@ -771,6 +826,29 @@ class PostgresDialect(Dialect):
             return None if row is None else int(row[0])
 
         return inserted
+
+
+def _connect_cause(exc: BaseException) -> str:
+    """Why a connection attempt failed, in the few words an operator acts on; from libpq's
+    message, whose other parts (host names, user names) are not repeated."""
+    text = str(exc).lower()
+    for needle, cause in (
+        ("refused", "connection refused"),
+        ("timeout", "timeout"),
+        ("timed out", "timeout"),
+        ("authentication failed", "authentication failed"),
+        ("no pg_hba.conf entry", "authentication failed"),
+        ("password", "authentication failed"),
+        ("translate host name", "unknown host"),
+        ("name or service not known", "unknown host"),
+        ("does not exist", "role or database does not exist"),
+        ("too many", "too many connections"),
+        ("shutting down", "server shutting down"),
+        ("starting up", "server starting up"),
+    ):
+        if needle in text:
+            return cause
+    return type(exc).__name__
 
 
 def _pg_alive(conn: psycopg.Connection[Any]) -> bool:

@@ -608,10 +608,10 @@ class PostgresStore(Ledger):
 
     :param url: a libpq URL (``postgresql://user:password@host:5432/dbname?options=...``).
     :param max_size: most connections open at once (a ``psycopg_pool`` pool).
-    :param connect_timeout: seconds to wait for a connection, unless the URL says.
+    :param connect_timeout: seconds a connection attempt may take, unless the URL says.
     """
 
-    def __init__(self, url: str, *, max_size: int = 8, connect_timeout: int = 10) -> None:
+    def __init__(self, url: str, *, max_size: int = 8, connect_timeout: int = 3) -> None:
         super().__init__(PostgresDialect(url, max_size=max_size,
                                          connect_timeout=connect_timeout))
 

@@ -1,4 +1,6 @@
-"""The store heals without help: a SQLite disk that was full, and a bounded connection count.
+"""The store heals without help and fails fast: a SQLite disk that was full, a bounded
+SQLite connection count, and a PostgreSQL server that refuses or never answers (a free port
+with nothing listening, and a socket this module listens on and never answers from).
 
 The full disk is a 4 MiB tmpfs this module mounts itself and fills to the last byte with a
 file it then deletes (skipped where the machine cannot mount one: not root). Nothing here
@@ -8,17 +10,20 @@ touches the machine's PostgreSQL.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stripe_checkout_mw.ledger.orders import Order
-from stripe_checkout_mw.ledger.store import SQLiteStore, StoreError
+from stripe_checkout_mw.ledger.store import SQLiteStore, StoreError, open_store
 
 
 @pytest.fixture
@@ -114,3 +119,75 @@ def test_the_sqlite_store_caps_its_open_connections(tmp_path: Path) -> None:
     assert waited and waited[0] >= 0.25
     assert dialect._open <= 3 and len(dialect._idle) <= 2
     store.close()
+
+
+# --- PostgreSQL that cannot be reached: fail fast, say why once ------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word (a black-holed server)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def _failures(store: Any, count: int) -> tuple[list[str], float]:
+    messages = []
+    started = time.monotonic()
+    for _ in range(count):
+        with pytest.raises(StoreError) as caught:
+            store.get("cs_test_x")
+        messages.append(str(caught.value))
+    return messages, time.monotonic() - started
+
+
+@pytest.mark.skipif(importlib.util.find_spec("psycopg_pool") is None, reason="needs psycopg")
+def test_postgres_refusing_connections_fails_fast_and_names_the_cause_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = open_store(f"postgresql://shop@127.0.0.1:{_free_port()}/shop")
+    try:
+        messages, seconds = _failures(store, 5)
+        assert seconds < 2.0  # was ~11 s for the first one
+        assert all(m.endswith("cannot connect: connection refused") for m in messages)
+        named = [r for r in caplog.records if "cannot connect" in r.getMessage()]
+        assert len(named) == 1 and named[0].getMessage().endswith("connection refused")
+    finally:
+        store.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("psycopg_pool") is None, reason="needs psycopg")
+def test_postgres_that_never_answers_times_out_in_seconds_and_says_so(silent_server: int) -> None:
+    store = open_store(f"postgresql://shop@127.0.0.1:{silent_server}/shop")
+    try:
+        messages, seconds = _failures(store, 3)
+        assert seconds < 6.0  # connect_timeout (3 s), then answered from memory
+        assert all(m.endswith("cannot connect: timeout") for m in messages)
+    finally:
+        store.close()
