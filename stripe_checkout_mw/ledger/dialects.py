@@ -622,6 +622,7 @@ class PostgresDialect(Dialect):
                 )
                 self._pool.open(wait=False)
                 self._pid = os.getpid()
+                _quiet_pool_log()
             return self._pool
 
     @contextlib.contextmanager
@@ -716,8 +717,13 @@ class PostgresDialect(Dialect):
         timeout: dict[str, Any] = {} if "connect_timeout" in self._dsn else {
             "connect_timeout": int(self.connect_timeout)}
         try:
+            opened = psycopg.connect(self._dsn, **timeout)
+        except psycopg.Error as exc:
+            raise StoreError(f"store {self.log_name}: cannot connect: {_connect_cause(exc)}") \
+                from None
+        try:
             # A connection of its own, read-only, so that asking never creates anything.
-            with psycopg.connect(self._dsn, **timeout) as conn:
+            with opened as conn:
                 conn.read_only = True
                 table = conn.execute("SELECT to_regclass('stripe_checkout_meta')").fetchone()
                 row = None
@@ -826,6 +832,23 @@ class PostgresDialect(Dialect):
             return None if row is None else int(row[0])
 
         return inserted
+
+
+class _OwnPoolFailures(logging.Filter):
+    """Drops the pool's own warning per failed connection attempt of the ledger's pool: the
+    ledger logs the cause once itself (see :class:`PostgresDialect`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "'stripe-checkout-ledger'" not in str(record.msg) + str(record.args)
+
+
+_POOL_FILTER = _OwnPoolFailures()
+
+
+def _quiet_pool_log() -> None:
+    pool_logger = logging.getLogger("psycopg.pool")
+    if _POOL_FILTER not in pool_logger.filters:
+        pool_logger.addFilter(_POOL_FILTER)
 
 
 def _connect_cause(exc: BaseException) -> str:

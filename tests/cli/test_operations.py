@@ -4,8 +4,10 @@ orders that really went through Stripe and for ``sync``."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -316,3 +318,27 @@ def test_every_command_on_a_store_that_does_not_exist_yet(
     listed = cli("orders", "list", "--json", "--store", url, store=False)
     assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
     assert "no ledger" not in listed.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("psycopg_pool") is None, reason="needs psycopg")
+def test_an_unreachable_store_stops_each_command_at_once_with_its_cause(
+    emu: StripeEmulator, hooks: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # a port with nothing listening on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = Cli(emu, f"postgresql://shop@127.0.0.1:{port}/shop", hooks, tmp_path)
+    listed = down("orders", "list")
+    assert listed.returncode == 1 and "refused" in listed.stderr.lower()
+    assert len(listed.stderr.strip().splitlines()) == 1
+    started = time.monotonic()
+    synced = down("sync", "--since", "1d", "--no-fulfill")
+    elapsed = time.monotonic() - started
+    # One line naming the cause, nothing tried after it (it was 9 StoreErrors in 91 s).
+    assert synced.returncode == 1 and synced.stdout == ""
+    cause = f"store postgresql://127.0.0.1:{port}/shop: cannot connect: connection refused"
+    lines = synced.stderr.strip().splitlines()
+    # At most the store's own log line, then the command's verdict; no pool retries.
+    assert lines[-1] == f"sync: the ledger cannot be read: {cause}"
+    assert len(lines) <= 2 and all(line.endswith(cause) for line in lines)
+    assert elapsed < 30

@@ -191,3 +191,27 @@ def test_postgres_that_never_answers_times_out_in_seconds_and_says_so(silent_ser
         assert all(m.endswith("cannot connect: timeout") for m in messages)
     finally:
         store.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("psycopg_pool") is None, reason="needs psycopg")
+def test_a_sync_stops_at_the_first_store_error_and_names_its_cause(
+    stripe_emulator: Any,
+) -> None:
+    from stripe_checkout_mw import Catalog, CheckoutMiddleware
+
+    mw = CheckoutMiddleware(
+        lambda environ, start_response: [], secret_key=stripe_emulator.secret_key,
+        stripe_api_base=stripe_emulator.api_base, domain_url="http://127.0.0.1",
+        price_lookup=Catalog({"tee": {"name": "T", "unit_amount": 100, "currency": "usd"}}),
+        store=f"postgresql://shop@127.0.0.1:{_free_port()}/shop")
+    try:
+        started = time.monotonic()
+        report = mw.sync()
+        assert time.monotonic() - started < 5.0
+    finally:
+        mw.shop.close()
+    # Listing Stripe's events needs no store; the first step that does fails, and the rest
+    # (settling open orders) is not tried.
+    assert len(report.failures) == 1, report.failures
+    assert report.failures[0].startswith("running due jobs: store postgresql://")
+    assert report.failures[0].endswith("cannot connect: connection refused; stopped here")
