@@ -86,6 +86,8 @@ DEFAULT_RETENTION_DAYS = 30.0
 DEFAULT_RETRY_BASE = 2.0
 #: The longest wait between two attempts of a failed job (Stripe redelivers for 3 days).
 DEFAULT_RETRY_CAP = 900.0
+#: Seconds the heartbeat thread waits for a job to run before it ends.
+HEARTBEAT_IDLE = 60.0
 #: Rows deleted per pruning transaction; small, so it never holds the write lock for long.
 PRUNE_BATCH = 200
 #: Seconds between pruning attempts when the last one found nothing more to delete.
@@ -346,8 +348,9 @@ class _Heartbeat:
     """Extends the leases of the jobs running in this process, every ``lease / 3`` seconds.
 
     One daemon thread per pipeline, started by the first job that runs (and again in a
-    forked child); it sleeps while nothing runs. A job that finishes within ``lease / 3``
-    is never written for.
+    forked child); it ends after :data:`HEARTBEAT_IDLE` seconds without a running job and
+    the next job starts it again. A job that finishes within ``lease / 3`` is never
+    written for.
     """
 
     def __init__(self, store: Ledger, lease: float) -> None:
@@ -386,8 +389,12 @@ class _Heartbeat:
                 now = time.monotonic()
                 due = [(token, job) for token, (job, at) in self._running.items() if at <= now]
                 if not due:
-                    next_at = min((at for _, at in self._running.values()), default=None)
-                    self._cond.wait(None if next_at is None else next_at - now)
+                    if not self._running:
+                        if not self._cond.wait(HEARTBEAT_IDLE) and not self._running:
+                            self._thread = None  # the next job starts another
+                            return
+                        continue
+                    self._cond.wait(min(at for _, at in self._running.values()) - now)
                     continue
                 for token, job in due:
                     self._running[token] = (job, now + self.interval)

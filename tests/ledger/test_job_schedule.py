@@ -152,3 +152,24 @@ def test_a_job_slower_than_its_lease_keeps_it_and_never_runs_twice_at_once(
     worker.join(10)
     assert runs == [1] and overlaps[0] == 1 and held > 10
     assert store.pending_jobs("s") == []
+
+
+def test_the_heartbeat_thread_ends_when_idle_and_comes_back_with_the_next_job(
+    store: OrderStore, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("stripe_checkout_mw.ledger.pipeline.HEARTBEAT_IDLE", 0.1)
+
+    class Quick(JobKind):
+        kind = "note"
+
+        def run(self, job: Job, known: Mapping[str, Any]) -> None:
+            pass
+
+    pipeline = Pipeline(store, [Quick()])
+    for number in (1, 2):
+        pipeline.process(lambda tx, n=number: Applied([NewJob("note", f"k{n}", "s")]),
+                         subject="s", event=EventClaim(f"evt_{number}", "x"))
+        thread = pipeline._heartbeat._thread
+        assert thread is not None
+        thread.join(5)
+        assert not thread.is_alive() and pipeline._heartbeat._thread is None
