@@ -86,8 +86,9 @@ DEFAULT_RETENTION_DAYS = 30.0
 DEFAULT_RETRY_BASE = 2.0
 #: The longest wait between two attempts of a failed job (Stripe redelivers for 3 days).
 DEFAULT_RETRY_CAP = 900.0
-#: Seconds the heartbeat thread waits for a job to run before it ends.
-HEARTBEAT_IDLE = 60.0
+#: Seconds the heartbeat thread waits for a job to run before it ends: short, so that a
+#: shop that is closed leaves no thread behind for long; starting one again costs no I/O.
+HEARTBEAT_IDLE = 2.0
 #: Rows deleted per pruning transaction; small, so it never holds the write lock for long.
 PRUNE_BATCH = 200
 #: Seconds between pruning attempts when the last one found nothing more to delete.
@@ -348,7 +349,7 @@ class _Heartbeat:
     """Extends the leases of the jobs running in this process, every ``lease / 3`` seconds.
 
     One daemon thread per pipeline, started by the first job that runs (and again in a
-    forked child); it ends after :data:`HEARTBEAT_IDLE` seconds without a running job and
+    forked child); it ends :data:`HEARTBEAT_IDLE` seconds after the last job finished and
     the next job starts it again. A job that finishes within ``lease / 3`` is never
     written for.
     """
@@ -382,6 +383,7 @@ class _Heartbeat:
         finally:
             with self._cond:
                 del self._running[token]
+                self._cond.notify()  # its next beat is off: the idle clock starts now
 
     def _beat(self) -> None:
         while True:
