@@ -21,6 +21,11 @@ e. Stripe hanging (every call waits 120 s; the client times out after 10 s, 3 at
 f. One signed-in user posting to the billing portal 300 times, one after another. Counted:
    the emulator's portal creates. Goal: within the user's budget (burst 3 + 3 a minute);
    before the fix, 300 (one create per POST, ~83/s).
+g. ``fulfill`` failing (it raises on every call): one paid order, then 200 anonymous status
+   GETs for it from 8 client threads, as fast as they are answered. Counted: ``fulfill``
+   calls from the first (the webhook's) to the last GET. Goal: no more than the backoff
+   schedule allows in that time (base 2 s doubled per failure, each step at least half its
+   nominal delay); before the fix, 200 GETs -> 200 calls in 0.67 s.
 
     python -m benchmarks --only 7
 """
@@ -59,6 +64,19 @@ def signed_in(environ: dict[str, Any]) -> str | None:
     return user
 
 
+def _failing_fulfill(tmpdir: str) -> Any:
+    """A ``fulfill`` that notes the time of each call in ``tmpdir/fulfil-calls`` and raises."""
+    path = os.path.join(tmpdir, "fulfil-calls")
+    lock = threading.Lock()
+
+    def fulfill(order: Any) -> None:
+        with lock, open(path, "a") as calls:
+            calls.write(f"{time.time()} {order.fulfilment_attempt}\n")
+        raise RuntimeError("warehouse down")
+
+    return fulfill
+
+
 def _serve(argv: list[str]) -> int:
     """``python -m benchmarks.resilience --threads N --ceiling M --api-base ...``"""
     parser = argparse.ArgumentParser()
@@ -68,6 +86,7 @@ def _serve(argv: list[str]) -> int:
     parser.add_argument("--secret-key", required=True)
     parser.add_argument("--webhook-secret", required=True)
     parser.add_argument("--tmpdir", required=True)
+    parser.add_argument("--failing-fulfill", action="store_true")
     args = parser.parse_args(argv)
 
     import waitress.server  # type: ignore[import-untyped]
@@ -85,6 +104,7 @@ def _serve(argv: list[str]) -> int:
                                       "currency": "usd"}}),
         webhook_secret=args.webhook_secret, store=f"sqlite:///{args.tmpdir}/orders.db",
         customer_ref=signed_in, max_concurrent_stripe_calls=args.ceiling,
+        **({"fulfill": _failing_fulfill(args.tmpdir)} if args.failing_fulfill else {}),
     )
     server = waitress.server.create_server(app, host="127.0.0.1", port=0,
                                            threads=args.threads, ident="benchmarks")
@@ -102,11 +122,12 @@ def _serve(argv: list[str]) -> int:
 
 
 @contextlib.contextmanager
-def _server(emu: Any, tmpdir: str, threads: int, ceiling: int) -> Iterator[int]:
+def _server(emu: Any, tmpdir: str, threads: int, ceiling: int,
+            *extra: str) -> Iterator[int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.resilience", "--threads", str(threads),
          "--ceiling", str(ceiling), "--api-base", emu.api_base, "--secret-key",
-         emu.secret_key, "--webhook-secret", emu.webhook_secret, "--tmpdir", tmpdir],
+         emu.secret_key, "--webhook-secret", emu.webhook_secret, "--tmpdir", tmpdir, *extra],
         cwd=_REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -375,6 +396,55 @@ def _portal_budget(sizes: Sizes, tmpdir: str, emu: Any) -> list[Row]:
         data={"posts": posts, "creates": creates, "seconds": elapsed})]
 
 
+# -- g. fulfill failing, strangers polling the status path -----------------------------------
+
+
+def _failing_fulfil(sizes: Sizes, tmpdir: str, emu: Any) -> list[Row]:
+    from stripe_checkout_mw.ledger.pipeline import DEFAULT_RETRY_BASE
+
+    gets = 200
+    with _server(emu, tmpdir, 8, 6, "--failing-fulfill") as port:
+        session_id = _customer(port, emu, "ann")  # paid: the webhook's fulfill fails
+        statuses: list[int] = []
+        lock = threading.Lock()
+        sent = iter(range(gets))
+
+        def stranger(index: int) -> None:
+            client = _Client(port)
+            try:
+                while True:
+                    with lock:
+                        if next(sent, None) is None:
+                            return
+                    status, _, _ = client.send(
+                        "GET", f"/checkout-session?session_id={session_id}")
+                    with lock:
+                        statuses.append(status)
+            finally:
+                client.close()
+
+        started = time.perf_counter()
+        _in_threads(8, stranger)
+        elapsed = time.perf_counter() - started
+        with open(os.path.join(tmpdir, "fulfil-calls")) as noted:
+            calls = [float(line.split()[0]) for line in noted]
+    window = time.time() - calls[0] if calls else 0.0
+    # The most calls the schedule allows in the window: the first, then one per step, each
+    # step at least half of base * 2 ** (attempt - 1).
+    bound, waited = 1, 0.0
+    while waited + 0.5 * DEFAULT_RETRY_BASE * 2 ** (bound - 1) <= window:
+        waited += 0.5 * DEFAULT_RETRY_BASE * 2 ** (bound - 1)
+        bound += 1
+    counts = ", ".join(f"{statuses.count(code)} x {code}" for code in sorted(set(statuses)))
+    return [Row(
+        "7", f"fulfill failing, {gets} anonymous status GETs: fulfill calls", str(len(calls)),
+        "", f"<= {bound} (backoff base {DEFAULT_RETRY_BASE:g} s over {window:.2f} s)",
+        judge(len(calls) <= bound),
+        note=f"{gets} GETs in {elapsed:.2f} s: {counts} (503 + Retry-After: still being "
+             "processed); Stripe's redeliveries count too",
+        data={"gets": gets, "calls": len(calls), "seconds": elapsed, "window": window})]
+
+
 def resilience(sizes: Sizes, tmpdir: str) -> list[Row]:
     """Section 7's guard rows (see the module docstring)."""
     from stripe_checkout_mw.testing import StripeEmulator
@@ -384,6 +454,7 @@ def resilience(sizes: Sizes, tmpdir: str) -> list[Row]:
         ("hang4", lambda s, d, e: _hanging(s, d, e, 4, 3)),
         ("hang8", lambda s, d, e: _hanging(s, d, e, 8, 6)),
         ("portal", _portal_budget),
+        ("fulfil", _failing_fulfil),
     ]
     rows: list[Row] = []
     for name, part in parts:

@@ -60,6 +60,15 @@ _PG_HOW_TO = (f"start PostgreSQL at {DEFAULT_PG_URL} (user postgres, database te
               f"password), or set {PG_ENV} to another server's URL")
 
 
+@pytest.fixture(autouse=True)
+def _fast_job_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed job is due again after a microsecond rather than seconds, so the suites that
+    retry one at once (by a redelivery, a lookup, a sync) keep doing so; the schedule itself
+    is tested with real delays, passed explicitly (tests/ledger/test_job_schedule.py,
+    tests/news/test_webhooks.py, tests/news/test_sync.py)."""
+    monkeypatch.setattr("stripe_checkout_mw.ledger.pipeline.DEFAULT_RETRY_BASE", 1e-6)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_from_the_shell() -> Iterator[None]:
     """No test, and no module fixture's subprocess, sees the shop configuration exported

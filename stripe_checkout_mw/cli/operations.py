@@ -276,8 +276,9 @@ def _orders_show(args: argparse.Namespace, out: Any) -> int:
                     for e in events],
         "refunds": [{"id": k, **v} for k, v in refunds.items()],
         "disputes": [{"id": k, **v} for k, v in disputes.items()],
-        "jobs": [{"kind": j[0], "key": j[1], "attempts": int(j[2]),
-                  "state": _job_state(j[3], j[4]), "done_at": _iso(j[4])} for j in jobs],
+        "jobs": [{"kind": j.kind, "key": j.key, "attempts": j.attempt,
+                  "state": _job_state(j.lease_until, j.done_at, j.retry_at),
+                  "done_at": _iso(j.done_at), "retry_at": _iso(j.retry_at)} for j in jobs],
     }
     if args.json:
         _json(out, shown)
@@ -305,8 +306,10 @@ def _orders_show(args: argparse.Namespace, out: Any) -> int:
         ("Disputes", ("ID", "AMOUNT", "STATUS", "REASON"), [
             (k, _money(v.get("amount"), order.currency), v.get("status"), v.get("reason"))
             for k, v in disputes.items()]),
-        ("Jobs (fulfilment and hooks)", ("KIND", "ATTEMPTS", "STATE", "DONE (UTC)"), [
-            (j[0], j[2], _job_state(j[3], j[4]), _when(j[4])) for j in jobs]),
+        ("Jobs (fulfilment and hooks)", ("KIND", "ATTEMPTS", "STATE", "DONE (UTC)",
+                                         "RETRY AT (UTC)"), [
+            (j.kind, j.attempt, _job_state(j.lease_until, j.done_at, j.retry_at),
+             _when(j.done_at), "" if j.done_at else _when(j.retry_at)) for j in jobs]),
     ]
     for title, header, rows in sections:
         print(f"\n{title}:", file=out)
@@ -317,10 +320,15 @@ def _orders_show(args: argparse.Namespace, out: Any) -> int:
     return 0
 
 
-def _job_state(lease_until: float, done_at: float | None) -> str:
+def _job_state(lease_until: float, done_at: float | None, retry_at: float = 0.0) -> str:
+    """``done``, ``running`` (leased), ``waiting`` (failed; due again at its retry time) or
+    ``pending`` (due now)."""
     if done_at is not None:
         return "done"
-    return "running" if float(lease_until) > time.time() else "pending"
+    now = time.time()
+    if float(lease_until) > now:
+        return "running"
+    return "waiting" if float(retry_at) > now else "pending"
 
 
 # -- events ----------------------------------------------------------------------------------
@@ -343,11 +351,21 @@ def _events_list(args: argparse.Namespace, out: Any) -> int:
     finally:
         shop.close()
     if args.json:
-        _json(out, [{"event_id": r[0], "type": r[1], "session_id": r[2],
-                     "processed_at": _iso(r[3])} for r in rows])
+        _json(out, [{"event_id": r.event_id, "type": r.event_type, "session_id": r.session_id,
+                     "processed_at": _iso(r.processed_at),
+                     **({"attempts": r.attempt, "retry_at": _iso(r.retry_at)}
+                        if args.failed else {})} for r in rows])
         return 0
-    _table(out, ("PROCESSED (UTC)", "EVENT", "TYPE", "SESSION"),
-           [(_when(r[3]), r[0], r[1], r[2] or "") for r in rows])
+    if args.failed:
+        # The failing job's attempts so far and when it is due again (empty: due now).
+        _table(out, ("PROCESSED (UTC)", "EVENT", "TYPE", "SESSION", "ATTEMPTS",
+                     "RETRY AT (UTC)"),
+               [(_when(r.processed_at), r.event_id, r.event_type, r.session_id or "",
+                 r.attempt, _when(r.retry_at) if r.retry_at > time.time() else "now")
+                for r in rows])
+    else:
+        _table(out, ("PROCESSED (UTC)", "EVENT", "TYPE", "SESSION"),
+               [(_when(r[3]), r[0], r[1], r[2] or "") for r in rows])
     print(f"{len(rows)} event(s)" + (" with a job still failing" if args.failed else ""),
           file=out)
     return 0
@@ -376,6 +394,7 @@ def _reconciling_shop(args: argparse.Namespace, *, needs_stripe: bool) -> Shop:
 
 
 def _fulfil_pending(args: argparse.Namespace, out: Any) -> int:
+    from ..ledger.reports import LedgerReports
     from ..news.reconcile import SyncReport
 
     shop = _reconciling_shop(args, needs_stripe=False)
@@ -383,11 +402,16 @@ def _fulfil_pending(args: argparse.Namespace, out: Any) -> int:
     try:
         assert shop.reconciler is not None  # the shop has a ledger
         shop.reconciler.run_due_jobs(report)
+        # Failed jobs run on their schedule, not on demand: show what waits, and until when.
+        waiting = LedgerReports(_ledger_of(shop)).waiting_jobs(time.time(), _WAITING_SHOWN)
     finally:
         shop.close()
     if args.json:
         _json(out, {"jobs_run": report.jobs_run, "busy": report.busy,
-                    "failures": report.failures, "ok": report.ok})
+                    "failures": report.failures, "ok": report.ok,
+                    "waiting": [{"kind": w.kind, "key": w.key, "subject": w.subject,
+                                 "attempts": w.attempt, "retry_at": _iso(w.retry_at)}
+                                for w in waiting]})
     else:
         print(f"jobs run: {report.jobs_run}", file=out)
         if report.busy:
@@ -396,7 +420,17 @@ def _fulfil_pending(args: argparse.Namespace, out: Any) -> int:
         print(f"failures: {len(report.failures)}", file=out)
         for failure in report.failures:
             print(f"  {failure}", file=out)
+        print(f"waiting for their retry time: {len(waiting)}"
+              + (f" (at most {_WAITING_SHOWN} shown)" if len(waiting) >= _WAITING_SHOWN else ""),
+              file=out)
+        if waiting:
+            _table(out, ("KIND", "SUBJECT", "ATTEMPTS", "RETRY AT (UTC)"),
+                   [(w.kind, w.subject, w.attempt, _when(w.retry_at)) for w in waiting])
     return 0 if report.ok else 1
+
+
+#: Jobs waiting for their retry time that ``fulfil-pending`` lists.
+_WAITING_SHOWN = 50
 
 
 def _sync(args: argparse.Namespace, out: Any) -> int:

@@ -37,6 +37,11 @@ __all__ = ["Dialect", "PostgresDialect", "SQLiteDialect", "StoreError", "redact_
 
 logger = logging.getLogger("stripe_checkout_mw")
 
+#: Seconds a PostgreSQL caller waits on the pool before asking the server directly why not.
+POOL_GRACE = 0.25
+#: Seconds a PostgreSQL connection failure is answered from memory, without a new attempt.
+FAILURE_MEMORY = 1.0
+
 # Serialises CREATE TABLE IF NOT EXISTS across hosts starting at once; any constant will do.
 _PG_SCHEMA_LOCK = 0x5C3C_0001
 
@@ -211,8 +216,16 @@ class SQLiteDialect(Dialect):
 
     Connections are kept (closing the last one checkpoints and deletes the WAL, which costs
     more than the work) at most ``max_idle`` at a time, each lent to one thread at a time and
-    dropped after a fork. Each new connection creates or upgrades the schema, so a file that
-    was deleted and re-created starts with its tables.
+    dropped after a fork. At most ``max_open`` are open at once, lent or idle: SQLite keeps
+    the file of a closed connection open while another connection to the same file exists,
+    so only a cap on the total bounds the process's open files; a caller finding them all
+    lent waits for one (up to ``busy_timeout``). Each new connection creates or upgrades the
+    schema, so a file that was deleted and re-created starts with its tables.
+
+    A full disk heals without a restart: after a write failed with ``SQLITE_FULL``, the next
+    write transactions first checkpoint the WAL into the database and truncate it (``PRAGMA
+    wal_checkpoint(TRUNCATE)``), until one succeeds; the space the WAL held is given back and
+    the writes refused meanwhile (answered 500, so Stripe redelivers) are recorded then.
 
     Before every commit the file the connection has open is compared with the file at the
     path: a deleted, replaced or moved database refuses to commit (an acknowledgement into an
@@ -225,15 +238,22 @@ class SQLiteDialect(Dialect):
     # returns; only the OS or the power failing before the next sync loses it.
     lazy_commit_survives_crash = True
 
-    def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8) -> None:
+    def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8,
+                 max_open: int = 16) -> None:
+        if not 1 <= max_idle <= max_open:
+            raise ValueError("store: SQLite needs 1 <= max_idle <= max_open")
         self.path = os.path.abspath(path)
         self.url = "sqlite:///" + self.path
         self.log_name = self.url
         self.busy_timeout = busy_timeout
         self.max_idle = max_idle
+        self.max_open = max_open
         self._version = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._idle: list[_SQLiteConnection] = []
+        self._open = 0  # connections open now, lent or idle (this process's)
+        # Set by a write that failed with SQLITE_FULL: checkpoint before the next ones.
+        self._disk_was_full = False
         self._pid = os.getpid()
         self._closed = False
         # Writers of this process queue here rather than in SQLite's busy handler, which
@@ -248,6 +268,9 @@ class SQLiteDialect(Dialect):
         try:
             yield conn
         except sqlite3.Error as exc:
+            if (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                    or "disk is full" in str(exc)):
+                self._disk_was_full = True
             self._discard(conn)
             raise self.failed(exc) from exc
         except StoreError:
@@ -262,36 +285,58 @@ class SQLiteDialect(Dialect):
         self._release(conn)
 
     def _acquire(self) -> _SQLiteConnection:
+        deadline = time.monotonic() + self.busy_timeout
         with self._lock:
-            if self._closed:
-                raise StoreError("store: this store has been closed")
-            if self._pid != os.getpid():
-                self._idle, self._pid = [], os.getpid()
-                self._write_lock = threading.Lock()  # a parent's thread may have held it
+            while True:
+                if self._closed:
+                    raise StoreError("store: this store has been closed")
+                if self._pid != os.getpid():
+                    self._idle, self._pid, self._open = [], os.getpid(), 0
+                    self._write_lock = threading.Lock()  # a parent's thread may have held it
+                if self._idle or self._open < self.max_open:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self.failed(StoreError(f"all {self.max_open} connections in use"),
+                                      "getting a connection")
+                self._lock.wait(left)
             idle = self._idle.pop() if self._idle else None
+            if idle is None:
+                self._open += 1  # this slot is the new connection's
         if idle is not None:
             if self._same_file(idle):
                 return idle
             logger.warning("store %s: the database file was replaced or removed; reopening",
                            self.log_name)
-            self._discard(idle)
+            self._discard(idle, keep_slot=True)
         try:
             return self._connect()
-        except sqlite3.Error as exc:
-            raise self.failed(exc, "opening the database") from exc
+        except BaseException as exc:
+            self._free_slot()
+            if isinstance(exc, sqlite3.Error):
+                raise self.failed(exc, "opening the database") from exc
+            raise
 
     def _release(self, conn: _SQLiteConnection) -> None:
         with self._lock:
             if (not self._closed and self._pid == os.getpid()
                     and len(self._idle) < self.max_idle and not conn.raw.in_transaction):
                 self._idle.append(conn)
+                self._lock.notify()
                 return
         self._discard(conn)
 
-    @staticmethod
-    def _discard(conn: _SQLiteConnection) -> None:
+    def _discard(self, conn: _SQLiteConnection, *, keep_slot: bool = False) -> None:
+        """Close a connection; its slot goes back unless the caller reuses it."""
         with contextlib.suppress(sqlite3.Error):
             conn.raw.close()
+        if not keep_slot:
+            self._free_slot()
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            self._open = max(0, self._open - 1)
+            self._lock.notify()
 
     def _connect(self) -> _SQLiteConnection:
         # isolation_level=None: transactions are begun explicitly, as BEGIN IMMEDIATE, so a
@@ -389,6 +434,7 @@ class SQLiteDialect(Dialect):
     def close(self) -> None:
         with self._lock:
             idle, self._idle, self._closed = self._idle, [], True
+            self._lock.notify_all()
         for conn in idle:
             self._discard(conn)
 
@@ -399,6 +445,8 @@ class SQLiteDialect(Dialect):
             raise StoreError(f"store {self.log_name}: no write lock after {self.busy_timeout} s")
         conn.locked = True
         try:
+            if self._disk_was_full:
+                self._give_back_wal(conn)
             if not durable:
                 # In WAL mode NORMAL skips the fsync at commit; a later FULL commit or a
                 # checkpoint makes it durable. Restored at commit or rollback.
@@ -433,6 +481,20 @@ class SQLiteDialect(Dialect):
             pass  # the connection is closed by connection(): it raised
         finally:
             self._unlock(conn)
+
+    def _give_back_wal(self, conn: _SQLiteConnection) -> None:
+        """After a full disk: copy the WAL into the database and truncate it, so the space it
+        held is free for the writes to come. Under the process's write lock; a checkpoint
+        that cannot finish yet (another process reading, the disk still full) is tried again
+        by the next write."""
+        try:
+            busy, _, _ = conn.raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            return  # still full: this write will fail and say so, the next one tries again
+        if not busy:
+            self._disk_was_full = False
+            logger.warning("store %s: the disk had been full; the WAL was checkpointed and "
+                           "truncated, writes go on", self.log_name)
 
     def _unlock(self, conn: _SQLiteConnection) -> None:
         if conn.locked:
@@ -492,6 +554,15 @@ class PostgresDialect(Dialect):
     timeout) is dropped and replaced, so the first request after a restart succeeds. Waiting for a
     connection is bounded by ``connect_timeout``. A non-durable commit is
     ``SET LOCAL synchronous_commit = off``: it does not wait for the WAL flush.
+
+    Fails fast and says why: when the pool has no connection to lend within
+    :data:`POOL_GRACE` seconds, one connection is attempted directly (bounded by
+    ``connect_timeout``, 3 s by default) to learn the cause, which is logged once (until a
+    connection succeeds again) as ``connection refused``, ``timeout``, ``authentication
+    failed``, ``unknown host`` or ``role or database does not exist``; for
+    :data:`FAILURE_MEMORY` seconds after that, callers get the same :class:`StoreError` at
+    once instead of each waiting. With the server down, a request answers 503 in well under
+    a second rather than after the pool's full wait.
     """
 
     param = "%s"
@@ -500,7 +571,7 @@ class PostgresDialect(Dialect):
     # the WAL writer writes it (up to 3 x wal_writer_delay): a server crash loses it.
     lazy_commit_survives_crash = False
 
-    def __init__(self, url: str, *, max_size: int = 8, connect_timeout: int = 10) -> None:
+    def __init__(self, url: str, *, max_size: int = 8, connect_timeout: int = 3) -> None:
         from psycopg.types.json import Jsonb
 
         self._jsonb = Jsonb  # imported here: psycopg is an optional dependency
@@ -520,6 +591,13 @@ class PostgresDialect(Dialect):
         self._transactions: dict[int, _PgTransaction] = {}
         self._pid = os.getpid()
         self._closed = False
+        # The last connection failure: its cause, and until when it is answered from memory.
+        self._cause = ""
+        self._failing_until = 0.0
+        # Until when the server is known to accept connections (the pool is only busy).
+        self._reachable_until = 0.0
+        #: Seconds a caller may wait for a busy pool to lend a connection.
+        self.pool_wait = max(self.connect_timeout, 10.0)
 
     def _get_pool(self) -> psycopg_pool.ConnectionPool[Any]:
         with self._lock:
@@ -539,11 +617,12 @@ class PostgresDialect(Dialect):
                     kwargs["connect_timeout"] = int(self.connect_timeout)
                 self._pool = psycopg_pool.ConnectionPool(
                     self._dsn, kwargs=kwargs, min_size=1, max_size=self.max_size,
-                    open=False, timeout=self.connect_timeout,
+                    open=False, timeout=self.pool_wait,
                     name="stripe-checkout-ledger", num_workers=2,
                 )
                 self._pool.open(wait=False)
                 self._pid = os.getpid()
+                _quiet_pool_log()
             return self._pool
 
     @contextlib.contextmanager
@@ -575,18 +654,52 @@ class PostgresDialect(Dialect):
         connection is dead, and the first request would time out going through them.
         """
         import psycopg
+        import psycopg_pool
 
-        deadline = time.monotonic() + self.connect_timeout
+        if time.monotonic() < self._failing_until:
+            raise StoreError(f"store {self.log_name}: cannot connect: {self._cause}")
+        deadline = time.monotonic() + self.pool_wait
+        grace = True
         while True:
+            wait = deadline - time.monotonic()
             try:
                 conn: psycopg.Connection[Any] = pool.getconn(
-                    timeout=max(0.1, deadline - time.monotonic()))
+                    timeout=max(0.05, min(wait, POOL_GRACE) if grace else wait))
+            except psycopg_pool.PoolTimeout as exc:
+                if not grace or wait <= POOL_GRACE:
+                    raise self.failed(exc, "getting a connection") from exc
+                grace = False
+                self._diagnose()  # raises when the server cannot be reached
+                continue  # it can: the pool is only busy, wait for it
             except psycopg.Error as exc:
                 raise self.failed(exc, "getting a connection") from exc
             if _pg_alive(conn):
+                if self._cause:
+                    logger.warning("store %s: connected again", self.log_name)
+                    self._cause = ""
                 return conn
             conn.close()  # the pool drops a closed connection and opens a new one
             pool.putconn(conn)
+
+    def _diagnose(self) -> None:
+        """Connect once, directly, to learn why the pool has nothing to lend; raise
+        :class:`StoreError` naming the cause (logged once) if the server cannot be reached."""
+        import psycopg
+
+        if time.monotonic() < self._reachable_until:
+            return  # asked a moment ago: a busy pool, not a missing server
+        timeout: dict[str, Any] = {} if "connect_timeout" in self._dsn else {
+            "connect_timeout": max(2, int(self.connect_timeout))}
+        try:
+            psycopg.connect(self._dsn, autocommit=True, **timeout).close()
+            self._reachable_until = time.monotonic() + FAILURE_MEMORY
+        except psycopg.Error as exc:
+            cause = _connect_cause(exc)
+            if cause != self._cause:
+                logger.error("store %s: cannot connect: %s", self.log_name, cause)
+                self._cause = cause
+            self._failing_until = time.monotonic() + FAILURE_MEMORY
+            raise StoreError(f"store {self.log_name}: cannot connect: {cause}") from None
 
     def create_schema(self, version: int) -> None:
         with self.connection() as conn, conn.transaction():
@@ -604,8 +717,13 @@ class PostgresDialect(Dialect):
         timeout: dict[str, Any] = {} if "connect_timeout" in self._dsn else {
             "connect_timeout": int(self.connect_timeout)}
         try:
+            opened = psycopg.connect(self._dsn, **timeout)
+        except psycopg.Error as exc:
+            raise StoreError(f"store {self.log_name}: cannot connect: {_connect_cause(exc)}") \
+                from None
+        try:
             # A connection of its own, read-only, so that asking never creates anything.
-            with psycopg.connect(self._dsn, **timeout) as conn:
+            with opened as conn:
                 conn.read_only = True
                 table = conn.execute("SELECT to_regclass('stripe_checkout_meta')").fetchone()
                 row = None
@@ -714,6 +832,46 @@ class PostgresDialect(Dialect):
             return None if row is None else int(row[0])
 
         return inserted
+
+
+class _OwnPoolFailures(logging.Filter):
+    """Drops the pool's own warning per failed connection attempt of the ledger's pool: the
+    ledger logs the cause once itself (see :class:`PostgresDialect`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "'stripe-checkout-ledger'" not in str(record.msg) + str(record.args)
+
+
+_POOL_FILTER = _OwnPoolFailures()
+
+
+def _quiet_pool_log() -> None:
+    pool_logger = logging.getLogger("psycopg.pool")
+    if _POOL_FILTER not in pool_logger.filters:
+        pool_logger.addFilter(_POOL_FILTER)
+
+
+def _connect_cause(exc: BaseException) -> str:
+    """Why a connection attempt failed, in the few words an operator acts on; from libpq's
+    message, whose other parts (host names, user names) are not repeated."""
+    text = str(exc).lower()
+    for needle, cause in (
+        ("refused", "connection refused"),
+        ("timeout", "timeout"),
+        ("timed out", "timeout"),
+        ("authentication failed", "authentication failed"),
+        ("no pg_hba.conf entry", "authentication failed"),
+        ("password", "authentication failed"),
+        ("translate host name", "unknown host"),
+        ("name or service not known", "unknown host"),
+        ("does not exist", "role or database does not exist"),
+        ("too many", "too many connections"),
+        ("shutting down", "server shutting down"),
+        ("starting up", "server starting up"),
+    ):
+        if needle in text:
+            return cause
+    return type(exc).__name__
 
 
 def _pg_alive(conn: psycopg.Connection[Any]) -> bool:

@@ -19,6 +19,21 @@ attempt's outcome was not recorded (it raised, its worker stopped, or the "done"
 not be written), and never while another worker holds its lease. A redelivered event, a
 status lookup or a reconciliation finds the jobs still pending and runs them the same way.
 
+**Retries follow a schedule, not the callers.** An attempt that raised is not due again at
+once: its lease is handed back with a ``retry_at`` in the ledger, ``retry_base * 2 **
+(attempt - 1)`` seconds later (capped at ``retry_cap``), of which a random 50-100 % is taken
+so that many failed jobs do not all come due together. Until then a status lookup, a
+redelivery or ``sync`` finds the job not due and runs nothing (:class:`JobsScheduled`), so
+``fulfill``, a handler or a billing hook is called at most once per backoff step however
+many strangers ask. A worker that stops without a word leaves its lease to expire (``lease``
+seconds): that too is a backoff.
+
+**A running job keeps its lease.** While a job runs, a heartbeat (one thread per pipeline,
+started on first use) extends its lease every ``lease / 3`` seconds, in a small transaction
+of its own; so a ``fulfill`` slower than ``lease`` is never run a second time beside itself.
+The heartbeat writes nothing for a job that finishes within ``lease / 3``: the first,
+successful delivery costs no extra round trip.
+
 Jobs are generic (a kind, a key, a subject, a JSON payload); a :class:`JobKind` says how one
 kind runs and what its completion writes. Processed-event rows are pruned here too, in small
 batches after new events, once they are older than the retention.
@@ -33,25 +48,32 @@ Usage (what an event applier of :mod:`stripe_checkout_mw.news.router` does)::
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
+import os
+import random
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .store import Job, Ledger, NewJob, StoreError, StoreTransaction
+from .store import Blocked, Job, Ledger, NewJob, StoreError, StoreTransaction
 
 __all__ = [
     "DEFAULT_LEASE",
     "DEFAULT_RETENTION_DAYS",
+    "DEFAULT_RETRY_BASE",
+    "DEFAULT_RETRY_CAP",
     "Applied",
     "EventClaim",
     "JobFailed",
     "JobKind",
     "JobsPending",
+    "JobsScheduled",
     "Outcome",
     "Pipeline",
+    "retry_delay",
 ]
 
 logger = logging.getLogger("stripe_checkout_mw")
@@ -60,6 +82,13 @@ logger = logging.getLogger("stripe_checkout_mw")
 DEFAULT_LEASE = 300.0
 #: Days a processed event id is kept (Stripe retries a delivery for 3 days).
 DEFAULT_RETENTION_DAYS = 30.0
+#: Seconds before the first retry of a failed job; each further failure doubles it.
+DEFAULT_RETRY_BASE = 2.0
+#: The longest wait between two attempts of a failed job (Stripe redelivers for 3 days).
+DEFAULT_RETRY_CAP = 900.0
+#: Seconds the heartbeat thread waits for a job to run before it ends: short, so that a
+#: shop that is closed leaves no thread behind for long; starting one again costs no I/O.
+HEARTBEAT_IDLE = 2.0
 #: Rows deleted per pruning transaction; small, so it never holds the write lock for long.
 PRUNE_BATCH = 200
 #: Seconds between pruning attempts when the last one found nothing more to delete.
@@ -114,7 +143,7 @@ class Outcome:
 
 
 class JobFailed(Exception):
-    """A job raised; its lease was released so the next delivery or lookup retries it."""
+    """A job raised; it is due again after its backoff (``retry_at`` in the ledger)."""
 
     def __init__(self, job: Job, cause: BaseException) -> None:
         super().__init__(f"job {job.kind} {job.key} attempt {job.attempt} failed: "
@@ -124,8 +153,30 @@ class JobFailed(Exception):
 
 
 class JobsPending(Exception):
-    """Jobs of the subject are still due: another worker holds one, or a job's completion
-    could not be recorded. Nothing is lost; the caller should answer "try again"."""
+    """Jobs of the subject are still due: another worker holds one, a failed one waits for
+    its retry time (:class:`JobsScheduled`), or a job's completion could not be recorded.
+    Nothing is lost; the caller should answer "try again" (a webhook: a 5xx, so that
+    Stripe delivers it again)."""
+
+    #: When the caller may usefully try again (a Unix time; 0 when unknown).
+    due_at: float = 0.0
+
+
+class JobsScheduled(JobsPending):
+    """A job of the subject failed and is not due again before ``due_at``: nothing ran."""
+
+    def __init__(self, subject: str, due_at: float) -> None:
+        super().__init__(f"a job of {subject} failed and is due again in "
+                         f"{max(0.0, due_at - time.time()):.0f} s")
+        self.due_at = due_at
+
+
+def retry_delay(attempt: int, base: float, cap: float, rand: Callable[[], float]) -> float:
+    """Seconds until a job whose ``attempt`` (1 for the first) failed is due again:
+    ``min(cap, base * 2 ** (attempt - 1))``, of which a random 50-100 % (``rand()`` in
+    ``[0, 1)``) is taken."""
+    nominal = min(cap, base * 2.0 ** min(max(attempt, 1) - 1, 60))
+    return nominal * (0.5 + 0.5 * rand())
 
 
 def _nothing_leased() -> list[Job]:
@@ -139,6 +190,10 @@ class Pipeline:
     :param kinds: the job kinds this pipeline can run; a job of another kind waits.
     :param lease: seconds a leased job is held for its worker; must exceed the longest run.
     :param retention_days: processed events (and done jobs) older than this are pruned.
+    :param retry_base: seconds before a failed job's first retry (doubled per failure);
+        default :data:`DEFAULT_RETRY_BASE`.
+    :param retry_cap: the longest wait between two attempts of a failed job; default
+        :data:`DEFAULT_RETRY_CAP`.
     """
 
     def __init__(
@@ -148,14 +203,24 @@ class Pipeline:
         *,
         lease: float = DEFAULT_LEASE,
         retention_days: float = DEFAULT_RETENTION_DAYS,
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
     ) -> None:
         # Values, not option text: the settings converted and checked them (job_lease,
         # event_retention_days); a direct caller gets a plain error for a nonsense value.
         if not (lease > 0 and retention_days > 0):
             raise ValueError("lease and retention_days must be positive")
+        retry_base = DEFAULT_RETRY_BASE if retry_base is None else retry_base
+        retry_cap = DEFAULT_RETRY_CAP if retry_cap is None else retry_cap
+        if not 0 < retry_base <= retry_cap:
+            raise ValueError("pipeline: retry_base must be more than 0 and at most retry_cap")
         self.store = store
         self.lease = float(lease)
         self.retention = float(retention_days) * 86400.0
+        self.retry_base = float(retry_base)
+        self.retry_cap = float(retry_cap)
+        self._random = random.Random()  # noqa: S311  # jitter, not a secret
+        self._heartbeat = _Heartbeat(store, self.lease)
         self._kinds: dict[str, JobKind] = {}
         for kind in kinds:
             self.add_kind(kind)
@@ -185,6 +250,8 @@ class Pipeline:
         :raises JobFailed: a job raised (logged); later jobs did not run.
         :raises JobsPending: a due job's completion could not be recorded, or (for a
             duplicate event or a call without one) a due job is held by another worker.
+        :raises JobsScheduled: (for a duplicate event or a call without one) a job failed
+            before and is not due again yet; nothing ran.
         """
         duplicate = False
         applied = Applied()
@@ -195,17 +262,22 @@ class Pipeline:
                 duplicate = True
             elif apply is not None:
                 applied = apply(tx)
+            blocked: Blocked | None = None
             if duplicate or applied.jobs or event is None:
-                leased, held = tx.lease_due(subject, self.lease, applied.jobs)
+                leased, blocked = tx.lease_due(subject, self.lease, applied.jobs)
             else:
-                leased, held = _nothing_leased, False  # a new event that made nothing due
+                leased = _nothing_leased  # a new event that made nothing due
         ran = self._run(leased(), {**(known or {}), **applied.known})
         if event is not None and not duplicate:
             self._maybe_prune()
-        if held and (duplicate or event is None):
-            # A new event's own changes are committed and the holder (or its retry) runs the
-            # job; but a redelivery or a lookup may be that retry, so it must come back.
-            raise JobsPending(f"a job of {subject} is held by another worker")
+        if blocked is not None and (duplicate or event is None):
+            # A new event's own changes are committed and the holder (or the schedule) runs
+            # the job; but a redelivery or a lookup may be that retry, so it must come back.
+            if blocked.scheduled:
+                raise JobsScheduled(subject, blocked.until)
+            pending = JobsPending(f"a job of {subject} is held by another worker")
+            pending.due_at = blocked.until
+            raise pending
         return Outcome(duplicate, applied.value, ran)
 
     def _run(self, leased: Sequence[Job], known: Mapping[str, Any]) -> list[Job]:
@@ -213,15 +285,18 @@ class Pipeline:
         for index, job in enumerate(leased):
             runner = self._kinds.get(job.kind)
             if runner is None:
-                self._release(leased[index:], ran=False)
+                self._release(leased[index:])
                 raise JobsPending(f"no runner here for jobs of kind {job.kind!r}")
             try:
-                runner.run(job, known)
+                with self._heartbeat.beating(job):
+                    runner.run(job, known)
             except Exception as exc:
-                logger.error("job %s %s (attempt %d) failed with %s; it will be retried",
-                             job.kind, job.key, job.attempt, type(exc).__name__)
-                self._release([job], ran=True)
-                self._release(leased[index + 1:], ran=False)
+                delay = retry_delay(job.attempt, self.retry_base, self.retry_cap,
+                                    self._random.random)
+                logger.error("job %s %s (attempt %d) failed with %s; it will be retried in "
+                             "%.0f s", job.kind, job.key, job.attempt, type(exc).__name__,
+                             delay)
+                self._release(leased[index + 1:], failed=job, retry_at=time.time() + delay)
                 raise JobFailed(job, exc) from exc
             try:
                 # Crash-safe: a done mark lost when the database crashed would run a job
@@ -235,19 +310,23 @@ class Pipeline:
                 logger.error("job %s %s (attempt %d) ran but could not be marked done; it will "
                              "run again as attempt %d after its lease", job.kind, job.key,
                              job.attempt, job.attempt + 1)
-                self._release(leased[index + 1:], ran=False)
+                self._release(leased[index + 1:])
                 raise JobsPending("a job's completion could not be recorded") from exc
             ran.append(job)
         return ran
 
-    def _release(self, jobs: Sequence[Job], *, ran: bool) -> None:
-        """Hand leases back early, best effort (if this fails the leases simply expire)."""
-        if not jobs:
+    def _release(self, jobs: Sequence[Job], *, failed: Job | None = None,
+                 retry_at: float = 0.0) -> None:
+        """Hand leases back early, best effort (if this fails the leases simply expire): the
+        ``failed`` job's until its ``retry_at``, the never started ``jobs`` at once."""
+        if not jobs and failed is None:
             return
         try:
             with self.store.transaction(durable=False) as tx:
+                if failed is not None:
+                    tx.retry_later(failed, retry_at)
                 for job in jobs:
-                    tx.release(job, ran=ran)
+                    tx.release(job)
         except StoreError:
             pass  # already logged by the store; the leases expire on their own
 
@@ -264,3 +343,71 @@ class Pipeline:
         if deleted >= PRUNE_BATCH:
             with self._prune_lock:
                 self._next_prune = 0.0  # more to delete: the next new event continues
+
+
+class _Heartbeat:
+    """Extends the leases of the jobs running in this process, every ``lease / 3`` seconds.
+
+    One daemon thread per pipeline, started by the first job that runs (and again in a
+    forked child); it ends :data:`HEARTBEAT_IDLE` seconds after the last job finished and
+    the next job starts it again. A job that finishes within ``lease / 3`` is never
+    written for.
+    """
+
+    def __init__(self, store: Ledger, lease: float) -> None:
+        self.store = store
+        self.lease = lease
+        self.interval = lease / 3.0
+        self._cond = threading.Condition()
+        # Per running job (by a token of its own): the job and when it next beats.
+        self._running: dict[int, tuple[Job, float]] = {}
+        self._tokens = 0
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    @contextlib.contextmanager
+    def beating(self, job: Job) -> Iterator[None]:
+        """Keep ``job``'s lease while the block runs."""
+        with self._cond:
+            self._tokens += 1
+            token = self._tokens
+            self._running[token] = (job, time.monotonic() + self.interval)
+            if self._thread is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._beat, daemon=True,
+                                                name="stripe-checkout-job-heartbeat")
+                self._thread.start()
+            self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                del self._running[token]
+                self._cond.notify()  # its next beat is off: the idle clock starts now
+
+    def _beat(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                due = [(token, job) for token, (job, at) in self._running.items() if at <= now]
+                if not due:
+                    if not self._running:
+                        if not self._cond.wait(HEARTBEAT_IDLE) and not self._running:
+                            self._thread = None  # the next job starts another
+                            return
+                        continue
+                    self._cond.wait(min(at for _, at in self._running.values()) - now)
+                    continue
+                for token, job in due:
+                    self._running[token] = (job, now + self.interval)
+            self._extend([job for _, job in due])
+
+    def _extend(self, jobs: list[Job]) -> None:
+        try:
+            with self.store.transaction(durable=False) as tx:
+                for job in jobs:
+                    if not tx.extend_lease(job, time.time() + self.lease):
+                        logger.warning("job %s %s (attempt %d) lost its lease while running",
+                                       job.kind, job.key, job.attempt)
+        except StoreError:
+            pass  # logged by the store; the next beat tries again, well within the lease

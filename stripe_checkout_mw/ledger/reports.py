@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from .store import Ledger
 
-__all__ = ["EventRow", "JobRow", "LedgerReports", "OrderRow"]
+__all__ = ["EventRow", "JobRow", "LedgerReports", "OrderRow", "WaitingJob"]
 
 
 class OrderRow(NamedTuple):
@@ -28,12 +28,15 @@ class OrderRow(NamedTuple):
 
 
 class EventRow(NamedTuple):
-    """A processed Stripe event."""
+    """A processed Stripe event; for ``events list --failed``, also its unfinished jobs'
+    highest attempt number and the time the first of them is due again (0: now)."""
 
     event_id: str
     event_type: str
     session_id: str | None
     processed_at: float
+    attempt: int = 0
+    retry_at: float = 0.0
 
 
 class JobRow(NamedTuple):
@@ -45,6 +48,17 @@ class JobRow(NamedTuple):
     lease_until: float
     done_at: float | None
     created_at: float
+    retry_at: float = 0.0
+
+
+class WaitingJob(NamedTuple):
+    """A job whose last attempt failed and whose retry time has not come."""
+
+    kind: str
+    key: str
+    subject: str
+    attempt: int
+    retry_at: float
 
 
 _ORDERS = (
@@ -56,9 +70,15 @@ _ORDERS = (
 _EVENTS = ("SELECT e.event_id, e.event_type, e.session_id, e.processed_at "
            "FROM stripe_checkout_events e WHERE 1 = 1")
 # An event whose jobs ran and did not finish: its handlers, or its order's jobs.
-_FAILING = (" AND EXISTS (SELECT 1 FROM stripe_checkout_jobs j WHERE j.done_at IS NULL "
-            "AND j.attempt > 0 AND (j.subject = e.session_id OR "
-            "(j.kind = 'handlers' AND j.job_key = e.event_id)))")
+_FAILING_JOBS = ("FROM stripe_checkout_jobs j WHERE j.done_at IS NULL AND j.attempt > 0 "
+                 "AND (j.subject = e.session_id OR "
+                 "(j.kind = 'handlers' AND j.job_key = e.event_id))")
+_FAILING = " AND EXISTS (SELECT 1 " + _FAILING_JOBS + ")"
+# Constant text only: the failing event's highest attempt and its jobs' first retry time.
+_FAILING_EVENTS = ("SELECT e.event_id, e.event_type, e.session_id, e.processed_at, "
+                   "(SELECT MAX(j.attempt) " + _FAILING_JOBS + "), "
+                   "(SELECT MIN(j.retry_at) " + _FAILING_JOBS + ") "
+                   "FROM stripe_checkout_events e WHERE 1 = 1")
 
 
 class LedgerReports:
@@ -90,23 +110,37 @@ class LedgerReports:
 
     def jobs_of(self, subject: str) -> list[JobRow]:
         """The jobs of one order (done or not), in the order they were recorded."""
-        rows = self._read("SELECT kind, job_key, attempt, lease_until, done_at, created_at "
-                          "FROM stripe_checkout_jobs WHERE subject = ? ORDER BY seq", [subject])
+        rows = self._read("SELECT kind, job_key, attempt, lease_until, done_at, created_at, "
+                          "retry_at FROM stripe_checkout_jobs WHERE subject = ? ORDER BY seq",
+                          [subject])
         return [JobRow(str(r[0]), str(r[1]), int(r[2]), float(r[3]),
-                       None if r[4] is None else float(r[4]), float(r[5])) for r in rows]
+                       None if r[4] is None else float(r[4]), float(r[5]), float(r[6]))
+                for r in rows]
 
     def recent_events(self, *, event_type: str | None, failing: bool,
                       limit: int) -> list[EventRow]:
         """Up to ``limit`` processed events, newest first: of ``event_type`` when given, and
-        only those with a job that ran and has not finished when ``failing``."""
-        sql, params = _EVENTS, list[Any]()
+        only those with a job that ran and has not finished when ``failing`` (with that
+        job's attempt number and next time)."""
+        sql, params = (_FAILING_EVENTS if failing else _EVENTS), list[Any]()
         if event_type:
             sql, params = sql + " AND e.event_type = ?", [event_type]
         if failing:
             sql += _FAILING
         sql += " ORDER BY e.processed_at DESC LIMIT ?"
         rows = self._read(sql, [*params, limit])
+        if failing:
+            return [EventRow(str(r[0]), str(r[1]), r[2], float(r[3]), int(r[4] or 0),
+                             float(r[5] or 0.0)) for r in rows]
         return [EventRow(str(r[0]), str(r[1]), r[2], float(r[3])) for r in rows]
+
+    def waiting_jobs(self, now: float, limit: int) -> list[WaitingJob]:
+        """Up to ``limit`` jobs that failed and are not due again at ``now``, soonest first."""
+        rows = self._read("SELECT kind, job_key, subject, attempt, retry_at FROM "
+                          "stripe_checkout_jobs WHERE done_at IS NULL AND retry_at > ? "
+                          "ORDER BY retry_at LIMIT ?", [now, limit])
+        return [WaitingJob(str(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4]))
+                for r in rows]
 
     def _read(self, sql: str, params: list[Any]) -> list[Any]:
         return self.store._read(self.store.dialect.placeholders(sql), params)

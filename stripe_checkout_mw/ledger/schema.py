@@ -31,10 +31,10 @@ __all__ = [
 #: Version 2 added ``stripe_checkout_jobs`` and the events' ``processed_at`` index; version 3
 #: the billing tables ``stripe_checkout_customers`` and ``stripe_checkout_subscriptions``;
 #: version 4 ``stripe_checkout_payments`` (refunds and disputes). Each upgrade only added, so
-#: upgrading an older ledger is creating what is missing. Version 5 added the subscriptions'
-#: ``sold_here`` (rows stored before it count as sold here, as they did),
-#: ``stripe_checkout_grants`` (features granted by hand) and ``stripe_checkout_invoices``
-#: (the invoice ledger).
+#: upgrading an older ledger is creating what is missing. Version 5 added the jobs'
+#: ``retry_at`` (when a failed job is due again), the subscriptions' ``sold_here`` (rows
+#: stored before it count as sold here, as they did), ``stripe_checkout_grants`` (features
+#: granted by hand) and ``stripe_checkout_invoices`` (the invoice ledger).
 SCHEMA_VERSION = 5
 
 # Portable column types, mapped to each engine's own by the type maps below.
@@ -167,6 +167,8 @@ TABLES: tuple[Table, ...] = (
         Column("lease_until", REAL, null=False),
         Column("done_at", REAL),
         Column("created_at", REAL, null=False),
+        # When a job whose last attempt failed is due again (its backoff); 0: due now.
+        Column("retry_at", REAL, null=False, default=0),
     ), unique=(("kind", "job_key"),), indexes=(
         Index("stripe_checkout_jobs_pending", ("subject", "seq"), "done_at IS NULL"),
         Index("stripe_checkout_jobs_done", ("done_at",), "done_at IS NOT NULL"),

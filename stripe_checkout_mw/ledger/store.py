@@ -72,6 +72,7 @@ __all__ = [
     "DEFAULT_STORE_URL",
     "SCHEMA_VERSION",
     "STORE_ENV",
+    "Blocked",
     "Job",
     "JobStats",
     "Ledger",
@@ -95,7 +96,8 @@ DEFAULT_STORE_URL = "sqlite:///stripe-checkout-orders.db"
 
 ORDER_COLUMNS = column_names("stripe_checkout_orders")
 _JSON_ORDER_COLUMNS = ("metadata", "items", "session")
-JOB_COLUMNS = ("seq", "kind", "job_key", "subject", "payload", "attempt", "lease_until")
+JOB_COLUMNS = ("seq", "kind", "job_key", "subject", "payload", "attempt", "lease_until",
+               "retry_at")
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,16 @@ class NewJob:
     key: str
     subject: str
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Why the first of a subject's pending jobs could not be leased, and until when:
+    another worker holds it (``scheduled`` false) or its last attempt failed and its backoff
+    runs until ``until`` (``scheduled`` true)."""
+
+    until: float
+    scheduled: bool
 
 
 @dataclass(frozen=True)
@@ -207,8 +219,17 @@ class Ledger:
             "UPDATE stripe_checkout_jobs SET done_at = ? WHERE seq = ? AND done_at IS NULL"
         )
         self._sql_release = q(
-            "UPDATE stripe_checkout_jobs SET lease_until = 0, attempt = attempt - ? "
+            "UPDATE stripe_checkout_jobs SET lease_until = 0, attempt = attempt - 1 "
             "WHERE seq = ? AND attempt = ? AND done_at IS NULL"
+        )
+        self._sql_retry_at = q(
+            "UPDATE stripe_checkout_jobs SET lease_until = 0, retry_at = ? "
+            "WHERE seq = ? AND attempt = ? AND done_at IS NULL"
+        )
+        # Only a lease still held by this attempt: a released or finished job stays so.
+        self._sql_extend = q(
+            "UPDATE stripe_checkout_jobs SET lease_until = ? "
+            "WHERE seq = ? AND attempt = ? AND done_at IS NULL AND lease_until > 0"
         )
         self._sql_drop = q(
             "UPDATE stripe_checkout_jobs SET done_at = ? WHERE subject = ? AND kind = ? "
@@ -225,7 +246,7 @@ class Ledger:
         )
         self._sql_due_subjects = q(
             "SELECT DISTINCT subject FROM stripe_checkout_jobs "
-            "WHERE done_at IS NULL AND lease_until < ?"
+            "WHERE done_at IS NULL AND lease_until < ? AND retry_at <= ?"
         )
         self._sql_open_orders = q(
             "SELECT session_id FROM stripe_checkout_orders WHERE status = ? "
@@ -259,8 +280,9 @@ class Ledger:
         return [self._row_to_job(row) for row in rows]
 
     def subjects_with_jobs_due(self, now: float) -> list[str]:
-        """The subjects with a job not done and not leased at ``now`` (a read)."""
-        return [str(row[0]) for row in self._read(self._sql_due_subjects, (now,))]
+        """The subjects with a job not done, not leased and not waiting for its retry at
+        ``now`` (a read)."""
+        return [str(row[0]) for row in self._read(self._sql_due_subjects, (now, now))]
 
     def orders_in_status(self, status: str, created_before: float, limit: int) -> list[str]:
         """The session ids of up to ``limit`` orders in ``status`` created before
@@ -396,7 +418,7 @@ class Ledger:
         return Order(**values)
 
     def _row_to_job(self, row: Sequence[Any]) -> Job:
-        seq, kind, key, subject, payload, attempt, _lease = row
+        seq, kind, key, subject, payload, attempt, _lease, _retry_at = row
         return Job(int(seq), str(kind), str(key), str(subject),
                    dict(self.dialect.from_json(payload)), int(attempt))
 
@@ -487,27 +509,31 @@ class StoreTransaction:
             job.kind, job.key, job.subject, self._dialect.to_json(job.payload), 0, 0,
             time.time()))
 
-    def lease_due(self, subject: str, lease_seconds: float,
-                  new: Sequence[NewJob] = ()) -> tuple[Callable[[], list[Job]], bool]:
+    def lease_due(self, subject: str, lease_seconds: float, new: Sequence[NewJob] = ()
+                  ) -> tuple[Callable[[], list[Job]], Blocked | None]:
         """Record the ``new`` jobs, and lease the subject's pending jobs, in order, up to the
-        first one another worker holds.
+        first one that is not due: held by another worker, or waiting for its retry time.
 
-        Returns ``(leased, held)``: ``leased()`` gives the leased jobs with their new attempt
-        numbers, and may only be called once the transaction has committed (on PostgreSQL
-        the new jobs' rows arrive with the commit); ``held`` says whether a job of the
-        subject is held by another worker. A new job is leased as it is recorded, unless a
-        job recorded before it is held; a new job whose kind and key are already recorded
-        is not recorded again (and runs only if that earlier job is due).
+        Returns ``(leased, blocked)``: ``leased()`` gives the leased jobs with their new
+        attempt numbers, and may only be called once the transaction has committed (on
+        PostgreSQL the new jobs' rows arrive with the commit); ``blocked`` says why and
+        until when a job of the subject is not due (``None``: every pending job was
+        leased). A new job is leased as it is recorded, unless a job recorded before it is
+        blocked; a new job whose kind and key are already recorded is not recorded again
+        (and runs only if that earlier job is due).
         """
         now = time.time()
         rows = self._pending.pop(subject, None)
         if rows is None:
             rows = self._dialect.fetchall(self.conn, self.store._sql_pending, (subject,))
         leased: list[Job] = []
-        held = False
+        blocked: Blocked | None = None
         for row in rows:
             if float(row[6]) > now:
-                held = True
+                blocked = Blocked(float(row[6]), scheduled=False)
+                break
+            if float(row[7]) > now:
+                blocked = Blocked(float(row[7]), scheduled=True)
                 break
             job = self.store._row_to_job(row)
             leased.append(Job(job.seq, job.kind, job.key, job.subject, job.payload,
@@ -516,7 +542,7 @@ class StoreTransaction:
                                                                      job.seq))
         recorded: list[tuple[NewJob, Callable[[], int | None]]] = []
         for due in new:
-            lease = not held and due.subject == subject
+            lease = blocked is None and due.subject == subject
             params = (due.kind, due.key, due.subject, self._dialect.to_json(due.payload),
                       1 if lease else 0, now + lease_seconds if lease else 0, now)
             seq = self._dialect.inserted_key(self.conn, self.store._sql_enqueue, params, "seq")
@@ -531,7 +557,7 @@ class StoreTransaction:
                     jobs.append(Job(number, due.kind, due.key, due.subject, due.payload, 1))
             return jobs
 
-        return leased_jobs, held
+        return leased_jobs, blocked
 
     def finish(self, job: Job) -> None:
         """Mark a job done."""
@@ -544,11 +570,21 @@ class StoreTransaction:
         now = time.time()
         return self._dialect.rowcount(self.conn, self.store._sql_drop, (now, subject, kind, now))
 
-    def release(self, job: Job, *, ran: bool) -> None:
-        """Give up a lease early so the next delivery may retry now: after an attempt that
-        raised (``ran``), or for one never started (its attempt number is then given back)."""
-        self._dialect.execute(self.conn, self.store._sql_release,
-                              (0 if ran else 1, job.seq, job.attempt))
+    def release(self, job: Job) -> None:
+        """Give up the lease of a job that was leased but never started; its attempt number
+        is given back and it is due again at once."""
+        self._dialect.execute(self.conn, self.store._sql_release, (job.seq, job.attempt))
+
+    def retry_later(self, job: Job, at: float) -> None:
+        """Give up the lease of an attempt that raised: the job is due again at ``at`` (its
+        backoff), not before, whoever asks."""
+        self._dialect.execute(self.conn, self.store._sql_retry_at, (at, job.seq, job.attempt))
+
+    def extend_lease(self, job: Job, until: float) -> bool:
+        """Keep the lease of a job still running (its heartbeat); ``False`` when this attempt
+        no longer holds it (finished, released or taken over)."""
+        return self._dialect.rowcount(self.conn, self.store._sql_extend,
+                                      (until, job.seq, job.attempt)) == 1
 
 
 class SQLiteStore(Ledger):
@@ -557,10 +593,13 @@ class SQLiteStore(Ledger):
     :param path: the database file; created with its tables on first use.
     :param busy_timeout: seconds a writer waits for the write lock before failing.
     :param max_idle: connections kept open between calls.
+    :param max_open: connections open at once, lent or idle (a caller beyond it waits).
     """
 
-    def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8) -> None:
-        super().__init__(SQLiteDialect(path, busy_timeout=busy_timeout, max_idle=max_idle))
+    def __init__(self, path: str, *, busy_timeout: float = 30.0, max_idle: int = 8,
+                 max_open: int = 16) -> None:
+        super().__init__(SQLiteDialect(path, busy_timeout=busy_timeout, max_idle=max_idle,
+                                       max_open=max_open))
         self.path = self.dialect.path  # type: ignore[attr-defined]
 
 
@@ -569,10 +608,10 @@ class PostgresStore(Ledger):
 
     :param url: a libpq URL (``postgresql://user:password@host:5432/dbname?options=...``).
     :param max_size: most connections open at once (a ``psycopg_pool`` pool).
-    :param connect_timeout: seconds to wait for a connection, unless the URL says.
+    :param connect_timeout: seconds a connection attempt may take, unless the URL says.
     """
 
-    def __init__(self, url: str, *, max_size: int = 8, connect_timeout: int = 10) -> None:
+    def __init__(self, url: str, *, max_size: int = 8, connect_timeout: int = 3) -> None:
         super().__init__(PostgresDialect(url, max_size=max_size,
                                          connect_timeout=connect_timeout))
 

@@ -297,7 +297,12 @@ class Reconciler:
     # -- helpers ----------------------------------------------------------------------
 
     def _guard(self, report: SyncReport, what: str, step: Callable[[], object]) -> None:
-        """Run one step; a failure is recorded (class only: no secret, no customer data)."""
+        """Run one step; a failure is recorded (class only: no secret, no customer data).
+
+        After a store failure the remaining steps are skipped: the store would refuse each
+        of them again (and each would wait for it); the next run starts over."""
+        if report.failures and report.failures[-1].endswith(_STOPPED):
+            return
         try:
             step()
         except JobsPending:
@@ -305,7 +310,10 @@ class Reconciler:
         except JobFailed as exc:
             report.failures.append(f"{what}: {exc.job.kind} job failed "
                                    f"({type(exc.cause).__name__}); it will be retried")
-        except (StoreError, stripe.StripeError, Refused) as exc:
+        except StoreError as exc:
+            # The store's message names the store (no user or password) and the cause.
+            report.failures.append(f"{what}: {exc}{_STOPPED}")
+        except (stripe.StripeError, Refused) as exc:
             report.failures.append(f"{what}: {_cause(exc)}")
 
     @contextmanager
@@ -350,6 +358,10 @@ class Reconciler:
                     raise
                 time.sleep(2.0 ** attempt)
         raise AssertionError("unreachable")
+
+
+#: Ends the failure line of a store error, after which a run tries nothing more.
+_STOPPED = "; stopped here"
 
 
 def _cause(exc: Exception) -> str:

@@ -4,8 +4,10 @@ orders that really went through Stripe and for ``sync``."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -198,6 +200,9 @@ def test_events_list_and_fulfil_pending_drive_a_failed_fulfilment(
     assert "@example.com" not in events.stdout  # events are not about customers
     failed = json.loads(cli("events", "list", "--failed", "--json").stdout)
     assert [e["session_id"] for e in failed] == [session_id]
+    assert failed[0]["attempts"] >= 1 and failed[0]["retry_at"] is not None
+    shown = cli("events", "list", "--failed")
+    assert "ATTEMPTS" in shown.stdout and "RETRY AT (UTC)" in shown.stdout
     typed = json.loads(cli("events", "list", "--type", "charge.refunded", "--json").stdout)
     assert typed == []
 
@@ -209,7 +214,8 @@ def test_events_list_and_fulfil_pending_drive_a_failed_fulfilment(
     assert "jobs run: 1" in ran.stdout and "failures: 0" in ran.stdout
     assert cli.fulfilled() == {session_id: 1} and ok not in cli.fulfilled()
     again = cli("fulfil-pending", "--fulfill", "shop_hooks:fulfill", "--json")
-    assert json.loads(again.stdout) == {"jobs_run": 0, "busy": 0, "failures": [], "ok": True}
+    assert json.loads(again.stdout) == {"jobs_run": 0, "busy": 0, "failures": [], "ok": True,
+                                        "waiting": []}
     assert json.loads(cli("events", "list", "--failed", "--json").stdout) == []
 
 
@@ -312,3 +318,27 @@ def test_every_command_on_a_store_that_does_not_exist_yet(
     listed = cli("orders", "list", "--json", "--store", url, store=False)
     assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
     assert "no ledger" not in listed.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("psycopg_pool") is None, reason="needs psycopg")
+def test_an_unreachable_store_stops_each_command_at_once_with_its_cause(
+    emu: StripeEmulator, hooks: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # a port with nothing listening on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = Cli(emu, f"postgresql://shop@127.0.0.1:{port}/shop", hooks, tmp_path)
+    listed = down("orders", "list")
+    assert listed.returncode == 1 and "refused" in listed.stderr.lower()
+    assert len(listed.stderr.strip().splitlines()) == 1
+    started = time.monotonic()
+    synced = down("sync", "--since", "1d", "--no-fulfill")
+    elapsed = time.monotonic() - started
+    # One line naming the cause, nothing tried after it (it was 9 StoreErrors in 91 s).
+    assert synced.returncode == 1 and synced.stdout == ""
+    cause = f"store postgresql://127.0.0.1:{port}/shop: cannot connect: connection refused"
+    lines = synced.stderr.strip().splitlines()
+    # At most the store's own log line, then the command's verdict; no pool retries.
+    assert lines[-1] == f"sync: the ledger cannot be read: {cause}"
+    assert len(lines) <= 2 and all(line.endswith(cause) for line in lines)
+    assert elapsed < 30

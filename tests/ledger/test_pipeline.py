@@ -86,6 +86,7 @@ def test_a_failed_job_is_retried_with_a_higher_attempt_and_later_jobs_wait(
     assert second.runs == []
     assert [(j.kind, j.attempt) for j in store.pending_jobs("s")] == [("first", 1),
                                                                      ("second", 0)]
+    time.sleep(0.01)  # the first retry is due after its backoff (about a millisecond here)
     outcome = pipeline.process(None, subject="s", event=EventClaim("evt_1", "x"))
     assert outcome.duplicate
     assert first.runs == [("a", 1), ("a", 2)]

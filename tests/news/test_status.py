@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -302,6 +303,7 @@ def test_failed_fulfilment_on_the_lookup_is_retried(
     order = store.get(session_id)
     assert order is not None and (order.status, order.fulfilled) == ("paid", False)
     fulfilments.fail = False
+    time.sleep(0.01)  # the retry is due after its backoff (about a millisecond here)
     status, body = look(lookup, session_id)
     assert (status, body["status"], body["fulfilled"]) == (200, "paid", True)
     assert [o.fulfilment_attempt for o in fulfilments.orders] == [2]

@@ -505,6 +505,24 @@ def test_a_failed_side_effect_is_retried_by_the_redelivery_once(
     assert store.pending_jobs(SESSION_ID) == []
 
 
+def test_a_redelivery_before_the_retry_time_answers_500_and_runs_nothing(
+    store: OrderStore, client: stripe.StripeClient
+) -> None:
+    fulfilments = Fulfilments(fail=True)
+    handlers = WebhookHandlers()
+    pipeline = Pipeline(store, [HandlersJob(handlers, client), FulfilJob(store, fulfilments)],
+                        retry_base=60.0)
+    receiver = receiver_for(store, client, handlers=handlers, pipeline=pipeline)
+    body = event_body(event_id="evt_scheduled")
+    assert deliver(receiver, body)[0] == 500
+    fulfilments.fail = False
+    for _ in range(20):  # Stripe's redeliveries (and anyone replaying them) before it is due
+        assert deliver(receiver, body)[0] == 500  # not acknowledged: Stripe keeps trying
+    assert fulfilments.orders == []  # fulfill was not called again (it would succeed now)
+    [job] = store.pending_jobs(SESSION_ID)
+    assert job.attempt == 1
+
+
 def test_store_failure_is_a_500(tmp_path: Path, client: stripe.StripeClient) -> None:
     # A PostgreSQL server that is not there: the event must be retried, not acknowledged.
     with open_store("postgresql://nobody@127.0.0.1:9/none?connect_timeout=2") as down:
