@@ -30,9 +30,10 @@ __all__ = [
 #: Bumped whenever the tables change; a store refuses a ledger written by a newer version.
 #: Version 2 added ``stripe_checkout_jobs`` and the events' ``processed_at`` index; version 3
 #: the billing tables ``stripe_checkout_customers`` and ``stripe_checkout_subscriptions``;
-#: version 4 ``stripe_checkout_payments`` (refunds and disputes). Each upgrade only added, so
+#: version 4 ``stripe_checkout_payments`` (refunds and disputes); version 5
+#: ``stripe_checkout_backfill`` (the full sync's cursors). Each upgrade only added, so
 #: upgrading an older ledger is creating what is missing.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Portable column types, mapped to each engine's own by the type maps below.
 TEXT = "text"
@@ -204,6 +205,12 @@ TABLES: tuple[Table, ...] = (
         Column("updated_at", REAL, null=False),
     ), indexes=(
         Index("stripe_checkout_payments_charge", ("charge",)),
+    )),
+    # Where each step of the full sync stopped: the last object applied (news.backfill).
+    Table("stripe_checkout_backfill", (
+        Column("step", TEXT, key=True),
+        Column("last_id", TEXT),
+        Column("updated_at", REAL, null=False),
     )),
 )
 

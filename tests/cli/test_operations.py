@@ -305,7 +305,7 @@ def test_every_command_on_a_store_that_does_not_exist_yet(
     assert _tables(url) == {"stripe_checkout_meta", "stripe_checkout_orders",
                             "stripe_checkout_events", "stripe_checkout_jobs",
                             "stripe_checkout_customers", "stripe_checkout_subscriptions",
-                            "stripe_checkout_payments"}
+                            "stripe_checkout_payments", "stripe_checkout_backfill"}
     with open_store(url) as store:
         assert store.stored_version() == str(SCHEMA_VERSION)
 

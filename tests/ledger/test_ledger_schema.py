@@ -141,7 +141,7 @@ def test_each_create_table_is_written_once() -> None:
         for path in _files(PACKAGE) if path.suffix == ".py"}
     assert {path: count for path, count in written.items() if count} == {"ledger/schema.py": 1}
     names = [declared.name for declared in schema.TABLES]
-    assert len(names) == len(set(names)) == 7
+    assert len(names) == len(set(names)) == 8
     for types in (schema.SQLITE_TYPES, schema.POSTGRES_TYPES):
         creates = [s for s in schema.create_statements(types) if s.startswith("CREATE TABLE")]
         assert [s.split()[5] for s in creates] == names
