@@ -32,7 +32,8 @@ def test_every_command_is_listed(capsys: pytest.CaptureFixture[str]) -> None:
     listing = capsys.readouterr().out
     listed = [line.split()[0] for line in listing.splitlines() if line.startswith("    ")
               and not line.startswith("     ")]
-    assert listed == ["demo", "emulator", "check", "orders", "events", "fulfil-pending", "sync"]
+    assert listed == ["demo", "emulator", "check", "orders", "events", "fulfil-pending", "sync",
+                      "customers"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
