@@ -235,3 +235,52 @@ def test_a_linked_customers_subscriptions_are_adopted(account: Account) -> None:
     assert report.backfill["subscriptions"].new == 1
     assert [s.id for s in account.mw.subscriptions.for_customer("user-9")] == [
         sold["subscription"]]
+
+
+@pytest.mark.slow
+def test_adopting_an_account_of_300_customers_200_subscriptions_500_sessions(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The acceptance account: interrupted once, resumed; every object recorded once, no
+    ``fulfill``, and a second run changes nothing."""
+    emu = account.emu
+    first_buys = [account.sell(f"user-{i}", subscription=i < 200) for i in range(300)]
+    customer_of = {f"user-{i}": s["customer"] for i, s in enumerate(first_buys)}
+    repeat_buys = [account.sell(f"user-{i}", customer=customer_of[f"user-{i}"])
+                   for i in range(200)]
+    subscriptions = [s["subscription"] for s in first_buys[:200]]
+    for sub_id in subscriptions[::4]:
+        emu.cancel_subscription(sub_id, wait=False)
+    sessions = {s["id"] for s in first_buys + repeat_buys}
+    assert len(sessions) == 500 and len(set(customer_of.values())) == 300
+
+    broken = fail_after(account, monkeypatch, applied=250, path="/v1/checkout/sessions/")
+    started = time.monotonic()
+    first = account.mw.sync(full=True)
+    assert not first.ok and broken == [True] and first.backfill["checkout_sessions"].new == 250
+    second = account.mw.sync(full=True)
+    elapsed = time.monotonic() - started
+    assert second.ok, second.failures
+    assert second.backfill["checkout_sessions"].new == 250
+    assert second.backfill["subscriptions"].as_dict() == {
+        "listed": 200, "ours": 0, "new": 0, "resumed_after": None}  # all stored by step 1
+
+    assert account.ledger_counts() == {"paid": 500} and account.fulfilled == []
+    assert first.not_fulfilled + second.not_fulfilled == 500
+    assert sorted(account.backfill_claims()) == sorted(EVENT_PREFIX + s for s in sessions)
+    customers, subs = account.mw.customers, account.mw.subscriptions
+    assert customers is not None and subs is not None
+    assert {ref: customers.show(ref) for ref in customer_of} == {
+        ref: [cus] for ref, cus in customer_of.items()}
+    stored = [sub for ref in customer_of for sub in subs.for_customer(ref)]
+    assert sorted(sub.id for sub in stored) == sorted(subscriptions)
+    assert Counter(sub.status for sub in stored) == {"active": 150, "canceled": 50}
+    assert Counter(sub.id for sub in account.changed) == dict.fromkeys(subscriptions, 1)
+
+    before = account.ledger_counts(), account.backfill_claims(), len(account.changed)
+    again = account.mw.sync(full=True)
+    assert again.ok and sum(c.new for c in again.backfill.values()) == 0
+    assert (account.ledger_counts(), account.backfill_claims(), len(account.changed)) == before
+    assert again.stripe_calls == 5 + 5 + 2 + 2  # the lists' pages only, both ways
+    print(f"\nacceptance backfill: {first.stripe_calls + second.stripe_calls} Stripe calls "
+          f"in {elapsed:.1f}s unpaced; second run {again.stripe_calls} calls")
