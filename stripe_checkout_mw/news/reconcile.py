@@ -22,6 +22,9 @@ after a pause. With the middleware's own HTTP client every call of the run is pa
 counted (``stripe_calls``) and goes through the middleware's guard, the ``line_items``
 fetches of replayed events included: a hanging Stripe opens the circuit and the rest of
 the run fails fast (each step listed in the report) instead of waiting out every timeout.
+
+:meth:`Reconciler.backfill` (``sync --full``) reaches further back than the 30 days of
+events, from Stripe's lists, with the same pacing and guard (:mod:`.backfill`).
 """
 
 from __future__ import annotations
