@@ -115,6 +115,9 @@ def test_a_backfill_adopts_marked_sessions_their_customers_and_subscriptions(
         "listed": 4, "ours": 3, "new": 3, "resumed_after": None}
     assert account.ledger_counts() == {"paid": 3}
     assert account.fulfilled == [] and report.not_fulfilled == 3
+    # Every call paced, counted and guarded, the appliers' too: two pages per list (the
+    # oldest, then forward), three sessions' line items, two subscriptions.
+    assert report.stripe_calls == 2 + 2 + 3 + 2
     store = account.mw.store
     assert store is not None
     order = store.get(paid["id"])
