@@ -56,7 +56,7 @@ import stripe
 from ..ledger.backfill import BackfillRows, CustomerLinks
 from ..ledger.order_state import FULFIL
 from ..ledger.orders import PAID, STATUSES, Order
-from ..ledger.pipeline import Applied, EventClaim, Outcome, Pipeline
+from ..ledger.pipeline import Applied, EventClaim, JobFailed, JobsPending, Outcome, Pipeline
 from ..ledger.store import StoreError, StoreTransaction
 from ..marker import is_marked
 from ..stripe_api.guard import Refused
@@ -229,16 +229,11 @@ class Backfill:
                 count.listed += 1
                 if step.wanted(self, obj):
                     count.ours += 1
-                    count.new += not self._apply(step, obj).duplicate
+                    count.new += self._applied(report, step, obj)
                 walk.last, walk.saved = str(obj["id"]), False
         except (stripe.StripeError, Refused, StoreError) as exc:
             report.failures.append(f"backfill {step.name}: {_cause(exc)}; the next run "
                                    "continues after the last object applied")
-            self._save(step, walk)
-            return False
-        except Exception as exc:  # a job raised (JobFailed, JobsPending): same as above
-            report.failures.append(f"backfill {step.name}: {type(exc).__name__}; the next "
-                                   "run continues after the last object applied")
             self._save(step, walk)
             return False
         self._save(step, walk)
@@ -256,6 +251,19 @@ class Backfill:
                 logger.error("backfill %s: its cursor could not be saved; the next run "
                              "repeats what this one applied (claimed: nothing twice)", step.name)
             walk.saved = True
+
+    def _applied(self, report: SyncReport, step: Step, obj: dict[str, Any]) -> bool:
+        """Apply one object; whether it was new. A job that failed (or that another worker
+        holds) is committed as due: listed, and retried by ``sync`` or ``fulfil-pending``."""
+        try:
+            return not self._apply(step, obj).duplicate
+        except JobFailed as exc:
+            report.failures.append(f"backfill {step.name} {obj['id']}: {exc.job.kind} job "
+                                   f"failed ({type(exc.cause).__name__}); it will be retried")
+            return True
+        except JobsPending:
+            report.busy += 1
+            return False
 
     def _apply(self, step: Step, obj: dict[str, Any]) -> Outcome:
         payload = {"id": EVENT_PREFIX + str(obj["id"]), "object": "event",

@@ -40,6 +40,12 @@ class Account:
     changed: list[Any] = field(default_factory=list)
     one_off: str = ""
     monthly: str = ""
+    fail_changed: bool = False
+
+    def subscription_changed(self, subscription: Any) -> None:
+        if self.fail_changed:
+            raise RuntimeError("the app is down")
+        self.changed.append(subscription)
 
     @property
     def marker(self) -> str:
@@ -87,7 +93,7 @@ def account(emu: StripeEmulator, store_url: str) -> Iterator[Account]:
         plain_app, secret_key=emu.secret_key, stripe_api_base=emu.api_base,
         domain_url="https://shop.example.com", price_lookup=REFUND_CATALOG,
         store=store_url, fulfill=lambda order: holder[0].fulfilled.append(order),
-        subscription_changed=lambda sub: holder[0].changed.append(sub))
+        subscription_changed=lambda sub: holder[0].subscription_changed(sub))
     acc = Account(emu, mw)
     holder.append(acc)
     acc.one_off = str(emu.add_price(2000, product_name="Tee")["id"])
@@ -203,6 +209,26 @@ def fail_after(account: Account, monkeypatch: pytest.MonkeyPatch, *, applied: in
 
     monkeypatch.setattr(backfill_module.Backfill, "_apply", counting)
     return broken
+
+
+def test_a_failing_hook_is_listed_and_retried_and_the_backfill_goes_on(
+    account: Account,
+) -> None:
+    first, second = (account.sell(f"user-{i}", subscription=True) for i in range(2))
+    account.fail_changed = True
+    report = account.mw.sync(full=True)
+    where = [f.split(":")[0] for f in report.failures]
+    assert where[:2] == [f"backfill checkout_sessions {first['id']}",
+                         f"backfill checkout_sessions {second['id']}"]
+    assert sorted(where[2:]) == sorted(  # tried again by the jobs step
+        [f"jobs of {first['id']}", f"jobs of {second['id']}"])
+    assert "subscription_changed job failed (RuntimeError)" in report.failures[0]
+    assert account.ledger_counts() == {"paid": 2}
+    account.fail_changed = False
+    retry = account.mw.sync(full=True)
+    assert retry.ok, retry.failures
+    assert sorted(s.id for s in account.changed) == sorted(
+        [first["subscription"], second["subscription"]])
 
 
 def test_link_show_and_unlink_an_existing_customer(account: Account) -> None:
