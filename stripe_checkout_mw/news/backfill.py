@@ -48,7 +48,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import stripe
@@ -179,12 +179,13 @@ class _CutOffPipeline(Pipeline):
 
 @dataclass
 class _Walk:
-    """A step's position: the last object applied, and whether it is saved."""
+    """A step's position: the last object applied, whether it is saved, the pages walked
+    forward this run, and whether the list's newest object was reached."""
 
     last: str | None
     saved: bool = True
     pages: int = 0
-    done: bool = field(default=False)
+    done: bool = False
 
 
 class Backfill:
