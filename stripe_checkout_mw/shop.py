@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 import stripe
@@ -156,7 +156,7 @@ class Shop:
 
         settings, client, marker = self.settings, self.client, self.settings.marker
         self.store = store
-        self.customers = CustomerDirectory(store)
+        self.customers = CustomerDirectory(store, client=client)
         self.payment_events = PaymentEvents(
             store, client, marker=marker, refunded=settings.refunded,
             disputed=settings.disputed)
@@ -222,11 +222,24 @@ class Shop:
         self.checkout = CheckoutService(settings, self.client, record, guard=self.guard,
                                         customers=customers, subscribed=subscribed)
 
-    def sync(self, since: timedelta = timedelta(days=3)) -> SyncReport:
-        """One reconciliation (:class:`~stripe_checkout_mw.news.reconcile.Reconciler`)."""
+    def sync(self, since: timedelta = timedelta(days=3), *, full: bool = False,
+             fulfil_after: datetime | None = None) -> SyncReport:
+        """One reconciliation (:class:`~stripe_checkout_mw.news.reconcile.Reconciler`), or
+        with ``full`` the backfill from Stripe's lists (:mod:`.news.backfill`)."""
         if self.reconciler is None:
             raise ValueError("sync: the middleware keeps no ledger; configure store= or "
                              "webhook_secret=")
+        if fulfil_after is not None and not full:
+            raise ValueError("sync: fulfil_after is for a full sync (full=True)")
+        if full:
+            after = None
+            if fulfil_after is not None:
+                if not isinstance(fulfil_after, datetime):
+                    raise TypeError("sync: fulfil_after must be a datetime (UTC if naive)")
+                if fulfil_after.tzinfo is None:
+                    fulfil_after = fulfil_after.replace(tzinfo=timezone.utc)
+                after = fulfil_after.timestamp()
+            return self.reconciler.backfill(after)
         return self.reconciler.run(since)
 
     def close(self) -> None:

@@ -225,11 +225,15 @@ class SubscriptionLedger:
     # -- the applier's write ----------------------------------------------------------
 
     def store_fetched(self, tx: StoreTransaction, sub: Mapping[str, Any],
-                      fetched_at: float) -> tuple[Subscription, int] | None:
+                      fetched_at: float, *, sold_by_session: bool = False,
+                      ) -> tuple[Subscription, int] | None:
         """Store a subscription as Stripe answered a fetch that began at ``fetched_at``,
         unless a fetch that began later is stored already (then only a newly known
         customer ref is kept).
 
+        :param sold_by_session: the subscription came from a Checkout Session of this shop,
+            so it is sold here even without the marker on the subscription itself (sessions
+            made before the checkout put it there, adopted by ``sync --full``).
         :returns: the subscription as stored and its revision when it is new or its status,
             items or owner changed (a ``subscription_changed`` is due); ``None`` otherwise.
         """
@@ -237,7 +241,7 @@ class SubscriptionLedger:
         customer = id_of(sub.get("customer")) or ""
         ref = self.customers.ref_in(tx, customer) if customer else None
         now = time.time()
-        recognised = sold_here(sub, self.marker, self.entitling_prices)
+        recognised = sold_by_session or sold_here(sub, self.marker, self.entitling_prices)
         new = Subscription.from_stripe(sub, ref, now, sold_here=recognised)
         row = self._rows.lock(tx, subscription_id)
         if row is None:

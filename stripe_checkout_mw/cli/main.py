@@ -32,6 +32,12 @@ others: the emulator, the demo's shops, the deployment check):
 
       python -m stripe_checkout_mw orders list --status refunded --since 7d
       python -m stripe_checkout_mw sync --since 3d --ini production.ini
+      python -m stripe_checkout_mw sync --full --fulfil-after 2026-12-01 --ini production.ini
+
+- ``customers``: link the app's users to existing Stripe Customers (``link``, ``show``,
+  ``unlink``)::
+
+      python -m stripe_checkout_mw customers link user-42 cus_... --ini production.ini
 
 - ``subscriptions``, ``grants``: the users' subscriptions and the features granted by hand::
 
@@ -424,6 +430,14 @@ def _add_sync(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "the --ini file's secret_key). Exit 1 if anything failed.")
     parser.add_argument("--since", default="3d", metavar="AGE",
                         help="how far back (30m, 12h, 3d, 2w; default: %(default)s)")
+    parser.add_argument("--full", action="store_true",
+                        help="adopt what Stripe holds instead: this shop's completed sessions, "
+                        "its users' Customers and their subscriptions, from Stripe's lists "
+                        "(resumable; give --ini so the shop's marker is known)")
+    parser.add_argument("--fulfil-after", metavar="DATE",
+                        help="with --full: fulfil adopted orders whose session was created on "
+                        "or after DATE (2026-12-01 or 2026-12-01T12:00, UTC); older ones are "
+                        "recorded as fulfilled without calling fulfill (default: all)")
     _ledger_options(parser, hooks=True)
     parser.set_defaults(run=_lazy("run_sync"))
 
@@ -467,6 +481,24 @@ def _add_grants(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     for sub in (listing, add, revoke):
         _ledger_options(sub)
     parser.set_defaults(run=_lazy("run_grants"))
+def _add_customers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "customers", help="link the app's users to existing Stripe Customers",
+        description="The ledger's map from the app's user ids (refs) to Stripe Customers.")
+    commands = parser.add_subparsers(dest="customers_command", metavar="link|show|unlink",
+                                     required=True)
+    link = commands.add_parser("link", help="link an existing Stripe Customer to a user "
+                               "(refused if linked to another user, or unknown to Stripe)")
+    link.add_argument("user_ref", metavar="USER_REF")
+    link.add_argument("customer_id", metavar="CUS_ID")
+    show = commands.add_parser("show", help="a user's Customers and subscriptions (read-only)")
+    unlink = commands.add_parser("unlink", help="remove a user's links (its subscriptions "
+                                 "stay, without a user)")
+    for sub in (show, unlink):
+        sub.add_argument("user_ref", metavar="USER_REF")
+    for sub in (link, show, unlink):
+        _ledger_options(sub)
+    parser.set_defaults(run=_lazy("run_customers"))
 
 
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
@@ -495,6 +527,7 @@ _COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParse
     "sync": _add_sync,
     "subscriptions": _add_subscriptions,
     "grants": _add_grants,
+    "customers": _add_customers,
 }
 
 

@@ -443,9 +443,14 @@ def _sync(args: argparse.Namespace, out: Any) -> int:
     if clamped:
         print("sync: warning: --since is limited to Stripe's 30 days of events; using 30d",
               file=sys.stderr)
+    fulfil_after = _fulfil_after(args)
     shop = _reconciling_shop(args, needs_stripe=True)
     try:
-        report = shop.sync(since)
+        if args.full and shop.settings.marker is None:
+            print("sync: warning: no marker (give --ini with the shop's success_url): only "
+                  "sessions already in the ledger are adopted", file=sys.stderr)
+        report = (shop.sync(full=True, fulfil_after=fulfil_after) if args.full
+                  else shop.sync(since))
     finally:
         shop.close()
     if args.json:
@@ -620,3 +625,75 @@ def _grants_revoke(args: argparse.Namespace, out: Any) -> int:
     else:
         print(f"revoked {args.feature} from {args.user_ref}", file=out)
     return 0
+def _fulfil_after(args: argparse.Namespace) -> datetime | None:
+    """``--fulfil-after DATE`` as a UTC datetime (``None`` when not given)."""
+    if args.fulfil_after is None:
+        return None
+    if not args.full:
+        raise CommandError("--fulfil-after goes with --full", 2)
+    try:
+        when = datetime.fromisoformat(args.fulfil_after.replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(f"--fulfil-after {args.fulfil_after!r}: expected a date such as "
+                           "2026-12-01 or 2026-12-01T12:00 (UTC)", 2) from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+# -- customers ----------------------------------------------------------------------------
+
+def run_customers(args: argparse.Namespace) -> int:
+    """``customers link|show|unlink``: the operator's edits of the ref <-> Customer map."""
+    return _run(args, _customers)
+
+
+def _customers(args: argparse.Namespace, out: Any) -> int:
+    import stripe
+
+    from ..billing.customers import LinkRefused
+
+    command = args.customers_command
+    shop = _open_shop(_settings(args, needs_stripe=command == "link"))
+    try:
+        directory, subscriptions = shop.customers, shop.subscriptions
+        assert directory is not None and subscriptions is not None  # the shop has a ledger
+        if command == "link":
+            try:
+                linked = directory.link(args.user_ref, args.customer_id)
+            except LinkRefused as exc:
+                raise CommandError(str(exc), 1) from None
+            except ValueError as exc:
+                raise CommandError(str(exc), 2) from None
+            except stripe.StripeError as exc:
+                raise CommandError(f"Stripe could not be asked ({type(exc).__name__}); "
+                                   "nothing was linked", 1) from None
+            answer: dict[str, Any] = {"ref": args.user_ref, "customer": args.customer_id,
+                                      "linked": linked}
+            text = [f"{args.customer_id} linked to {args.user_ref}" if linked
+                    else f"{args.customer_id} was already linked to {args.user_ref}"]
+        elif command == "unlink":
+            removed = _checked(directory.unlink, args.user_ref)
+            answer = {"ref": args.user_ref, "unlinked": removed}
+            text = [f"{removed} customer(s) unlinked from {args.user_ref}"]
+        else:
+            customers = _checked(directory.show, args.user_ref)
+            subs = subscriptions.for_customer(args.user_ref)
+            answer = {"ref": args.user_ref, "customers": customers,
+                      "subscriptions": [{"id": s.id, "status": s.status,
+                                         "stripe_customer": s.stripe_customer} for s in subs]}
+            text = [f"customers: {', '.join(customers) or 'none'}",
+                    *(f"subscription {s.id}: {s.status} ({s.stripe_customer})" for s in subs)]
+    finally:
+        shop.close()
+    if args.json:
+        _json(out, answer)
+    else:
+        for line in text:
+            print(line, file=out)
+    return 0
+
+
+def _checked(call: Any, ref: str) -> Any:
+    try:
+        return call(ref)
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from None

@@ -34,7 +34,8 @@ __all__ = [
 #: upgrading an older ledger is creating what is missing. Version 5 added the jobs'
 #: ``retry_at`` (when a failed job is due again), the subscriptions' ``sold_here`` (rows
 #: stored before it count as sold here, as they did), ``stripe_checkout_grants`` (features
-#: granted by hand) and ``stripe_checkout_invoices`` (the invoice ledger).
+#: granted by hand), ``stripe_checkout_invoices`` (the invoice ledger) and
+#: ``stripe_checkout_backfill`` (the full sync's cursors).
 SCHEMA_VERSION = 5
 
 # Portable column types, mapped to each engine's own by the type maps below.
@@ -250,6 +251,12 @@ TABLES: tuple[Table, ...] = (
     ), indexes=(
         Index("stripe_checkout_invoices_customer", ("stripe_customer", "created",
                                                      "invoice_id")),
+    )),
+    # Where each step of the full sync stopped: the last object applied (news.backfill).
+    Table("stripe_checkout_backfill", (
+        Column("step", TEXT, key=True),
+        Column("last_id", TEXT),
+        Column("updated_at", REAL, null=False),
     )),
 )
 

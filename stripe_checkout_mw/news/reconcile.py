@@ -22,6 +22,9 @@ after a pause. With the middleware's own HTTP client every call of the run is pa
 counted (``stripe_calls``) and goes through the middleware's guard, the ``line_items``
 fetches of replayed events included: a hanging Stripe opens the circuit and the rest of
 the run fails fast (each step listed in the report) instead of waiting out every timeout.
+
+:meth:`Reconciler.backfill` (``sync --full``) reaches further back than the 30 days of
+events, from Stripe's lists, with the same pacing and guard (:mod:`.backfill`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import stripe
 
@@ -46,6 +49,9 @@ from ..stripe_api.client import ObservedRequestsClient
 from ..stripe_api.guard import Refused, StripeGuard
 from ..stripe_api.plain import to_plain
 from .router import EventRouter, event_types
+
+if TYPE_CHECKING:
+    from .backfill import StepCount
 
 __all__ = ["HANDLED_EVENTS", "MAX_SINCE", "Reconciler", "SyncReport", "parse_duration",
            "parse_since"]
@@ -104,6 +110,11 @@ class SyncReport:
     orders_settled: int = 0
     stripe_calls: int = 0
     failures: list[str] = field(default_factory=list)
+    #: A full sync (:mod:`~stripe_checkout_mw.news.backfill`): what each step did, and the
+    #: orders recorded as fulfilled without calling ``fulfill`` (before ``fulfil_after``).
+    full: bool = False
+    backfill: dict[str, StepCount] = field(default_factory=dict)
+    not_fulfilled: int = 0
 
     @property
     def ok(self) -> bool:
@@ -115,6 +126,8 @@ class SyncReport:
     def lines(self) -> list[str]:
         since = datetime.fromtimestamp(self.since, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         lines = []
+        if self.full:
+            return self._full_lines()
         if self.clamped:
             lines.append("warning: --since is limited to Stripe's 30 days of events; using 30d")
         lines += [
@@ -130,6 +143,22 @@ class SyncReport:
             *(f"  {failure}" for failure in self.failures),
         ]
         return lines
+
+    def _full_lines(self) -> list[str]:
+        lines = []
+        for name, count in self.backfill.items():
+            resumed = (f" (resumed after {count.resumed_after})"
+                       if count.resumed_after else "")
+            lines.append(f"{name}: {count.listed} listed, {count.ours} this shop's, "
+                         f"{count.new} new{resumed}")
+        return [
+            *lines,
+            f"orders recorded as fulfilled without calling fulfill: {self.not_fulfilled}",
+            f"jobs run: {self.jobs_run}",
+            f"Stripe calls: {self.stripe_calls}",
+            f"failures: {len(self.failures)}",
+            *(f"  {failure}" for failure in self.failures),
+        ]
 
 
 class Reconciler:
@@ -173,6 +202,24 @@ class Reconciler:
         with self._observing(report):
             self._steps(report)
         logger.info("sync: %s", "; ".join(report.lines()))
+        return report
+
+    def backfill(self, fulfil_after: float | None = None) -> SyncReport:
+        """A full sync from Stripe's lists (:mod:`~stripe_checkout_mw.news.backfill`), then
+        the jobs still due; never raises for a failure, which the report lists.
+
+        :param fulfil_after: Unix time; orders adopted from sessions created before it are
+            recorded as fulfilled without calling ``fulfill`` (``None``: every one).
+        """
+        from .backfill import Backfill
+
+        report = SyncReport(since=0.0, full=True)
+        with self._observing(report):
+            backfill = Backfill(self, fulfil_after=fulfil_after)
+            backfill.run(report)
+            report.not_fulfilled = len(backfill.pipeline.not_fulfilled)
+            self._guard(report, "running due jobs", lambda: self.run_due_jobs(report))
+        logger.info("sync --full: %s", "; ".join(report.lines()))
         return report
 
     def _steps(self, report: SyncReport) -> None:
@@ -344,9 +391,12 @@ class Reconciler:
             time.sleep(wait)
         self._last_call = time.monotonic()
 
-    def _call(self, report: SyncReport, call: Callable[[], _T]) -> _T:
+    def call(self, report: SyncReport, call: Callable[[], _T]) -> _T:
         """One Stripe call, paced, with a 429 retried after a pause (three times at most).
         (With the middleware's HTTP client, :meth:`_request` paces and counts instead.)"""
+        return self._call(report, call)
+
+    def _call(self, report: SyncReport, call: Callable[[], _T]) -> _T:
         for attempt in range(4):
             if not self._observed:
                 self._pace()

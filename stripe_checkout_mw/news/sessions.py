@@ -111,14 +111,17 @@ class CheckoutSessionEvents:
             # The ref is the one this shop sent, read from its own order row.
             self.subscriptions.customers.record_session(
                 tx, session, applied.value.client_reference_id)
-        applied.jobs += self._subscription_jobs(tx, payload, session["id"], reads)
+        # A session in this shop's ledger sold its subscription here, marker or not.
+        applied.jobs += self._subscription_jobs(tx, payload, session["id"], reads,
+                                                sold_by_session=applied.value is not None)
         return applied
 
     def _subscription_jobs(self, tx: StoreTransaction, payload: dict[str, Any], subject: str,
-                           reads: Reads) -> list[NewJob]:
+                           reads: Reads, *, sold_by_session: bool = False) -> list[NewJob]:
         if self.subscriptions is None:
             return []
-        return self.subscriptions.jobs_for(tx, payload, subject, reads)
+        return self.subscriptions.jobs_for(tx, payload, subject, reads,
+                                           sold_by_session=sold_by_session)
 
 
 def session_of(event_type: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -88,15 +88,17 @@ class SubscriptionEvents:
                                 event=EventClaim(event_id, event_type, None), known=known)
 
     def jobs_for(self, tx: StoreTransaction, payload: Mapping[str, Any], subject: str,
-                 reads: Reads) -> list[NewJob]:
+                 reads: Reads, *, sold_by_session: bool = False) -> list[NewJob]:
         """Store the subscription ``payload`` is about, if any (see :meth:`apply`)."""
         subscription_id = subscription_id_of(str(payload["type"]), payload)
         if subscription_id is None:
             return []
-        return self.apply(tx, subscription_id, reads.subscriptions, subject)
+        return self.apply(tx, subscription_id, reads.subscriptions, subject,
+                          sold_by_session=sold_by_session)
 
     def apply(self, tx: StoreTransaction, subscription_id: str,
-              fetched: Mapping[str, Fetched], subject: str) -> list[NewJob]:
+              fetched: Mapping[str, Fetched], subject: str, *,
+              sold_by_session: bool = False) -> list[NewJob]:
         """Store what Stripe said (``fetched``), unless a later fetch is stored already;
         the ``subscription_changed`` job if status or items changed.
 
@@ -107,7 +109,8 @@ class SubscriptionEvents:
             raise NeedsSubscription(subscription_id)
         if got.subscription is None:
             return []
-        stored = self.ledger.store_fetched(tx, got.subscription, got.started_at)
+        stored = self.ledger.store_fetched(tx, got.subscription, got.started_at,
+                                           sold_by_session=sold_by_session)
         if stored is None:
             return []
         new, revision = stored

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn, TypeVar
 from urllib.parse import parse_qs
 
@@ -432,13 +432,20 @@ class CheckoutMiddleware:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def sync(self, since: timedelta = timedelta(days=3)) -> SyncReport:
+    def sync(self, since: timedelta = timedelta(days=3), *, full: bool = False,
+             fulfil_after: datetime | None = None) -> SyncReport:
         """Recover what webhooks missed: replay Stripe's events back to ``since`` (at most 30
         days), run the jobs still due and settle open orders past their session's expiry.
 
         See :mod:`stripe_checkout_mw.news.reconcile`; safe to run on every host at once.
+
+        ``full=True`` adopts what Stripe holds instead, from its lists: this shop's completed
+        sessions as orders, its users' Customers and their subscriptions (canceled ones
+        too), resumable and idempotent (:mod:`stripe_checkout_mw.news.backfill`). Orders
+        whose session was created before ``fulfil_after`` (a ``datetime``, UTC if naive;
+        default: all of them) are recorded as fulfilled without calling ``fulfill``.
         """
-        return self.shop.sync(since)
+        return self.shop.sync(since, full=full, fulfil_after=fulfil_after)
 
     def on(self, event_type: str) -> Callable[[_Handler], _Handler]:
         """Register a handler for a webhook event type (``"*"`` for all)::

@@ -113,7 +113,8 @@ def test_the_checkout_puts_the_shops_marker_on_the_subscription(
 ) -> None:
     session = served.buy(emu, "ann", "pro")
     all_delivered(emu)
-    create = [r for r in emu.requests if r.path == "/v1/checkout/sessions"][-1]
+    create = [r for r in emu.requests
+              if r.method == "POST" and r.path == "/v1/checkout/sessions"][-1]
     marker = served.middleware.checkout.marker
     assert create.params["subscription_data"]["metadata"] == {MARKER_KEY: marker}
     assert emu.subscription(session["subscription"])["metadata"] == {MARKER_KEY: marker}

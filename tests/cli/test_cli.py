@@ -33,7 +33,8 @@ def test_every_command_is_listed(capsys: pytest.CaptureFixture[str]) -> None:
     listed = [line.split()[0] for line in listing.splitlines() if line.startswith("    ")
               and not line.startswith("     ")]
     assert listed == ["demo", "emulator", "check", "webhook-endpoint", "orders", "events",
-                      "invoices", "fulfil-pending", "sync", "subscriptions", "grants"]
+                      "invoices", "fulfil-pending", "sync", "subscriptions", "grants",
+                      "customers"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
