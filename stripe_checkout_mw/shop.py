@@ -152,6 +152,7 @@ class Shop:
 
     def _build_ledger(self, store: OrderStore, runs_handlers: bool) -> None:
         # Imported here: the command line's parser, which imports the package, stays light.
+        from .news import backfill
         from .news.reconcile import Reconciler
 
         settings, client, marker = self.settings, self.client, self.settings.marker
@@ -190,7 +191,8 @@ class Shop:
             self.webhooks = WebhookReceiver(secrets=settings.webhook_secrets,
                                             events=self.events, client=client)
             self.webhooks.metrics = self.metrics
-        self.reconciler = Reconciler(store=store, client=client, events=self.events,
+        self.reconciler = Reconciler(full_sync=backfill.start, store=store, client=client,
+                                     events=self.events,
                                      pipeline=self.pipeline, marker=marker,
                                      http_client=self.http_client, guard=self.guard)
         if settings.status_path is not None:

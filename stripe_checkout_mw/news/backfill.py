@@ -49,7 +49,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import stripe
 
@@ -62,12 +62,10 @@ from ..marker import is_marked
 from ..stripe_api.guard import Refused
 from ..stripe_api.plain import id_of, to_plain
 from .handlers import WebhookHandlers
+from .reconcile import Reconciler, StepCount, SyncReport
 from .router import EventRouter
 
-if TYPE_CHECKING:
-    from .reconcile import Reconciler, SyncReport
-
-__all__ = ["EVENT_PREFIX", "STEPS", "Backfill", "Step", "StepCount"]
+__all__ = ["EVENT_PREFIX", "STEPS", "Backfill", "Step", "StepCount", "start"]
 
 logger = logging.getLogger("stripe_checkout_mw")
 
@@ -117,20 +115,6 @@ STEPS: tuple[Step, ...] = (
     Step("subscriptions", lambda client: client.v1.subscriptions.list,
          {"status": "all"}, "customer.subscription.updated", _subscription_of_a_user),
 )
-
-
-@dataclass
-class StepCount:
-    """What one step saw: objects listed, this shop's, newly applied (claimed)."""
-
-    listed: int = 0
-    ours: int = 0
-    new: int = 0
-    resumed_after: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"listed": self.listed, "ours": self.ours, "new": self.new,
-                "resumed_after": self.resumed_after}
 
 
 class _CutOffPipeline(Pipeline):
@@ -212,6 +196,10 @@ class Backfill:
         # The shop's appliers, no handlers: these are not Stripe's events.
         self.router = EventRouter(pipeline=self.pipeline, handlers=WebhookHandlers(),
                                   appliers=reconciler.events.appliers)
+
+    def not_fulfilled_count(self) -> int:
+        """Orders recorded as fulfilled without calling ``fulfill`` (before the cut-off)."""
+        return len(self.pipeline.not_fulfilled)
 
     def run(self, report: SyncReport) -> None:
         """Every step in order; stops at the first failure (listed in ``report``), keeping
@@ -319,3 +307,8 @@ def _cause(exc: Exception) -> str:
     if isinstance(exc, Refused):
         return f"refused by the Stripe guard ({exc.message})"
     return type(exc).__name__
+
+
+def start(reconciler: Reconciler, fulfil_after: float | None) -> Backfill:
+    """The full sync of ``reconciler`` (what the shop hands it as ``full_sync``)."""
+    return Backfill(reconciler, fulfil_after=fulfil_after)

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import stripe
 
@@ -50,11 +50,8 @@ from ..stripe_api.guard import Refused, StripeGuard
 from ..stripe_api.plain import to_plain
 from .router import EventRouter, event_types
 
-if TYPE_CHECKING:
-    from .backfill import StepCount
-
-__all__ = ["HANDLED_EVENTS", "MAX_SINCE", "Reconciler", "SyncReport", "parse_duration",
-           "parse_since"]
+__all__ = ["HANDLED_EVENTS", "MAX_SINCE", "FullSync", "Reconciler", "StepCount", "SyncReport",
+           "parse_duration", "parse_since"]
 
 logger = logging.getLogger("stripe_checkout_mw")
 
@@ -91,6 +88,28 @@ def parse_since(text: str) -> tuple[timedelta, bool]:
 
 def _clamp(since: timedelta) -> tuple[timedelta, bool]:
     return (MAX_SINCE, True) if since > MAX_SINCE else (since, False)
+
+
+class FullSync(Protocol):
+    """A full sync from Stripe's lists (``news.backfill.Backfill``)."""
+
+    def run(self, report: SyncReport) -> None: ...
+
+    def not_fulfilled_count(self) -> int: ...
+
+
+@dataclass
+class StepCount:
+    """What one step saw: objects listed, this shop's, newly applied (claimed)."""
+
+    listed: int = 0
+    ours: int = 0
+    new: int = 0
+    resumed_after: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"listed": self.listed, "ours": self.ours, "new": self.new,
+                "resumed_after": self.resumed_after}
 
 
 @dataclass
@@ -177,8 +196,13 @@ class Reconciler:
                  events: EventRouter, pipeline: Pipeline, marker: Marker | None,
                  page_interval: float = 0.05, max_pages: int = 100,
                  max_orders: int = 500, http_client: ObservedRequestsClient | None = None,
-                 guard: StripeGuard | None = None) -> None:
+                 guard: StripeGuard | None = None,
+                 full_sync: Callable[[Reconciler, float | None], FullSync] | None = None,
+                 ) -> None:
         self.store = store
+        #: Builds the full sync (``news.backfill.Backfill``); handed in by the shop, so that
+        #: this module imports nothing of the backfill, which stands on it.
+        self.full_sync = full_sync
         self.client = client
         self.events = events
         self.pipeline = pipeline
@@ -211,13 +235,14 @@ class Reconciler:
         :param fulfil_after: Unix time; orders adopted from sessions created before it are
             recorded as fulfilled without calling ``fulfill`` (``None``: every one).
         """
-        from .backfill import Backfill
-
+        if self.full_sync is None:
+            raise ValueError("sync --full: this reconciler was built without the backfill "
+                             "(build it through Shop.from_settings)")
         report = SyncReport(since=0.0, full=True)
         with self._observing(report):
-            backfill = Backfill(self, fulfil_after=fulfil_after)
+            backfill = self.full_sync(self, fulfil_after)
             backfill.run(report)
-            report.not_fulfilled = len(backfill.pipeline.not_fulfilled)
+            report.not_fulfilled = backfill.not_fulfilled_count()
             self._guard(report, "running due jobs", lambda: self.run_due_jobs(report))
         logger.info("sync --full: %s", "; ".join(report.lines()))
         return report

@@ -29,10 +29,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, NamedTuple
-
-if TYPE_CHECKING:
-    from .exposition import PrometheusExposition
+from typing import Callable, NamedTuple, Protocol
 
 __all__ = [
     "COUNTER",
@@ -132,6 +129,13 @@ class Recorder:
 NO_METRICS = Recorder()
 
 
+class Exposition(Protocol):
+    """What serves the metrics path (:class:`.exposition.PrometheusExposition`); named here
+    so that this module needs nothing of the one that renders it."""
+
+    def render(self, accept: str | None) -> tuple[bytes, str]: ...
+
+
 class Metrics(Recorder):
     """A recorder that hands each measurement to its sinks, and samples its gauges.
 
@@ -145,7 +149,7 @@ class Metrics(Recorder):
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.sinks = list(sinks)
         #: The metrics path's registry, when it is served.
-        self.exposition: PrometheusExposition | None = None
+        self.exposition: Exposition | None = None
         self._sources: list[GaugeSource] = []
         self._clock = clock
         self._lock = threading.Lock()
