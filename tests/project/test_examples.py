@@ -356,3 +356,91 @@ def test_embedded_shop_loads_stripes_own_stripe_js_by_default(
 def test_embedded_shop_without_a_publishable_key_is_one_line() -> None:
     result = run_example(EXAMPLES / "embedded_shop" / "app.py", STRIPE_SECRET_KEY="sk_test_x")
     assert_one_line(result, "publishable_key", "STRIPE_PUBLISHABLE_KEY")
+
+
+# -- the members' area (members_area): plans, their changes, billing history ------------
+
+
+def load_members_area() -> Any:
+    spec = importlib.util.spec_from_file_location("example_members_area_app",
+                                                  EXAMPLES / "members_area" / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def members_area(shop_env: BackgroundServer) -> Iterator[tuple[webtest.TestApp, str]]:
+    """The members' area served (for its webhooks), and a browser signed in as ``"<i>"``."""
+    app = shop_env.app = load_members_area().create_app()
+    shop_env.start()
+    browser = webtest.TestApp(app, extra_environ={"HTTP_HOST": shop_env.url.split("://")[1]})
+    browser.post("/login", {"user": "<i>"}, status=303)
+    yield browser, shop_env.url
+
+
+def test_members_area_offers_only_its_plans_kept_in_stripe(
+    members_area: tuple[webtest.TestApp, str], emulator: StripeEmulator
+) -> None:
+    browser, _ = members_area
+    page = browser.get("/")
+    assert "<b id=\"user\">&lt;i&gt;</b>" in page.text  # the name is escaped
+    assert 'id="subscribe-basic"' in page.text and 'id="subscribe-pro"' in page.text
+    def plans() -> dict[str, Any]:
+        listed = emulator.client().v1.prices.list(
+            params={"lookup_keys": ["members_basic", "members_pro"], "limit": 10}).data
+        assert len(listed) == 2
+        return {str(price.lookup_key): price for price in listed}
+
+    first = plans()
+    assert first["members_basic"].unit_amount == 500
+    assert first["members_pro"].recurring is not None
+    assert first["members_pro"].recurring.interval == "month"
+    # A second start finds the prices instead of making more.
+    load_members_area().create_app().close()
+    assert {key: price.id for key, price in plans().items()} == {
+        key: price.id for key, price in first.items()}
+
+
+def test_members_area_previews_and_changes_a_plan_from_its_own_pages_only(
+    members_area: tuple[webtest.TestApp, str], emulator: StripeEmulator
+) -> None:
+    browser, origin = members_area
+    same_site = {"Origin": origin}
+    pay_url = browser.post("/create-checkout-session", {"price": "basic"},
+                           headers=same_site, status=303).headers["Location"]
+    emulator.pay(pay_url.rsplit("/", 1)[1])
+    emulator.wait_for_deliveries(timeout=10)
+    account = browser.get("/account")
+    assert "Basic</span> x <span class=\"seats\">1</span>: active" in account.text
+    assert "subscription_create" in account.html.find(id="invoices").text
+    assert browser.get("/reports", status=403).html.find(id="denied") is not None
+
+    # Posts from another site, or that say nowhere, change nothing.
+    for headers in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/"},
+                    {}):
+        browser.post("/account/change", {"plan": "pro", "seats": "1"}, headers=headers,
+                     status=403)
+    refused = browser.post("/account/preview", {"plan": "gold", "seats": "1"},
+                           headers=same_site, status=400)
+    assert refused.html.find(id="error").text == "Choose one of the plans."
+
+    preview = browser.post("/account/preview", {"plan": "pro", "seats": "2"},
+                           headers=same_site)
+    assert preview.html.find(id="next-total").text == "30.00 USD"
+    confirm = preview.forms[next(k for k, f in preview.forms.items()
+                                 if f.action == "/account/change")]
+    assert browser.get("/account").text.count("Basic</span>") == 1  # unchanged by a preview
+    done = browser.post("/account/change", dict(confirm.submit_fields()),
+                        headers=same_site, status=303)
+    assert done.headers["Location"] == "/account?notice=changed"
+    account = browser.get("/account?notice=changed")
+    assert account.html.find(id="notice").text == "Your plan was changed."
+    assert "Pro</span> x <span class=\"seats\">2</span>: active" in account.text
+    assert "new members" in browser.get("/reports").html.find(id="report").text
+
+    browser.post("/account/cancel", headers=same_site, status=303)
+    assert "ends" in browser.get("/account").html.find(id="subscriptions").text
+    browser.post("/account/resume", headers=same_site, status=303)
+    assert "renews" in browser.get("/account").html.find(id="subscriptions").text
