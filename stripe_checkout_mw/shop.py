@@ -173,6 +173,8 @@ class Shop:
                                  retention_days=settings.event_retention_days)
         self.subscriptions = ManagedSubscriptions(
             store, self.customers, past_due_is_active=settings.past_due_is_active,
+            past_due_grace_days=settings.past_due_grace_days,
+            incomplete_grace_days=settings.incomplete_grace_days,
             marker=marker, entitling_prices=settings.entitling_prices,
             features=settings.features, client=client, guard=self.guard,
             price_lookup=settings.price_lookup,

@@ -34,8 +34,11 @@ __all__ = [
 #: upgrading an older ledger is creating what is missing. Version 5 added the subscriptions'
 #: ``sold_here`` (rows stored before it count as sold here, as they did),
 #: ``stripe_checkout_grants`` (features granted by hand) and ``stripe_checkout_invoices``
-#: (the invoice ledger).
-SCHEMA_VERSION = 5
+#: (the invoice ledger). Version 6 added the subscriptions' ``status_since`` (when the
+#: ledger first stored the current status, for the grace periods; rows stored before it
+#: count from their ``updated_at``). A bump, not an edit of version 5: ledgers version 5
+#: made before it existed get the column too.
+SCHEMA_VERSION = 6
 
 # Portable column types, mapped to each engine's own by the type maps below.
 TEXT = "text"
@@ -194,6 +197,10 @@ TABLES: tuple[Table, ...] = (
         # Whether the shop's checkout sold it (its marker) or it is of a configured price:
         # only those give entitlement (billing.entitlements).
         Column("sold_here", BOOLEAN, null=False, default=True),
+        # When the ledger first stored the current status (Unix seconds): a past_due or
+        # incomplete subscription gives access for its grace period from then
+        # (billing.entitlements). NULL in rows stored before it: read as updated_at.
+        Column("status_since", REAL),
     ), indexes=(
         Index("stripe_checkout_subscriptions_ref", ("customer_ref", "created")),
         Index("stripe_checkout_subscriptions_customer", ("stripe_customer",)),
