@@ -157,14 +157,14 @@ class Shop:
         settings, client, marker = self.settings, self.client, self.settings.marker
         self.store = store
         self.customers = CustomerDirectory(store)
-        self.payment_events = PaymentEvents(
-            store, client, marker=marker, refunded=settings.refunded,
-            disputed=settings.disputed)
         self.billing = InvoiceLedger(store)
         self.invoice_events = InvoiceEvents(
             self.billing, client, subscriptions=self.subscriptions, marker=marker,
             invoice_paid=settings.invoice_paid, payment_failed=settings.payment_failed,
             action_required=settings.action_required, trial_will_end=settings.trial_will_end)
+        self.payment_events = PaymentEvents(
+            store, client, marker=marker, refunded=settings.refunded,
+            disputed=settings.disputed, invoices=self.invoice_events)
         kinds: list[JobKind] = [HandlersJob(self.handlers, client)] if runs_handlers else []
         kinds += [FulfilJob(store, settings.fulfill),
                   SubscriptionChangedJob(settings.subscription_changed),

@@ -36,8 +36,8 @@ __all__ = [
 #: ``stripe_checkout_grants`` (features granted by hand) and ``stripe_checkout_invoices``
 #: (the invoice ledger). Version 6 added the subscriptions' ``status_since`` (when the
 #: ledger first stored the current status, for the grace periods; rows stored before it
-#: count from their ``updated_at``). A bump, not an edit of version 5: ledgers version 5
-#: made before it existed get the column too.
+#: count from their ``updated_at``) and the invoices' ``amount_refunded``. A bump, not an
+#: edit of version 5: ledgers version 5 made before them get the columns too.
 SCHEMA_VERSION = 6
 
 # Portable column types, mapped to each engine's own by the type maps below.
@@ -250,6 +250,9 @@ TABLES: tuple[Table, ...] = (
         Column("paid_at", BIGINT),
         Column("attempt_count", INTEGER, null=False, default=0),
         Column("next_payment_attempt", BIGINT),
+        # The largest cumulative refund of its payment seen (a charge's amount_refunded):
+        # a late or repeated event never lowers it.
+        Column("amount_refunded", BIGINT, null=False, default=0),
         Column("fetched_at", REAL, null=False),
         Column("updated_at", REAL, null=False),
     ), indexes=(
