@@ -158,30 +158,32 @@ class Shop:
         settings, client, marker = self.settings, self.client, self.settings.marker
         self.store = store
         self.customers = CustomerDirectory(store, client=client)
-        self.payment_events = PaymentEvents(
-            store, client, marker=marker, refunded=settings.refunded,
-            disputed=settings.disputed)
         kinds: list[JobKind] = [HandlersJob(self.handlers, client)] if runs_handlers else []
         kinds += [FulfilJob(store, settings.fulfill),
-                  SubscriptionChangedJob(settings.subscription_changed),
-                  *self.payment_events.kinds()]
+                  SubscriptionChangedJob(settings.subscription_changed)]
         self.pipeline = Pipeline(store, kinds, lease=settings.job_lease,
                                  retention_days=settings.event_retention_days)
         self.subscriptions = ManagedSubscriptions(
             store, self.customers, past_due_is_active=settings.past_due_is_active,
+            past_due_grace_days=settings.past_due_grace_days,
+            incomplete_grace_days=settings.incomplete_grace_days,
             marker=marker, entitling_prices=settings.entitling_prices,
             features=settings.features, client=client, guard=self.guard,
             price_lookup=settings.price_lookup,
             refresh=functools.partial(refresh_subscription, self.pipeline, client,
                                       self.guard))
-        # The invoice applier needs the subscriptions (whose refresh needs the pipeline), so
-        # its hook jobs join the pipeline after both exist.
+        # Each applier is built after the parts it needs (the invoices after the
+        # subscriptions, whose refresh needs the pipeline; the payments after the invoices),
+        # and its hook jobs join the pipeline then.
         self.billing = InvoiceLedger(store)
         self.invoice_events = InvoiceEvents(
             self.billing, client, subscriptions=self.subscriptions, marker=marker,
             invoice_paid=settings.invoice_paid, payment_failed=settings.payment_failed,
             action_required=settings.action_required, trial_will_end=settings.trial_will_end)
-        for kind in self.invoice_events.kinds():
+        self.payment_events = PaymentEvents(
+            store, client, marker=marker, refunded=settings.refunded,
+            disputed=settings.disputed, invoices=self.invoice_events)
+        for kind in (*self.payment_events.kinds(), *self.invoice_events.kinds()):
             self.pipeline.add_kind(kind)
         self.events = EventRouter.build(
             store=store, handlers=self.handlers, fulfill=settings.fulfill, client=client,

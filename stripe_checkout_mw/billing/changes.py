@@ -199,14 +199,17 @@ class ManagedSubscriptions(SubscriptionLedger):
     """
 
     def __init__(self, store: SqlStore, customers: CustomerDirectory, *,
-                 past_due_is_active: bool = True, marker: Marker | None = None,
+                 past_due_is_active: bool = True, past_due_grace_days: float = 14.0,
+                 incomplete_grace_days: float = 0.0, marker: Marker | None = None,
                  entitling_prices: Collection[str] = (),
                  features: Mapping[str, Iterable[str]] | None = None,
                  client: stripe.StripeClient, guard: StripeGuard,
                  price_lookup: PriceLookup | CustomPriceLookup | None,
                  refresh: Refresh) -> None:
         super().__init__(store, customers, past_due_is_active=past_due_is_active,
-                         marker=marker, entitling_prices=entitling_prices, features=features)
+                         past_due_grace_days=past_due_grace_days,
+                         incomplete_grace_days=incomplete_grace_days, marker=marker,
+                         entitling_prices=entitling_prices, features=features)
         self.client = client
         self.guard = guard
         self.price_lookup = price_lookup

@@ -13,7 +13,8 @@ gives (a price id or a lookup key -> feature names)::
 
 Both answer from the ledger in one indexed read, with no Stripe call: a subscription gives
 its prices' features while it gives access (``is_active``: ``active``, ``trialing``, and
-``past_due`` unless ``past_due_is_active=False``).
+``past_due`` or ``incomplete`` for their grace periods, ``past_due_grace_days`` and
+``incomplete_grace_days``, counted from when the ledger first stored that status).
 
 Grants give a feature by hand until a time (a comped account, a support credit); they are
 stored in the ledger, listed by ``python -m stripe_checkout_mw grants list`` and end by
@@ -34,7 +35,7 @@ ledger stored before this rule existed count as sold here, as they did.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -111,12 +112,15 @@ def expiry_of(until: datetime | date | float | int) -> float:
 class Entitlements:
     """Features from subscriptions and grants (see the module docstring).
 
-    :param rows: the subscriptions table (its statuses giving access already chosen).
+    :param rows: the subscriptions table (its statuses and grace periods already chosen).
     :param features: price id or lookup key -> the feature names it gives.
+    :param clock: the time now (Unix seconds).
     """
 
-    def __init__(self, rows: SubscriptionRows, features: Mapping[str, Iterable[str]]) -> None:
+    def __init__(self, rows: SubscriptionRows, features: Mapping[str, Iterable[str]], *,
+                 clock: Callable[[], float] = time.time) -> None:
         self._rows = rows
+        self._clock = clock
         self._grants = GrantRows(rows.store)
         self._features: dict[str, frozenset[str]] = {
             str(price): frozenset(map(str, names)) for price, names in features.items()}
@@ -131,7 +135,7 @@ class Entitlements:
         current grants'. One indexed read of the ledger."""
         if not isinstance(ref, str):
             return frozenset()
-        prices, granted = self._rows.entitled(ref, time.time())
+        prices, granted = self._rows.entitled(ref, self._clock())
         found = set(granted)
         table = self._features
         for names in prices:
@@ -143,7 +147,7 @@ class Entitlements:
         """Whether ``ref`` has ``feature`` now (see :meth:`features`)."""
         if not isinstance(ref, str):
             return False
-        prices, granted = self._rows.entitled(ref, time.time())
+        prices, granted = self._rows.entitled(ref, self._clock())
         giving = self._prices_of.get(feature)
         if giving is not None and any(not giving.isdisjoint(names) for names in prices):
             return True

@@ -45,8 +45,9 @@ class Invoice:
     invoice-level ``period_start``/``period_end``). ``hosted_invoice_url`` (where the
     customer pays or authenticates) and ``invoice_pdf`` are ``None`` until it is finalized.
     ``subscription`` is ``None`` for a manual invoice. ``customer_ref`` is the app's user
-    id, when the customer is known. ``hook_attempt`` is the hook's attempt number (1 on the
-    first call of a hook; 0 outside a hook).
+    id, when the customer is known. ``amount_refunded`` is how much of its payment was
+    refunded (the charge's cumulative amount; 0 for none). ``hook_attempt`` is the hook's
+    attempt number (1 on the first call of a hook; 0 outside a hook).
     """
 
     id: str
@@ -72,6 +73,7 @@ class Invoice:
     attempt_count: int
     next_payment_attempt: int | None
     updated_at: float
+    amount_refunded: int = 0
     hook_attempt: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,17 +205,24 @@ class InvoiceLedger:
             older answer).
         """
         invoice = replace(invoice, updated_at=time.time(), hook_attempt=0)
-        row = invoice.to_row(fetched_at)
-        stored_at = self._rows.locked_fetched_at(tx, invoice.id)
-        if stored_at is None:
-            if self._rows.insert(tx, row):
+        stored = self._rows.locked(tx, invoice.id)
+        if stored is None:
+            if self._rows.insert(tx, invoice.to_row(fetched_at)):
                 return invoice
-            stored_at = self._rows.locked_fetched_at(tx, invoice.id)
-            assert stored_at is not None  # inserted by a concurrent transaction, committed
+            stored = self._rows.locked(tx, invoice.id)
+            assert stored is not None  # inserted by a concurrent transaction, committed
+        stored_at, refunded = stored
         if stored_at >= fetched_at:
             return None
-        self._rows.update(tx, row)
+        # Stripe's invoice says nothing of refunds: the refund events' amount stays.
+        invoice = replace(invoice, amount_refunded=max(refunded, invoice.amount_refunded))
+        self._rows.update(tx, invoice.to_row(fetched_at))
         return invoice
+
+    def record_refund(self, tx: StoreTransaction, invoice_id: str, amount_refunded: int) -> bool:
+        """Keep ``amount_refunded`` (a charge's cumulative refunded amount) on a stored
+        invoice unless a larger one is stored; whether it changed."""
+        return self._rows.raise_refunded(tx, invoice_id, amount_refunded)
 
 
 def _sum_amounts(entries: Any) -> int:

@@ -19,9 +19,12 @@ Only subscriptions this shop sold give access (``Subscription.sold_here``; see
 :mod:`stripe_checkout_mw.billing.entitlements`): one another integration made for the same
 Stripe Customer is listed but counts for nothing.
 
-``active`` and ``trialing`` give access; so does ``past_due`` (Stripe is still retrying the
-payment) unless ``past_due_is_active=False``. A subscription set to cancel at period end is
-still ``active`` at Stripe until the period ends, and so keeps access until Stripe ends it.
+``active`` and ``trialing`` give access. ``past_due`` (Stripe is still retrying the
+payment) gives access for ``past_due_grace_days`` (14) from when the ledger first stored that
+status, and none at all with ``past_due_is_active=False``; ``incomplete`` (the first payment
+failed or awaits the customer's authentication) for ``incomplete_grace_days`` (0: none). A
+subscription set to cancel at period end is still ``active`` at Stripe until the period
+ends, and so keeps access until Stripe ends it.
 
 Each stored change of status or items is returned to the applier, which records a
 ``subscription_changed`` job, run after the commit with the pipeline's attempt semantics
@@ -31,7 +34,7 @@ Each stored change of status or items is returned to the applier, which records 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime
 from typing import Any
@@ -51,8 +54,9 @@ __all__ = [
 ]
 
 
-#: Statuses that give access; ``past_due`` too unless excluded.
+#: Statuses that give access; ``past_due`` and ``incomplete`` too for their grace periods.
 ACTIVE_STATUSES = frozenset({"active", "trialing"})
+DAY = 86400.0
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,10 @@ class Subscription:
     ``customer_ref`` is the app's user id, or ``None`` for a Stripe Customer this shop never
     sold to through its own checkout (never attached to any user). ``current_period_end`` is
     the earliest of the items' (Stripe keeps periods on the items now); times are Unix
-    seconds; ``updated_at`` is when the ledger last stored it. ``sold_here`` says whether
-    it gives entitlement: this shop's checkout sold it, or it is of an entitling price.
+    seconds; ``updated_at`` is when the ledger last stored it, ``status_since`` when it
+    first stored the current status (a grace period counts from it; ``None`` for a row
+    stored before the ledger kept it). ``sold_here`` says whether it gives entitlement:
+    this shop's checkout sold it, or it is of an entitling price.
     """
 
     id: str
@@ -89,6 +95,7 @@ class Subscription:
     latest_invoice_status: str | None
     updated_at: float
     sold_here: bool = True
+    status_since: float | None = None
 
     def has_price(self, price: str) -> bool:
         """Whether an item is of ``price`` (a price id or a lookup key)."""
@@ -146,13 +153,19 @@ class Subscription:
                                    and invoice.get("status") else None),
             updated_at=at,
             sold_here=sold_here,
+            status_since=at,
         )
 
 
 class SubscriptionLedger:
     """``mw.subscriptions``: reads for the app, and the write of what Stripe said.
 
-    :param past_due_is_active: whether ``past_due`` gives access (Stripe is retrying).
+    :param past_due_is_active: whether ``past_due`` gives access (Stripe is retrying);
+        ``False`` is a ``past_due_grace_days`` of 0.
+    :param past_due_grace_days: days ``past_due`` gives access from when it was first stored.
+    :param incomplete_grace_days: days ``incomplete`` gives access from when it was first
+        stored.
+    :param clock: the time now (Unix seconds), for the grace periods and grants.
     :param marker: the shop's marker (:mod:`stripe_checkout_mw.marker`), which its checkout
         puts on the subscriptions it sells; ``None`` accepts any shop's marker.
     :param entitling_prices: price ids or lookup keys whose subscriptions give entitlement
@@ -161,16 +174,22 @@ class SubscriptionLedger:
     """
 
     def __init__(self, store: SqlStore, customers: CustomerDirectory, *,
-                 past_due_is_active: bool = True, marker: Marker | None = None,
+                 past_due_is_active: bool = True, past_due_grace_days: float = 14.0,
+                 incomplete_grace_days: float = 0.0, marker: Marker | None = None,
                  entitling_prices: Collection[str] = (),
-                 features: Mapping[str, Iterable[str]] | None = None) -> None:
+                 features: Mapping[str, Iterable[str]] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.customers = customers
-        self.statuses = ACTIVE_STATUSES | ({"past_due"} if past_due_is_active else set())
+        self.statuses = ACTIVE_STATUSES
+        #: Status -> seconds it gives access from its ``status_since``.
+        self.grace = {"past_due": past_due_grace_days * DAY if past_due_is_active else 0.0,
+                      "incomplete": incomplete_grace_days * DAY}
         self.marker = marker
         self.entitling_prices = frozenset(entitling_prices)
-        self._rows = SubscriptionRows(store, self.statuses)
-        self.entitlements = Entitlements(self._rows, features or {})
+        self._clock = clock
+        self._rows = SubscriptionRows(store, self.statuses, self.grace)
+        self.entitlements = Entitlements(self._rows, features or {}, clock=clock)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -187,8 +206,8 @@ class SubscriptionLedger:
         if not isinstance(ref, str):
             return False
         if price is None:
-            return self._rows.has_active(ref)
-        return any(price in prices for prices in self._rows.active_prices(ref))
+            return self._rows.has_active(ref, self._clock())
+        return any(price in prices for prices in self._rows.active_prices(ref, self._clock()))
 
     def has_feature(self, ref: str, feature: str) -> bool:
         """Whether ``ref`` has ``feature`` now, from a subscription giving access or a grant
@@ -240,7 +259,7 @@ class SubscriptionLedger:
         subscription_id = str(sub["id"])
         customer = id_of(sub.get("customer")) or ""
         ref = self.customers.ref_in(tx, customer) if customer else None
-        now = time.time()
+        now = self._clock()
         recognised = sold_by_session or sold_here(sub, self.marker, self.entitling_prices)
         new = Subscription.from_stripe(sub, ref, now, sold_here=recognised)
         row = self._rows.lock(tx, subscription_id)
@@ -264,12 +283,17 @@ class SubscriptionLedger:
                 return None
             new = replace(old, customer_ref=ref, updated_at=now)
             fetched_at = row.fetched_at
+        if new.status == old.status:
+            # The same status: its grace keeps counting from when it was first stored.
+            since = row.status_since if row.status_since is not None else old.updated_at
+            new = replace(new, status_since=since)
         changed = (ref is not None and new.sold_here
                    and old.change_key() != new.change_key())
         revision = row.revision + (1 if changed else 0)
         self._rows.update(tx, subscription_id, customer, ref, new.status, new.to_dict(),
                           new.price_names(), revision=revision, fetched_at=fetched_at, at=now,
-                          sold_here=new.sold_here)
+                          sold_here=new.sold_here,
+                          status_since=now if new.status_since is None else new.status_since)
         return (new, revision) if changed else None
 
 

@@ -12,7 +12,8 @@ plain JSON data.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .store import Ledger, StoreTransaction
@@ -65,50 +66,63 @@ class LockedSubscription(NamedTuple):
     revision: int
     fetched_at: float
     sold_here: bool
+    #: When the ledger first stored the row's status; ``None`` in rows stored before it
+    #: was kept.
+    status_since: float | None
 
 
 class SubscriptionRows:
     """Reads and writes of the subscriptions table.
 
     :param statuses: the statuses that give access, for :meth:`active_prices`,
-        :meth:`has_active` and :meth:`entitled` (bound as values, so the SQL is the same
-        text on every call). Only subscriptions ``sold_here`` give access.
+        :meth:`has_active` and :meth:`entitled`. Only subscriptions ``sold_here`` give
+        access.
+    :param grace: status -> seconds it gives access from its ``status_since`` (0: none).
+        Statuses and cut-off times are bound as values, so the SQL is the same text on
+        every call.
     """
 
-    def __init__(self, store: Ledger, statuses: Iterable[str]) -> None:
+    def __init__(self, store: Ledger, statuses: Iterable[str],
+                 grace: Mapping[str, float] | None = None) -> None:
         self.store = store
-        self._status_params = (*sorted(statuses), True)
+        self._statuses = (True, *sorted(statuses))
+        self._grace = sorted((grace or {}).items())
         q = store.dialect.placeholders
-        marks = ", ".join("?" for _ in self._status_params[:-1])
+        marks = ", ".join("?" for _ in self._statuses[1:])
+        # The rows of customer_ref = ? that give access (the ref's index; a user has few).
+        gives_access = "customer_ref = ? AND sold_here = ? AND (status IN (<marks>)".replace(
+            "<marks>", marks) + "".join(
+            " OR (status = ? AND COALESCE(status_since, updated_at) > ?)"
+            for _ in self._grace) + ")"
         self._sql_for_ref = q(
             "SELECT record, customer_ref FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
             "ORDER BY created DESC, subscription_id DESC")
         self._sql_active = q(
-            "SELECT prices FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
-            "AND status IN (<marks>) AND sold_here = ?".replace("<marks>", marks))
+            "SELECT prices FROM stripe_checkout_subscriptions WHERE <access>".replace(
+                "<access>", gives_access))
         self._sql_any_active = q(
-            "SELECT 1 FROM stripe_checkout_subscriptions WHERE customer_ref = ? "
-            "AND status IN (<marks>) AND sold_here = ? LIMIT 1".replace("<marks>", marks))
+            "SELECT 1 FROM stripe_checkout_subscriptions WHERE <access> LIMIT 1".replace(
+                "<access>", gives_access))
         # One round trip for everything that entitles a user: the price names of each
         # subscription giving access, and each feature granted until a later time.
         self._sql_entitled = q(
             "SELECT CAST(prices AS TEXT), NULL FROM stripe_checkout_subscriptions "
-            "WHERE customer_ref = ? AND status IN (<marks>) AND sold_here = ? UNION ALL "
+            "WHERE <access> UNION ALL "
             "SELECT NULL, feature FROM stripe_checkout_grants WHERE customer_ref = ? "
-            "AND expires_at > ?".replace("<marks>", marks))
-        lock = ("SELECT record, revision, fetched_at, sold_here "
+            "AND expires_at > ?".replace("<access>", gives_access))
+        lock = ("SELECT record, revision, fetched_at, sold_here, status_since "
                 "FROM stripe_checkout_subscriptions "
                 "WHERE subscription_id = ?")
         self._sql_lock = q(lock + store.dialect.lock_suffix)
         self._sql_insert = q(
             "INSERT INTO stripe_checkout_subscriptions (subscription_id, stripe_customer, "
             "customer_ref, status, record, prices, revision, fetched_at, created, updated_at, "
-            "sold_here) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "sold_here, status_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (subscription_id) DO NOTHING")
         self._sql_update = q(
             "UPDATE stripe_checkout_subscriptions SET stripe_customer = ?, customer_ref = ?, "
             "status = ?, record = ?, prices = ?, revision = ?, fetched_at = ?, updated_at = ?, "
-            "sold_here = ? WHERE subscription_id = ?")
+            "sold_here = ?, status_since = ? WHERE subscription_id = ?")
         self._sql_unowned = q(
             "SELECT record FROM stripe_checkout_subscriptions WHERE customer_ref IS NULL "
             "ORDER BY created DESC")
@@ -124,23 +138,30 @@ class SubscriptionRows:
         return [(from_json(record), owner)
                 for record, owner in self.store._read(self._sql_for_ref, (ref,))]
 
-    def has_active(self, ref: str) -> bool:
-        """Whether ``ref`` has a subscription in one of the statuses (one indexed read)."""
-        return bool(self.store._read(self._sql_any_active, (ref, *self._status_params)))
+    def _access_params(self, ref: str, now: float) -> tuple[Any, ...]:
+        params: list[Any] = [ref, *self._statuses]
+        for status, seconds in self._grace:
+            # A grace of 0 binds a cut-off no time passes, rather than changing the SQL.
+            params += [status, now - seconds if seconds > 0 else math.inf]
+        return tuple(params)
 
-    def active_prices(self, ref: str) -> list[list[str]]:
-        """The price names of each subscription of ``ref`` in one of the statuses."""
+    def has_active(self, ref: str, now: float) -> bool:
+        """Whether ``ref`` has a subscription giving access at ``now`` (one indexed read)."""
+        return bool(self.store._read(self._sql_any_active, self._access_params(ref, now)))
+
+    def active_prices(self, ref: str, now: float) -> list[list[str]]:
+        """The price names of each subscription of ``ref`` giving access at ``now``."""
         from_json = self.store.dialect.from_json
         return [list(from_json(prices)) for (prices,) in
-                self.store._read(self._sql_active, (ref, *self._status_params))]
+                self.store._read(self._sql_active, self._access_params(ref, now))]
 
     def entitled(self, ref: str, now: float) -> tuple[list[list[str]], list[str]]:
-        """The price names of each subscription of ``ref`` giving access, and the features
-        granted to ``ref`` beyond ``now``: one indexed read."""
+        """The price names of each subscription of ``ref`` giving access at ``now``, and
+        the features granted to ``ref`` beyond ``now``: one indexed read."""
         prices: list[list[str]] = []
         granted: list[str] = []
         for names, feature in self.store._read(
-                self._sql_entitled, (ref, *self._status_params, ref, now)):
+                self._sql_entitled, (*self._access_params(ref, now), ref, now)):
             if feature is None:
                 prices.append(json.loads(names))
             else:
@@ -168,25 +189,28 @@ class SubscriptionRows:
     def insert(self, tx: StoreTransaction, subscription_id: str, stripe_customer: str,
                ref: str | None, status: str, record: dict[str, Any], prices: Sequence[str],
                *, fetched_at: float, created: float, at: float, sold_here: bool) -> bool:
-        """Store a subscription at revision 1; ``False`` if a concurrent transaction
-        stored it first."""
+        """Store a subscription at revision 1, in its status since ``at``; ``False`` if a
+        concurrent transaction stored it first."""
         to_json = self.store.dialect.to_json
         return self.store.dialect.rowcount(tx.conn, self._sql_insert, (
             subscription_id, stripe_customer, ref, status, to_json(record), to_json(prices), 1,
-            fetched_at, created, at, sold_here)) == 1
+            fetched_at, created, at, sold_here, at)) == 1
 
     def update(self, tx: StoreTransaction, subscription_id: str, stripe_customer: str,
                ref: str | None, status: str, record: dict[str, Any], prices: Sequence[str],
-               *, revision: int, fetched_at: float, at: float, sold_here: bool) -> None:
-        """Write a subscription that :meth:`lock` returned."""
+               *, revision: int, fetched_at: float, at: float, sold_here: bool,
+               status_since: float) -> None:
+        """Write a subscription that :meth:`lock` returned, in ``status`` since
+        ``status_since``."""
         to_json = self.store.dialect.to_json
         self.store.dialect.execute(tx.conn, self._sql_update, (
             stripe_customer, ref, status, to_json(record), to_json(prices), revision,
-            fetched_at, at, sold_here, subscription_id))
+            fetched_at, at, sold_here, status_since, subscription_id))
 
     def _locked(self, row: Sequence[Any]) -> LockedSubscription:
         return LockedSubscription(dict(self.store.dialect.from_json(row[0])), int(row[1]),
-                                  float(row[2]), bool(row[3]))
+                                  float(row[2]), bool(row[3]),
+                                  None if row[4] is None else float(row[4]))
 
 
 class GrantRow(NamedTuple):

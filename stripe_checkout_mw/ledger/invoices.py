@@ -44,11 +44,15 @@ class InvoiceRows:
             "WHERE i.invoice_id = ?")
         self._sql_created = q(
             "SELECT created FROM stripe_checkout_invoices WHERE invoice_id = ?")
-        lock = "SELECT fetched_at FROM stripe_checkout_invoices WHERE invoice_id = ?"
+        lock = ("SELECT fetched_at, amount_refunded FROM stripe_checkout_invoices "
+                "WHERE invoice_id = ?")
         self._sql_lock = q(lock + store.dialect.lock_suffix)
         self._sql_insert = q(
             f"INSERT INTO stripe_checkout_invoices ({', '.join(COLUMNS)}) "  # noqa: S608  # declared names
             f"VALUES ({', '.join('?' for _ in COLUMNS)}) ON CONFLICT (invoice_id) DO NOTHING")
+        self._sql_refunded = q(
+            "UPDATE stripe_checkout_invoices SET amount_refunded = ? "
+            "WHERE invoice_id = ? AND amount_refunded < ?")
         self._sql_update = q(
             f"UPDATE stripe_checkout_invoices SET "  # noqa: S608  # declared names
             f"{', '.join(f'{name} = ?' for name in _WRITTEN)} WHERE invoice_id = ?")
@@ -78,11 +82,17 @@ class InvoiceRows:
 
     # -- in a transaction --------------------------------------------------------------
 
-    def locked_fetched_at(self, tx: StoreTransaction, invoice_id: str) -> float | None:
-        """When the stored answer's fetch began, the row locked until ``tx`` ends; ``None``
-        if the invoice is not stored."""
+    def locked(self, tx: StoreTransaction, invoice_id: str) -> tuple[float, int] | None:
+        """When the stored answer's fetch began and the refunded amount stored, the row
+        locked until ``tx`` ends; ``None`` if the invoice is not stored."""
         row = self.store.dialect.fetchone(tx.conn, self._sql_lock, (invoice_id,))
-        return None if row is None else float(row[0])
+        return None if row is None else (float(row[0]), int(row[1]))
+
+    def raise_refunded(self, tx: StoreTransaction, invoice_id: str, amount: int) -> bool:
+        """Set the invoice's refunded amount to ``amount`` if that is more than stored;
+        whether it was (``False`` too for an invoice not stored)."""
+        return self.store.dialect.rowcount(
+            tx.conn, self._sql_refunded, (amount, invoice_id, amount)) == 1
 
     def insert(self, tx: StoreTransaction, row: Mapping[str, Any]) -> bool:
         """Store an invoice; ``False`` if a concurrent transaction stored it first."""
@@ -90,7 +100,7 @@ class InvoiceRows:
             tx.conn, self._sql_insert, tuple(row[name] for name in COLUMNS)) == 1
 
     def update(self, tx: StoreTransaction, row: Mapping[str, Any]) -> None:
-        """Write an invoice whose row :meth:`locked_fetched_at` locked."""
+        """Write an invoice whose row :meth:`locked` locked."""
         self.store.dialect.execute(tx.conn, self._sql_update, (
             *(row[name] for name in _WRITTEN), row["invoice_id"]))
 

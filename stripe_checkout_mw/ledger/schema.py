@@ -35,8 +35,11 @@ __all__ = [
 #: ``retry_at`` (when a failed job is due again), the subscriptions' ``sold_here`` (rows
 #: stored before it count as sold here, as they did), ``stripe_checkout_grants`` (features
 #: granted by hand), ``stripe_checkout_invoices`` (the invoice ledger) and
-#: ``stripe_checkout_backfill`` (the full sync's cursors).
-SCHEMA_VERSION = 5
+#: ``stripe_checkout_backfill`` (the full sync's cursors). Version 6 added the
+#: subscriptions' ``status_since`` (when the ledger first stored the current status, for
+#: the grace periods; rows stored before it count from their ``updated_at``) and the
+#: invoices' ``amount_refunded``.
+SCHEMA_VERSION = 6
 
 # Portable column types, mapped to each engine's own by the type maps below.
 TEXT = "text"
@@ -197,6 +200,10 @@ TABLES: tuple[Table, ...] = (
         # Whether the shop's checkout sold it (its marker) or it is of a configured price:
         # only those give entitlement (billing.entitlements).
         Column("sold_here", BOOLEAN, null=False, default=True),
+        # When the ledger first stored the current status (Unix seconds): a past_due or
+        # incomplete subscription gives access for its grace period from then
+        # (billing.entitlements). NULL in rows stored before it: read as updated_at.
+        Column("status_since", REAL),
     ), indexes=(
         Index("stripe_checkout_subscriptions_ref", ("customer_ref", "created")),
         Index("stripe_checkout_subscriptions_customer", ("stripe_customer",)),
@@ -246,6 +253,9 @@ TABLES: tuple[Table, ...] = (
         Column("paid_at", BIGINT),
         Column("attempt_count", INTEGER, null=False, default=0),
         Column("next_payment_attempt", BIGINT),
+        # The largest cumulative refund of its payment seen (a charge's amount_refunded):
+        # a late or repeated event never lowers it.
+        Column("amount_refunded", BIGINT, null=False, default=0),
         Column("fetched_at", REAL, null=False),
         Column("updated_at", REAL, null=False),
     ), indexes=(

@@ -9,8 +9,13 @@ sends here from a webhook delivery or from reconciliation's replay:
    an order the ledger has no payment for (paid before this table existed, or its payment
    event never arrived) Stripe is asked once, ``GET /v1/checkout/sessions?payment_intent=``,
    and the answer is used only for a session in this ledger or carrying this shop's marker.
-   Anything else (a Payment Link, another integration) changes nothing; its handlers still
-   run, as for any event.
+   A refund of a payment no session made may be of an invoice's payment (a renewal, a
+   plan change): Stripe is asked which invoice that payment paid
+   (``GET /v1/invoice_payments?payment[payment_intent]=``) and for the charge's cumulative
+   refunded amount, which is kept on the invoice in the ledger (stored first if it is
+   not yet: ``mw.billing.invoice(id).amount_refunded``), never lowered. Anything else (a
+   Payment Link, another integration) changes nothing; its handlers still run, as for
+   any event.
 2. **What changed**, in the pipeline's transaction with the order row locked: the refunds
    and disputes seen (each Stripe status only moves forward), ``amount_refunded`` (the
    largest cumulative amount seen: a late or repeated event never lowers it) and the order's
@@ -45,7 +50,8 @@ from ..ledger.payments import Payment, PaymentLedger
 from ..ledger.pipeline import Applied, EventClaim, JobKind, Outcome, Pipeline
 from ..ledger.store import Job, NewJob, SqlStore, StoreTransaction
 from ..marker import Marker, is_marked
-from ..stripe_api.plain import event_object, to_plain
+from ..stripe_api.plain import event_object, id_of, to_plain
+from .invoices import InvoiceEvents
 from .reads import NeedsItems, Reads, apply_with_reads
 
 __all__ = ["DISPUTED", "REFUNDED_HOOK", "HookJob", "PaymentEvents"]
@@ -110,11 +116,13 @@ class PaymentEvents:
     :param marker: this shop's session marker (``None``: only sessions in the ledger count).
     :param refunded: ``refunded(order)``, or ``None``.
     :param disputed: ``disputed(order)``, or ``None``.
+    :param invoices: where a refund of an invoice's payment is kept (``None``: nowhere).
     """
 
     def __init__(self, store: SqlStore, client: stripe.StripeClient, *, marker: Marker | None,
                  refunded: OrderHook | None = None,
-                 disputed: OrderHook | None = None) -> None:
+                 disputed: OrderHook | None = None,
+                 invoices: InvoiceEvents | None = None) -> None:
         for name, hook in (("refunded", refunded), ("disputed", disputed)):
             if hook is not None and not callable(hook):
                 raise TypeError(f"{name}: expected a callable {name}(order) or None")
@@ -124,6 +132,7 @@ class PaymentEvents:
         self.ledger = PaymentLedger(store)
         self.refunded = refunded
         self.disputed = disputed
+        self.invoices = invoices
         self._foreign: dict[str, None] = {}
 
     def kinds(self) -> list[JobKind]:
@@ -143,10 +152,14 @@ class PaymentEvents:
         obj = event_object(payload) or {}
         target = self._resolve(obj, event_type)
         subject = target.session_id if target is not None else event_id
+        refund = (self._invoice_refund(pipeline, obj, event_type) if target is None
+                  else None)
 
         def apply(tx: StoreTransaction, reads: Reads) -> Applied:
             jobs = handler_jobs(subject)
             if target is None:
+                if refund is not None and self.invoices is not None:
+                    self.invoices.ledger.record_refund(tx, *refund)
                 return Applied(jobs)
             record = None
             if target.record:
@@ -189,6 +202,27 @@ class PaymentEvents:
         logger.info("payment %s is not an order of this shop; its refund or dispute changes "
                     "nothing", intent)
         return None
+
+    def _invoice_refund(self, pipeline: Pipeline, obj: Mapping[str, Any],
+                        event_type: str) -> tuple[str, int] | None:
+        """The invoice a refund event's payment paid and the charge's cumulative refunded
+        amount, as Stripe says now; ``None`` for anything else. An invoice not yet in the
+        ledger is stored first (one that is not the shop's customers' stays out)."""
+        intent = _text(obj.get("payment_intent"))
+        if self.invoices is None or intent is None or not event_type.startswith(
+                ("charge.refunded", "refund.")):
+            return None
+        listed = self.client.v1.invoice_payments.list(params={
+            "payment": {"type": "payment_intent", "payment_intent": intent}, "limit": 1})
+        invoice_id = id_of(to_plain(listed.data[0]).get("invoice")) if listed.data else None
+        charge_id = _text(obj.get("id")) if event_type == "charge.refunded" else _text(
+            obj.get("charge"))
+        if invoice_id is None or charge_id is None:
+            return None
+        charge = to_plain(self.client.v1.charges.retrieve(charge_id))
+        if self.invoices.ledger.invoice(invoice_id) is None:
+            self.invoices.refresh(pipeline, invoice_id)
+        return invoice_id, _int(charge.get("amount_refunded"))
 
     # -- what changed -----------------------------------------------------------------
 

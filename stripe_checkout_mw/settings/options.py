@@ -460,6 +460,22 @@ def retention_days(option: str, value: Any) -> float:
     return float(value)
 
 
+def grace_days(high: float, why: str) -> Converter:
+    """A converter for a number of days from 0 to ``high`` (``why`` says why no more)."""
+    def convert(option: str, value: Any) -> float:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise OptionError(option, f"{value!r} is not a number of days") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OptionTypeError(option, f"give a number of days, not {value!r}")
+        if not (math.isfinite(value) and 0 <= value <= high):
+            raise OptionError(option, f"give days from 0 to {high:g} ({why})")
+        return float(value)
+    return convert
+
+
 def _networks(option: str, value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
                                                  ...]:
     """Networks (``10.0.0.0/8``) or single addresses, as a list or one string of words."""
@@ -680,6 +696,15 @@ OPTIONS: dict[str, Option] = {
         True, to_bool,
         doc=("whether a `past_due` subscription (Stripe still retrying the payment) gives "
              "access in `is_active`")),
+    "past_due_grace_days": Option(
+        14, grace_days(365, "a year of unpaid access is no grace"),
+        doc=("days a `past_due` subscription keeps giving access (`is_active`, features) "
+             "after its payment first failed: Stripe's recommended retry window (2 weeks); "
+             "0 ends access at once, as `past_due_is_active=False` does")),
+    "incomplete_grace_days": Option(
+        0, grace_days(1, "Stripe expires an incomplete subscription after 23 hours"),
+        doc=("days an `incomplete` subscription (first payment failed or awaiting the "
+             "customer's authentication) gives access; 0 (none) until Stripe says it is paid")),
     "features": Option(
         None, _features,
         doc=("the features each price gives, `{price id or lookup key: [feature, ...]}` (in "

@@ -106,6 +106,11 @@ class Settings:
     subscription_changed: Callable[[Any], None] | None
     #: Whether ``past_due`` (Stripe still retrying a payment) gives access.
     past_due_is_active: bool
+    #: Days ``past_due`` gives access after the payment first failed (none at all when
+    #: ``past_due_is_active`` is false).
+    past_due_grace_days: float
+    #: Days ``incomplete`` gives access.
+    incomplete_grace_days: float
     #: Price id or lookup key -> the features it gives (``mw.subscriptions.has_feature``).
     features: dict[str, tuple[str, ...]]
     #: Prices whose subscriptions give access without the shop's marker.

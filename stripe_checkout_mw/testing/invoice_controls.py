@@ -9,6 +9,7 @@ card saved outside Checkout, and a one-off (``manual``) invoice.
     emu.pay_invoice(invoice_id)              # the customer authenticates and pays
     emu.pay_invoice(invoice_id, authenticate=False)  # ... or gives up
     emu.invoice_customer(customer_id, 2500)  # billing_reason "manual", charged at once
+    emu.refund_invoice(invoice_id, 500)      # charge.refunded on the invoice's payment
 
 Like the other controls, each waits for its events' webhook deliveries by default
 and raises ``ValueError`` for what Stripe would refuse.
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api import StripeState, invoices
+from .api import StripeState, invoices, refunds
 from .api.card_outcomes import ACTION_REQUIRED, PAID, card_number, charge_outcome
+from .api.invoice_payments import paid_charge
 from .api.subscription_changes import update_card
 from .cards import CARD_AUTHENTICATE, CARD_OK, CARD_SAVED_BUT_DECLINES
 from .controls import ControlHooks
@@ -45,6 +47,21 @@ class InvoiceControls(ControlHooks):
                 raise KeyError(f"no such invoice {invoice_id!r}")
             pay_on_page(state, invoice, card=card, authenticate=authenticate)
             return invoice
+
+        return self._emitting(action, wait=wait, timeout=timeout)
+
+    def refund_invoice(self, invoice_id: str, amount: int | None = None, *,
+                       reason: str | None = None, wait: bool = True,
+                       timeout: float = 10.0) -> dict[str, Any]:
+        """Refund ``amount`` (default: all that is left) of the card payment that paid
+        an invoice: ``refund.created``, ``charge.refunded`` (cumulative
+        ``amount_refunded``, the intent and no session) and ``refund.updated``; returns
+        a copy of the refund. ``ValueError`` for an invoice paid without a charge."""
+        def action(state: StripeState) -> dict[str, Any]:
+            if invoice_id not in state.billing.invoices:
+                raise KeyError(f"no such invoice {invoice_id!r}")
+            return refunds.refund_charge(state, paid_charge(state, invoice_id),
+                                         amount=amount, reason=reason)
 
         return self._emitting(action, wait=wait, timeout=timeout)
 

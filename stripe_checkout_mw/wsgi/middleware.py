@@ -193,6 +193,13 @@ class CheckoutMiddleware:
         raises). Default: ``None``.
     :param past_due_is_active: whether a ``past_due`` subscription (Stripe still retrying the
         payment) gives access in ``is_active``. Default: ``True``.
+    :param past_due_grace_days: days a ``past_due`` subscription keeps giving access
+        (``is_active``, features) after its payment first failed: Stripe's recommended retry
+        window (2 weeks); 0 ends access at once, as ``past_due_is_active=False`` does.
+        Default: ``14``.
+    :param incomplete_grace_days: days an ``incomplete`` subscription (first payment failed
+        or awaiting the customer's authentication) gives access; 0 (none) until Stripe says
+        it is paid. Default: ``0``.
     :param features: the features each price gives, ``{price id or lookup key: [feature,
         ...]}`` (in an ``.ini`` a JSON object, or ``price = feature feature`` lines), for
         ``mw.subscriptions.has_feature(user, feature)`` (see "Features and grants").
@@ -285,6 +292,8 @@ class CheckoutMiddleware:
         portal_return_url: str | None = None,
         subscription_changed: Callable[[Subscription], None] | None = None,
         past_due_is_active: bool = True,
+        past_due_grace_days: float = 14,
+        incomplete_grace_days: float = 0,
         features: Mapping[str, Sequence[str]] | str | None = None,
         entitling_prices: Sequence[str] | str = (),
         refunded: Callable[[Order], object] | None = None,

@@ -22,6 +22,7 @@ from stripe_checkout_mw.billing.customers import CustomerDirectory
 from stripe_checkout_mw.billing.entitlements import expiry_of
 from stripe_checkout_mw.billing.subscriptions import SubscriptionLedger
 from stripe_checkout_mw.ledger.billing import GrantRows
+from stripe_checkout_mw.ledger.schema import SCHEMA_VERSION
 from stripe_checkout_mw.ledger.store import open_store
 from stripe_checkout_mw.marker import MARKER_KEY, Marker
 from stripe_checkout_mw.news.reads import Fetched
@@ -413,7 +414,7 @@ def test_subscriptions_a_version_4_ledger_stored_keep_giving_access(store_url: s
         ledger = SubscriptionLedger(store, CustomerDirectory(store), marker=Marker("ours"),
                                     features=FEATURES)
         assert ledger.is_active("ann") and ledger.has_feature("ann", "api")
-        assert store.stored_version() == "5"
+        assert store.stored_version() == str(SCHEMA_VERSION)
         applier = SubscriptionEvents(ledger, stripe.StripeClient("sk_test_unused"))
         # Sold before the marker existed: a later fetch without it keeps the access.
         with store.transaction() as tx:

@@ -26,6 +26,7 @@ from stripe import Invoice
 from .errors import no_such
 from .events import emit
 from .ids import new_id
+from .invoice_payments import pay_by_card
 from .lists import filter_created, list_object
 from .params import as_str
 from .shapes import blank
@@ -326,6 +327,7 @@ def attempt(state: StripeState, invoice: dict[str, Any], *, succeeds: bool,
                        attempted=invoice["amount_due"] > 0 or invoice["attempted"])
         if invoice["amount_due"] > 0:
             invoice["attempt_count"] += 1
+            pay_by_card(state, invoice)
         invoice["status_transitions"]["paid_at"] = now
         emit(state, "invoice.paid", invoice, None)
         emit(state, "invoice.payment_succeeded", invoice, None)

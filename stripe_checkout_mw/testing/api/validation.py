@@ -89,6 +89,7 @@ ENDPOINTS: dict[str, EndpointParams] = {
     "billing_portal.sessions.create": EndpointParams(billing_portal.CREATE_RULES),
     "payment_intents.list": EndpointParams(),
     "payment_intents.retrieve": EndpointParams(),
+    "invoice_payments.list": EndpointParams(params_class="InvoicePaymentListParams"),
     "charges.list": EndpointParams(),
     "charges.retrieve": EndpointParams(),
     "refunds.list": EndpointParams(),
