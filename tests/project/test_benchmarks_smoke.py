@@ -85,6 +85,7 @@ EXPECTED_ROWS = [
       for probe in ("webhook p99", "status p99", "app GET p99", "pass-through POST p99",
                     "calls that reached Stripe")],
     ("7", "one user, 30 billing portal POSTs: Stripe portal creates"),
+    ("7", "fulfill failing, 200 anonymous status GETs: fulfill calls"),
     ("8", "SQLite: webhook path, empty store, events/s"),
     ("8", "SQLite: webhook path, 2,000 events + orders + jobs stored, events/s"),
     ("8", "SQLite: large store time / empty store time"),
