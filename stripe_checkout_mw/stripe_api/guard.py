@@ -360,7 +360,11 @@ class StripeGuard:
         """Halve the limit, once per overdue bound (one slow spell is one signal)."""
         if now - self._decreased_at >= self._overdue_after():
             self._decreased_at = now
-            self._limit = max(1.0, self._limit / 2)
+            # Never below two slots (where the ceiling allows two): one call that hangs (a
+            # price refresh in the background, one slow create) must not shut every
+            # checkout out while Stripe answers the others; a hanging Stripe still holds at
+            # most the ceiling.
+            self._limit = max(float(min(2, self.max_concurrent)), self._limit / 2)
 
     def _note_busy(self, what: str, slow: bool) -> None:
         self.refusals.note(

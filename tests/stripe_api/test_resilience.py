@@ -168,6 +168,10 @@ def test_the_limit_halves_when_stripe_is_slow_and_grows_back_when_it_answers() -
     with guard.call():
         clock.now += 5  # past the overdue bound (1 s before any answer)
     assert guard.limit == 2
+    with pytest.raises(stripe.APIConnectionError), guard.call():
+        clock.now += 20  # another slow spell: the limit stays at its floor of two
+        raise stripe.APIConnectionError("timed out")
+    assert guard.limit == 2
     answered = 0
     while guard.limit < 8:
         with guard.call():
@@ -175,6 +179,20 @@ def test_the_limit_halves_when_stripe_is_slow_and_grows_back_when_it_answers() -
         answered += 1
         assert answered < 100
     assert guard.overdue_after >= 0.5  # never below MIN_OVERDUE
+
+
+def test_one_hung_call_leaves_a_slot_for_the_next_checkout() -> None:
+    """A call that hangs (a price refresh) and a slow spell before it halve the limit no
+    further than two: the next checkout still finds a slot while Stripe answers it."""
+    clock = FakeClock()
+    guard = StripeGuard(max_concurrent=3, cooldown=10, timeout=10, clock=clock)
+    with guard.call():
+        clock.now += 5  # a slow answer: the limit halves
+    with guard.call():  # the hung call, still in flight
+        clock.now += 5  # now overdue
+        with guard.call():  # the next checkout is served beside it
+            clock.now += 0.1
+    assert guard.limit >= 2
 
 
 def test_with_a_healthy_slow_stripe_bursts_up_to_the_threads_are_never_refused(
