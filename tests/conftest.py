@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import threading
 import time
 import uuid
@@ -43,6 +44,7 @@ from stripe_checkout_mw.testing import StripeEmulator
 from stripe_checkout_mw.testing.pytest_plugin import isolated_environment
 
 TESTS = Path(__file__).resolve().parent
+README = TESTS.parent / "README.md"
 #: The folders that mirror no package part: the project-wide checks, and the long suites,
 #: each with the markers its tests get (see setup.cfg for what each marker means).
 SUITE_FOLDERS: dict[str, tuple[str, ...]] = {
@@ -309,3 +311,12 @@ class Fulfilments:
             raise RuntimeError("warehouse is down")
         with self._lock:
             self.orders.append(order)
+
+
+def code_block(starting_with: str, language: str = "python") -> str:
+    """The one README code block in ``language`` that contains ``starting_with`` (for the
+    tests that run what the README shows, wherever they live)."""
+    blocks = re.findall(rf"```{language}\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    matches = [b for b in blocks if starting_with in b]
+    assert len(matches) == 1, f"README has {len(matches)} blocks with {starting_with!r}"
+    return str(matches[0])

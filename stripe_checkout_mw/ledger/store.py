@@ -144,10 +144,13 @@ class Job:
 class JobStats:
     """The jobs not yet done, for the metrics and the health path.
 
-    :param due: jobs recorded and not done, by kind (those running now included).
-    :param failed: of those, the ones whose last attempt ended without success (it raised,
-        or its worker stopped and the lease ran out), by kind.
-    :param oldest_due_age: seconds since the oldest of them was recorded, or ``None``.
+    :param due: jobs not done that can run now (not leased, not waiting for their retry
+        time), by kind; 0 for a kind whose jobs are all running or waiting.
+    :param failed: jobs not done whose last attempt ended without success (it raised, so
+        it waits for its retry time or is due again, or its worker stopped and the lease
+        ran out), by kind.
+    :param oldest_due_age: seconds since the oldest job not done (due, running or waiting)
+        was recorded, or ``None``.
     """
 
     due: dict[str, int]
@@ -235,8 +238,11 @@ class Ledger:
             "UPDATE stripe_checkout_jobs SET done_at = ? WHERE subject = ? AND kind = ? "
             "AND done_at IS NULL AND lease_until <= ?"
         )
+        # Due: can run now (not leased, not waiting for its retry). Failed: its last attempt
+        # raised (it may be waiting for its retry) or its worker's lease ran out.
         self._sql_job_stats = q(
-            "SELECT kind, COUNT(*), SUM(CASE WHEN attempt > 0 AND lease_until <= ? THEN 1 "
+            "SELECT kind, SUM(CASE WHEN lease_until <= ? AND retry_at <= ? THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN retry_at > ? OR (attempt > 0 AND lease_until <= ?) THEN 1 "
             "ELSE 0 END), MIN(created_at) FROM stripe_checkout_jobs WHERE done_at IS NULL "
             "GROUP BY kind"
         )
@@ -294,9 +300,9 @@ class Ledger:
         """How many jobs are due and failed, by kind, and the oldest one's age (one read of
         the pending jobs' index; the metrics path and the health path ask)."""
         now = time.time()
-        rows = self._read(self._sql_job_stats, (now,))
+        rows = self._read(self._sql_job_stats, (now, now, now, now))
         oldest = min((float(row[3]) for row in rows), default=None)
-        return JobStats(due={str(row[0]): int(row[1]) for row in rows},
+        return JobStats(due={str(row[0]): int(row[1] or 0) for row in rows},
                         failed={str(row[0]): int(row[2] or 0) for row in rows if row[2]},
                         oldest_due_age=None if oldest is None else max(0.0, now - oldest))
 

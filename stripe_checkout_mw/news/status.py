@@ -24,6 +24,7 @@ Usage, framework-free::
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -44,7 +45,7 @@ from ..ledger.orders import (
     status_for_session,
 )
 from ..ledger.payments import PaymentLedger
-from ..ledger.pipeline import Applied, JobFailed, JobsPending, Pipeline
+from ..ledger.pipeline import Applied, JobFailed, JobsPending, JobsScheduled, Pipeline
 from ..ledger.store import OrderStore, StoreError, StoreTransaction
 from ..marker import Marker, is_marked
 from ..stripe_api.guard import Refused, StripeGuard
@@ -217,9 +218,15 @@ class OrderStatus:
         try:
             outcome = self.pipeline.process(apply, subject=session_id)
         except (StoreError, JobFailed, JobsPending) as exc:
-            cause = exc.cause if isinstance(exc, JobFailed) else exc
-            logger.error("status: settling order %s failed with %s; it will be retried",
-                         session_id, type(cause).__name__)
+            if isinstance(exc, JobsScheduled):
+                # Not a new failure: the one that scheduled the retry was logged when it
+                # happened, and anyone may poll a success page, so this costs one DEBUG line.
+                logger.debug("status: order %s has a job waiting for its retry; nothing ran",
+                             session_id)
+            else:
+                cause = exc.cause if isinstance(exc, JobFailed) else exc
+                logger.error("status: settling order %s failed with %s; it will be retried",
+                             session_id, type(cause).__name__)
             paid = target == PAID or order.status == PAID
             message = (
                 "payment received; the order is still being processed, try again shortly"
@@ -227,7 +234,7 @@ class OrderStatus:
                 else "the order could not be updated; try again shortly"
             )
             raise HTTPError(503, message, type="api_error",
-                            headers=[("Retry-After", "2")]) from None
+                            headers=[("Retry-After", _retry_after(exc))]) from None
         settled = outcome.value if isinstance(outcome.value, Order) else order
         if outcome.ran_kind(FULFIL):
             settled = replace(settled, fulfilled=True)
@@ -299,6 +306,21 @@ def _log_stripe_error(session_id: str, exc: stripe.StripeError) -> None:
         exc.http_status,
         exc.request_id,
     )
+
+
+#: Bounds of the ``Retry-After`` a waiting job's lookup answers: a page that polls comes
+#: back when the job is due, but at least once in this many seconds (and never at once).
+RETRY_AFTER_MIN = 1
+RETRY_AFTER_MAX = 60
+
+
+def _retry_after(exc: Exception) -> str:
+    """Seconds until the job that blocked a lookup is due, bounded; 2 when unknown."""
+    due_at = exc.due_at if isinstance(exc, JobsPending) else 0.0
+    if due_at <= 0:
+        return "2"
+    wait = math.ceil(due_at - time.time())
+    return str(min(RETRY_AFTER_MAX, max(RETRY_AFTER_MIN, wait)))
 
 
 def _not_found() -> HTTPError:

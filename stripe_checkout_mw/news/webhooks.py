@@ -41,13 +41,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import stripe
 
 from ..errors import HTTPError
-from ..ledger.pipeline import JobFailed, JobsPending
+from ..ledger.pipeline import JobFailed, JobsPending, JobsScheduled
 from ..ledger.store import StoreError
 from ..observe.metrics import NO_METRICS, Recorder
 from ..stripe_api.plain import event_object
@@ -132,6 +133,15 @@ class WebhookReceiver:
         try:
             outcome = self.events.apply(payload, event)
             duplicate = outcome.duplicate and not outcome.ran
+        except JobsScheduled as exc:
+            # An early redelivery (or a resend) while a failed job waits for its retry: the
+            # failure was logged when it happened; the 500 makes Stripe come back later.
+            logger.info("webhook event %s (%s) waits for a job's retry in %.0f s; "
+                        "Stripe will deliver it again", event_id, event_type,
+                        max(0.0, exc.due_at - time.time()))
+            self.metrics.count("webhooks", type=event_type, outcome="failed")
+            raise HTTPError(500, "webhook handler failed; Stripe will retry",
+                            type="api_error") from None
         except (StoreError, JobFailed, JobsPending, stripe.StripeError) as exc:
             # The exception's type only: a traceback or message could carry a secret or
             # a customer's details into the logs. fulfill() should log its own errors.

@@ -84,12 +84,13 @@ METRICS: dict[str, Metric] = {
                             "be used).", ()),
     "breaker_state": Metric(GAUGE, "The Stripe circuit breaker: 1 for its current state "
                             "(closed, half-open, open), 0 for the others.", ("state",)),
-    "jobs_due": Metric(GAUGE, "Jobs (fulfil, handlers, hooks) recorded and not yet done, "
-                       "by kind.", ("kind",)),
-    "jobs_failed": Metric(GAUGE, "Jobs not done whose last attempt ended without success, "
-                          "by kind.", ("kind",)),
-    "jobs_oldest_due_seconds": Metric(GAUGE, "Age in seconds of the oldest job not yet done "
-                                      "(0 when none is due).", ()),
+    "jobs_due": Metric(GAUGE, "Jobs (fulfil, handlers, hooks) not done that can run now "
+                       "(not running, not waiting for their retry time), by kind.", ("kind",)),
+    "jobs_failed": Metric(GAUGE, "Jobs not done whose last attempt ended without success "
+                          "(those waiting for their retry time included), by kind.",
+                          ("kind",)),
+    "jobs_oldest_due_seconds": Metric(GAUGE, "Age in seconds of the oldest job not yet done, "
+                                      "due or waiting for its retry (0 when none).", ()),
 }
 
 #: Upper bounds (seconds) of the Stripe latency histogram's buckets.

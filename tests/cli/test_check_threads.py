@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import code_block
 
 from stripe_checkout_mw.__main__ import main
 from stripe_checkout_mw.testing import StripeEmulator
@@ -61,8 +62,6 @@ def test_the_readmes_server_section_leaves_room_beside_the_stripe_calls(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, stripe_emulator: StripeEmulator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from test_readme import code_block
-
     monkeypatch.setenv("STRIPE_SECRET_KEY", stripe_emulator.secret_key)
     monkeypatch.setenv("STRIPE_API_BASE", stripe_emulator.api_base)
     monkeypatch.setenv("WEB_APP_URL", "https://shop.example.com")

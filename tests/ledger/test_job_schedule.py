@@ -85,6 +85,15 @@ def test_a_failed_job_is_not_run_again_before_its_backoff_whoever_asks(
     assert LedgerReports(store).waiting_jobs(caught.value.due_at + 1, 10) == []
 
 
+def test_a_job_waiting_for_its_retry_counts_as_failed_not_due(store: OrderStore) -> None:
+    pipeline = Pipeline(store, [Failing()], retry_base=60.0)
+    _fail_once(pipeline)
+    stats = store.job_stats()
+    # Nothing can run before the backoff has passed; the operator sees the failure.
+    assert (stats.due, stats.failed) == ({"note": 0}, {"note": 1})
+    assert stats.oldest_due_age is not None and stats.oldest_due_age >= 0.0
+
+
 def test_strangers_get_one_call_per_backoff_step(store: OrderStore) -> None:
     runner = Failing()
     base = 0.2

@@ -8,6 +8,7 @@ PostgreSQL.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -23,7 +24,9 @@ from werkzeug.serving import make_server
 
 from stripe_checkout_mw.errors import HTTPError
 from stripe_checkout_mw.ledger.orders import Order
+from stripe_checkout_mw.ledger.pipeline import Pipeline
 from stripe_checkout_mw.ledger.store import OrderStore, open_store
+from stripe_checkout_mw.news.fulfilment import FulfilJob
 from stripe_checkout_mw.news.handlers import WebhookHandlers
 from stripe_checkout_mw.news.router import EventRouter
 from stripe_checkout_mw.news.status import OrderStatus
@@ -309,6 +312,32 @@ def test_failed_fulfilment_on_the_lookup_is_retried(
     assert [o.fulfilment_attempt for o in fulfilments.orders] == [2]
     # Driving the due job needed no second question to Stripe.
     assert retrievals(emu, session_id) == 1
+
+
+def test_polling_while_a_job_waits_for_its_retry_is_no_error_and_says_when(
+    store: OrderStore, client: stripe.StripeClient, emu: StripeEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    session_id = create_order(client, store)
+    emu.pay(session_id)
+    fulfilments = Fulfilments(fail=True)
+    pipeline = Pipeline(store, [FulfilJob(store, fulfilments)], retry_base=40.0)
+    lookup = OrderStatus(store=store, client=client, fulfill=fulfilments,
+                         min_refresh_interval=0, pipeline=pipeline)
+    with pytest.raises(HTTPError):  # the failure itself, logged once
+        lookup.lookup(session_id)
+    [job] = store.pending_jobs(session_id)
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="stripe_checkout_mw")
+    for _ in range(20):  # anyone polling the success page
+        with pytest.raises(HTTPError) as caught:
+            lookup.lookup(session_id)
+        assert caught.value.status == 503
+        retry_after = int(dict(caught.value.headers)["Retry-After"])
+        # The backoff is 20-40 s, so the answer names the job's due time, not a constant.
+        assert 15 <= retry_after <= 40
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert fulfilments.orders == [] and store.pending_jobs(session_id) == [job]
 
 
 def test_polling_is_throttled(

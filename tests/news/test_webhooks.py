@@ -449,6 +449,26 @@ def test_adopting_sessions_created_elsewhere(
 # --- 4. failures ----------------------------------------------------------------------------
 
 
+def test_an_early_redelivery_while_a_job_waits_is_500_and_no_error(
+    store: OrderStore, client: stripe.StripeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    fulfilments = Fulfilments(fail=True)
+    handlers = WebhookHandlers()
+    pipeline = Pipeline(store, [HandlersJob(handlers, client), FulfilJob(store, fulfilments)],
+                        retry_base=60.0)
+    receiver = receiver_for(store, client, fulfilments, handlers, pipeline=pipeline)
+    body = event_body(event_id="evt_early")
+    assert deliver(receiver, body)[0] == 500  # the failure itself, logged once
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="stripe_checkout_mw")
+    for _ in range(5):  # redeliveries (or dashboard resends) before the job is due
+        assert deliver(receiver, body)[0] == 500  # so Stripe comes back
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    waiting = [r.getMessage() for r in caplog.records if "evt_early" in r.getMessage()]
+    assert len(waiting) == 5 and all("waits for a job's retry" in m for m in waiting)
+    assert SECRET not in caplog.text and fulfilments.orders == []
+
+
 @pytest.mark.parametrize("failing", ["fulfill", "handler"])
 def test_a_failed_side_effect_is_retried_by_the_redelivery_once(
     store: OrderStore,

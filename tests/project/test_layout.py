@@ -7,6 +7,7 @@ suite's place says what it tests.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -33,6 +34,21 @@ def test_each_folder_names_a_package_part_or_a_suite() -> None:
         ):
             strays.append("/".join(parts))
     assert strays == [], f"no such package part: {strays}"
+
+
+def test_no_test_module_imports_one_from_another_folder() -> None:
+    # A test module's folder is on the path only when that folder is collected, so
+    # ``pytest tests/cli`` alone would fail on a helper from tests/project: share those
+    # through tests/conftest.py, importable from every folder.
+    strays = []
+    for path in sorted(TESTS.rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            strays += [f"{path.relative_to(TESTS)}: {name}" for name in names
+                       if name.startswith("test_")
+                       and not (path.parent / f"{name.split('.')[0]}.py").is_file()]
+    assert strays == [], "share helpers through tests/conftest.py instead"
 
 
 def collected(*args: str) -> list[str]:

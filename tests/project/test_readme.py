@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -23,18 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import code_block
 
 from stripe_checkout_mw.testing import StripeEmulator
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def code_block(starting_with: str, language: str = "python") -> str:
-    """The one README code block in ``language`` that contains ``starting_with``."""
-    blocks = re.findall(rf"```{language}\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    matches = [b for b in blocks if starting_with in b]
-    assert len(matches) == 1, f"README has {len(matches)} blocks with {starting_with!r}"
-    return str(matches[0])
 
 
 def python_block(starting_with: str) -> str:
