@@ -364,6 +364,10 @@ class _Heartbeat:
         self._tokens = 0
         self._thread: threading.Thread | None = None
         self._pid = 0
+        #: When the thread next wakes by itself: a job due later needs no wake-up call, so
+        #: a job's start (due ``interval`` after it, later than any running job) costs no
+        #: thread switch; only the last running job's end wakes the thread, to go idle.
+        self._wakes_at = 0.0
 
     @contextlib.contextmanager
     def beating(self, job: Job) -> Iterator[None]:
@@ -371,19 +375,23 @@ class _Heartbeat:
         with self._cond:
             self._tokens += 1
             token = self._tokens
-            self._running[token] = (job, time.monotonic() + self.interval)
+            due = time.monotonic() + self.interval
+            self._running[token] = (job, due)
             if self._thread is None or self._pid != os.getpid():
                 self._pid = os.getpid()
+                self._wakes_at = due
                 self._thread = threading.Thread(target=self._beat, daemon=True,
                                                 name="stripe-checkout-job-heartbeat")
                 self._thread.start()
-            self._cond.notify()
+            elif due < self._wakes_at:
+                self._cond.notify()
         try:
             yield
         finally:
             with self._cond:
                 del self._running[token]
-                self._cond.notify()  # its next beat is off: the idle clock starts now
+                if not self._running:
+                    self._cond.notify()  # the last job ended: the idle clock starts now
 
     def _beat(self) -> None:
         while True:
@@ -392,11 +400,13 @@ class _Heartbeat:
                 due = [(token, job) for token, (job, at) in self._running.items() if at <= now]
                 if not due:
                     if not self._running:
+                        self._wakes_at = now + HEARTBEAT_IDLE
                         if not self._cond.wait(HEARTBEAT_IDLE) and not self._running:
                             self._thread = None  # the next job starts another
                             return
                         continue
-                    self._cond.wait(min(at for _, at in self._running.values()) - now)
+                    self._wakes_at = min(at for _, at in self._running.values())
+                    self._cond.wait(self._wakes_at - now)
                     continue
                 for token, job in due:
                     self._running[token] = (job, now + self.interval)
