@@ -200,7 +200,9 @@ class ServedShop:
         self.middleware = middleware
         self.server = make_server("127.0.0.1", 0, middleware, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: shutdown() waits for the loop to notice, 0.5 s by default per shop.
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         self.http = requests.Session()
 
