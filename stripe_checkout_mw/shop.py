@@ -247,7 +247,9 @@ class Shop:
         return self.reconciler.run(since)
 
     def close(self) -> None:
-        """Release the store and the calling thread's connections to Stripe."""
+        """Release the store, the jobs' heartbeat and this thread's connections to Stripe."""
+        if self.pipeline is not None:
+            self.pipeline.close()
         if self.http_client is not None:
             self.http_client.close()  # type: ignore[no-untyped-call]  # untyped in the SDK
         if self.store is not None:

@@ -227,6 +227,14 @@ class Pipeline:
         self._prune_lock = threading.Lock()
         self._next_prune = 0.0
 
+    def close(self) -> None:
+        """End the heartbeat thread now rather than after its idle time (orderly shutdowns).
+
+        Jobs still running keep their leases until they end; a job started later starts
+        the thread again.
+        """
+        self._heartbeat.stop()
+
     def add_kind(self, kind: JobKind) -> None:
         """Let this pipeline run jobs of ``kind.kind`` (one runner per kind)."""
         self._kinds[kind.kind] = kind
@@ -368,6 +376,7 @@ class _Heartbeat:
         #: a job's start (due ``interval`` after it, later than any running job) costs no
         #: thread switch; only the last running job's end wakes the thread, to go idle.
         self._wakes_at = 0.0
+        self._stopping = False  # set by stop(): the idle thread ends without waiting
 
     @contextlib.contextmanager
     def beating(self, job: Job) -> Iterator[None]:
@@ -380,6 +389,7 @@ class _Heartbeat:
             if self._thread is None or self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._wakes_at = due
+                self._stopping = False
                 self._thread = threading.Thread(target=self._beat, daemon=True,
                                                 name="stripe-checkout-job-heartbeat")
                 self._thread.start()
@@ -393,6 +403,12 @@ class _Heartbeat:
                 if not self._running:
                     self._cond.notify()  # the last job ended: the idle clock starts now
 
+    def stop(self) -> None:
+        """Let an idle thread end at once instead of after :data:`HEARTBEAT_IDLE`."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
     def _beat(self) -> None:
         while True:
             with self._cond:
@@ -401,8 +417,10 @@ class _Heartbeat:
                 if not due:
                     if not self._running:
                         self._wakes_at = now + HEARTBEAT_IDLE
-                        if not self._cond.wait(HEARTBEAT_IDLE) and not self._running:
+                        timed_out = self._stopping or not self._cond.wait(HEARTBEAT_IDLE)
+                        if (timed_out or self._stopping) and not self._running:
                             self._thread = None  # the next job starts another
+                            self._stopping = False
                             return
                         continue
                     self._wakes_at = min(at for _, at in self._running.values())

@@ -22,7 +22,8 @@ from stripe_checkout_mw.cli.demo import DemoShop
 from stripe_checkout_mw.serving import BackgroundServer
 from stripe_checkout_mw.testing import StripeEmulator
 
-pytestmark = pytest.mark.browser
+#: One worker (``--dist loadgroup``) runs these, with one Chromium for the module.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

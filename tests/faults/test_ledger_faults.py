@@ -425,6 +425,7 @@ def cluster() -> Iterator[Cluster]:
         made.remove()
 
 
+@pytest.mark.xdist_group("pg_cluster")  # one worker starts the cluster once
 def test_postgres_idle_in_transaction_timeout_and_a_slow_fulfill(cluster: Cluster) -> None:
     store_url = cluster.database("idle_in_transaction_session_timeout = '1s'")
     with running_shop(store_url, Fulfilments(delay=1.5), job_lease=10) as shop:
@@ -439,6 +440,7 @@ def test_postgres_idle_in_transaction_timeout_and_a_slow_fulfill(cluster: Cluste
         shop.assert_promise(once=set(orders))
 
 
+@pytest.mark.xdist_group("pg_cluster")  # one worker starts the cluster once
 def test_postgres_stopped_immediately_under_load(cluster: Cluster) -> None:
     store_url = cluster.database()
     with running_shop(store_url, Fulfilments(delay=0.05)) as shop:
@@ -465,6 +467,7 @@ def test_postgres_stopped_immediately_under_load(cluster: Cluster) -> None:
         shop.assert_promise()
 
 
+@pytest.mark.xdist_group("pg_cluster")  # one worker starts the cluster once
 def test_postgres_restart_first_requests_succeed(cluster: Cluster) -> None:
     store_url = cluster.database()
     with running_shop(store_url, Fulfilments()) as shop:

@@ -182,3 +182,28 @@ def test_the_heartbeat_thread_ends_when_idle_and_comes_back_with_the_next_job(
         assert thread is not None
         thread.join(5)
         assert not thread.is_alive() and pipeline._heartbeat._thread is None
+
+
+def test_closing_the_pipeline_ends_the_idle_heartbeat_at_once_and_a_later_job_restarts_it(
+    store: OrderStore,
+) -> None:
+    """An orderly shutdown (``mw.close()``) leaves no thread behind for its idle time."""
+
+    class Quick(JobKind):
+        kind = "note"
+
+        def run(self, job: Job, known: Mapping[str, Any]) -> None:
+            pass
+
+    pipeline = Pipeline(store, [Quick()])
+    for number in (1, 2):
+        pipeline.process(lambda tx, n=number: Applied([NewJob("note", f"k{n}", "s")]),
+                         subject="s", event=EventClaim(f"evt_{number}", "x"))
+        thread = pipeline._heartbeat._thread
+        assert thread is not None and thread.is_alive()
+        started = time.monotonic()
+        pipeline.close()
+        thread.join(5)
+        # Well under HEARTBEAT_IDLE (2 s), which the thread would otherwise wait out.
+        assert not thread.is_alive() and time.monotonic() - started < 1.0
+        assert pipeline._heartbeat._thread is None

@@ -409,7 +409,8 @@ def webhook_server(store: OrderStore, client: stripe.StripeClient) -> Iterator[A
         return [data]
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
     thread.start()
     try:
         yield server, holder, fulfilments

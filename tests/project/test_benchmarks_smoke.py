@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-#: The smoke run takes most of a minute of one core: out of the quick loop.
-pytestmark = pytest.mark.slow
+#: The smoke run takes most of a minute of one core: out of the quick loop, and on one
+#: worker (``--dist loadgroup``), which runs it once for every test here.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("benchmarks_smoke")]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A bound against a hung run, not a speed goal: every section at tiny counts takes about a

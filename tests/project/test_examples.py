@@ -55,8 +55,8 @@ def load_example(name: str) -> Any:
 
 def close(app: Any) -> None:
     middleware = find_middleware(app)
-    if middleware is not None and middleware.store is not None:
-        middleware.store.close()
+    if middleware is not None:
+        middleware.close()
 
 
 @pytest.fixture(autouse=True)

@@ -58,6 +58,29 @@ def test_a_skip_in_a_parallel_worker_fails_the_run_only_in_ci(tmp_path: Path, ci
             in answer.stdout) == ci
 
 
+@pytest.mark.slow  # a parallel pytest run of its own
+def test_loadgroup_keeps_a_group_on_one_worker(tmp_path: Path) -> None:
+    """The README's ``--dist loadgroup`` builds the distributions, the benchmark smoke run,
+    Chromium and the throw-away cluster once, on one worker, only while pytest-xdist and
+    pytest agree on node ids (they did not at pytest 9.2: pytest-xdist#1386)."""
+    (tmp_path / "test_grouped.py").write_text(
+        "import os\n\nimport pytest\n\n\n@pytest.mark.xdist_group('one')\n"
+        "@pytest.mark.parametrize('n', range(8))\ndef test_grouped(n):\n"
+        "    with open(os.environ['WORKERS_SEEN'], 'a') as seen:\n"
+        "        seen.write(os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n\n\n"
+        "@pytest.mark.parametrize('n', range(8))\ndef test_loose(n):\n    pass\n")
+    seen = tmp_path / "seen.txt"
+    answer = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "3",
+         "--dist", "loadgroup", "--basetemp", str(tmp_path / "basetemp"),
+         "test_grouped.py"],
+        cwd=tmp_path, env={**os.environ, "WORKERS_SEEN": str(seen)}, capture_output=True,
+        text=True, timeout=300)
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    workers = seen.read_text().split()
+    assert len(workers) == 8 and len(set(workers)) == 1, workers
+
+
 def test_ci_runs_the_readmes_test_command_verbatim() -> None:
     readme = (ROOT / "README.md").read_text()
     command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
