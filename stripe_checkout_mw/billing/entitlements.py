@@ -149,8 +149,10 @@ class Entitlements:
             return False
         prices, granted = self._rows.entitled(ref, self._clock())
         giving = self._prices_of.get(feature)
-        if giving is not None and any(not giving.isdisjoint(names) for names in prices):
-            return True
+        if giving is not None:
+            for names in prices:
+                if not giving.isdisjoint(names):
+                    return True
         return feature in granted
 
     def grant(self, ref: str, feature: str, *, until: datetime | date | float | int,

@@ -18,6 +18,9 @@ from typing import Any, NamedTuple
 
 from .store import Ledger, StoreTransaction
 
+#: How many distinct stored price lists are kept decoded (see ``SubscriptionRows``).
+DECODED_PRICES = 1024
+
 __all__ = ["CustomerRows", "GrantRow", "GrantRows", "LockedSubscription", "SubscriptionRows"]
 
 
@@ -85,6 +88,7 @@ class SubscriptionRows:
     def __init__(self, store: Ledger, statuses: Iterable[str],
                  grace: Mapping[str, float] | None = None) -> None:
         self.store = store
+        self._decoded: dict[str, frozenset[str]] = {}
         self._statuses = (True, *sorted(statuses))
         self._grace = sorted((grace or {}).items())
         q = store.dialect.placeholders
@@ -155,18 +159,28 @@ class SubscriptionRows:
         return [list(from_json(prices)) for (prices,) in
                 self.store._read(self._sql_active, self._access_params(ref, now))]
 
-    def entitled(self, ref: str, now: float) -> tuple[list[list[str]], list[str]]:
+    def entitled(self, ref: str, now: float) -> tuple[list[frozenset[str]], list[str]]:
         """The price names of each subscription of ``ref`` giving access at ``now``, and
         the features granted to ``ref`` beyond ``now``: one indexed read."""
-        prices: list[list[str]] = []
+        prices: list[frozenset[str]] = []
         granted: list[str] = []
         for names, feature in self.store._read(
                 self._sql_entitled, (*self._access_params(ref, now), ref, now)):
             if feature is None:
-                prices.append(json.loads(names))
+                prices.append(self._price_names(names))
             else:
                 granted.append(str(feature))
         return prices, granted
+
+    def _price_names(self, text: str) -> frozenset[str]:
+        """The price names stored as ``text``, decoded once: a shop has a few plans, so a
+        few texts come back on every members' request (decoding was a tenth of it)."""
+        names = self._decoded.get(text)
+        if names is None:
+            if len(self._decoded) >= DECODED_PRICES:
+                self._decoded.clear()  # bounded; a shop with this many plans decodes again
+            names = self._decoded[text] = frozenset(map(str, json.loads(text)))
+        return names
 
     def newest_records(self, limit: int) -> list[tuple[dict[str, Any], str | None]]:
         """The newest ``limit`` subscription records with their refs (for the operator)."""

@@ -322,8 +322,7 @@ class Ledger:
     def _read(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         """The rows of one read outside a transaction, the schema made first."""
         self.ensure_schema()
-        with self.dialect.connection() as conn:
-            return self.dialect.fetchall(conn, sql, params)
+        return self.dialect.read(sql, params)
 
     # -- writes -----------------------------------------------------------------------
 

@@ -422,3 +422,17 @@ def test_subscriptions_a_version_4_ledger_stored_keep_giving_access(store_url: s
                 "active", metadata={}), 2.0)}, "evt_2")
         assert ledger.is_active("ann")
 
+
+
+def test_the_decoded_price_lists_stay_bounded(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``has_feature`` keeps the stored price lists decoded, at most DECODED_PRICES of them,
+    and a list decoded again after the bound gives the same answer."""
+    monkeypatch.setattr("stripe_checkout_mw.ledger.billing.DECODED_PRICES", 4)
+    with open_store(store_url) as store:
+        rows = SubscriptionLedger(store, CustomerDirectory(store))._rows
+        seen = [rows._price_names(f'["plan-{n}", "shared"]') for n in range(10)]
+        assert len(rows._decoded) <= 4
+        assert seen[0] == frozenset({"plan-0", "shared"})
+        assert rows._price_names('["plan-0", "shared"]') == seen[0]

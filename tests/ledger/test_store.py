@@ -454,6 +454,44 @@ def test_sqlite_refuses_to_commit_into_a_file_no_longer_at_its_path(
         assert not opened.event_processed("evt_unlinked")
 
 
+def _move_ledger_away(path: Any, to: Any) -> None:
+    """Move the database and its WAL files, as a restore or a cleanup script would."""
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(f"{path}{suffix}"):
+            os.replace(f"{path}{suffix}", f"{to}{suffix}")
+
+
+def test_sqlite_a_write_looks_for_a_replaced_file_every_time(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "orders.db"
+    with open_store(f"sqlite:///{path}") as opened:
+        opened.record_open(make_order("cs_test_before"))
+        _move_ledger_away(path, tmp_path / "moved.db")
+        opened.record_open(make_order("cs_test_after"))  # at once: no trust window
+        assert "was replaced or removed; reopening" in caplog.text
+    with open_store(f"sqlite:///{path}") as now_there:
+        assert now_there.get("cs_test_after") is not None
+        assert now_there.get("cs_test_before") is None
+
+
+def test_sqlite_a_read_trusts_its_file_for_at_most_read_file_check_seconds(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The members' reads skip the ``stat`` for a short while (they cost microseconds), so
+    a replaced file is seen by the first read after that while, not later."""
+    monkeypatch.setattr("stripe_checkout_mw.ledger.dialects.READ_FILE_CHECK", 0.3)
+    path = tmp_path / "orders.db"
+    with open_store(f"sqlite:///{path}") as opened:
+        opened.record_open(make_order("cs_test_before"))
+        later = time.time() + 60
+        assert opened.orders_in_status("open", later, 10) == ["cs_test_before"]
+        _move_ledger_away(path, tmp_path / "moved.db")
+        time.sleep(0.4)
+        assert opened.orders_in_status("open", later, 10) == []  # the new, empty ledger
+        assert "was replaced or removed; reopening" in caplog.text
+
+
 def test_a_connection_that_raised_is_not_reused(store: OrderStore) -> None:
     store.record_open(make_order())
     with pytest.raises(StoreError), store.transaction() as tx:
