@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["HTTPError", "OptionError", "OptionTypeError"]
+__all__ = ["HTTPError", "OptionError", "OptionTypeError", "install_hint"]
+
+
+def install_hint(extra: str, packages: str) -> str:
+    """How to install an optional extra's ``packages``, in words true while the package is
+    not on the package index: ``pip install stripe-checkout-mw[extra]`` finds nothing, so
+    the packages are named, with the extra for a clone."""
+    return f"pip install {packages} (in a clone: pip install -e '.[{extra}]')"
 
 
 class HTTPError(Exception):

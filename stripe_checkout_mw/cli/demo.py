@@ -1,7 +1,7 @@
 """The ``demo``: a shop, running, with or without a Stripe account.
 
 ``python -m stripe_checkout_mw demo`` is the first thing a newcomer runs, so it must
-work right after ``pip install stripe-checkout-mw``, on a machine with no Stripe
+work right after installing the package, on a machine with no Stripe
 account: without ``STRIPE_SECRET_KEY`` it starts the offline emulator
 (:mod:`stripe_checkout_mw.testing`), points the emulator's webhooks at the shop, keeps
 the orders in a temporary SQLite file and says plainly that no real money moves. With
@@ -35,6 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from ..errors import install_hint
 from ..serving import BackgroundServer, ListenError
 from ..settings.options import UI_MODES
 from ..wsgi.middleware import CheckoutMiddleware
@@ -127,7 +128,7 @@ def load_shop(framework: str | None = None, examples: Path | None = None) -> WSG
             app = module.create_app()
     except ModuleNotFoundError as exc:
         raise DemoError(f"the {framework or 'demo'} shop needs {exc.name}: "
-                        f"pip install 'stripe-checkout-mw[demo]'") from None
+                        + install_hint("demo", str(exc.name))) from None
     except (ValueError, TypeError, LookupError, OSError) as exc:
         raise DemoError(f"the {framework or 'demo'} shop's configuration: {exc}") from None
     return app

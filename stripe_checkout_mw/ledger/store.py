@@ -63,6 +63,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..errors import install_hint
 from ..observe.metrics import Recorder
 from .dialects import Dialect, PostgresDialect, SQLiteDialect, StoreError, redact_url
 from .orders import Order
@@ -647,10 +648,8 @@ def open_store(url: str | None) -> Ledger:
     if scheme in ("postgresql", "postgres"):
         for module, package in (("psycopg", "psycopg 3"), ("psycopg_pool", "psycopg_pool")):
             if importlib.util.find_spec(module) is None:
-                raise ValueError(
-                    f"store: a PostgreSQL store needs {package}; install it with "
-                    "pip install 'stripe-checkout-mw[postgres]'"
-                )
+                raise ValueError(f"store: a PostgreSQL store needs {package}: "
+                                 + install_hint("postgres", "'psycopg[binary]' psycopg_pool"))
         return PostgresStore(url)
     if not sep:
         # Never echo the value: a mistyped URL may still carry a password.

@@ -3,7 +3,7 @@ exposition format, for the networks allowed to read them.
 
 The counting, the histogram's buckets and the text format (escaping, content negotiation
 with a scraper that asks for OpenMetrics) are ``prometheus_client``'s: it is an optional
-extra (``pip install 'stripe-checkout-mw[metrics]'``), imported only when ``metrics_path``
+extra (``metrics``), imported only when ``metrics_path``
 is set, so a shop that does not scrape installs nothing more. Each middleware keeps its own
 registry (never the library's global one): two middlewares in one process, or a test and
 the next, never mix their counts.
@@ -19,7 +19,7 @@ import ipaddress
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from ..errors import OptionError
+from ..errors import OptionError, install_hint
 from .metrics import COUNTER, GAUGE, LATENCY_BUCKETS, METRICS, PREFIX, Measurement, Metrics
 
 __all__ = ["PrometheusExposition", "allowed"]
@@ -38,9 +38,9 @@ class PrometheusExposition:
             from prometheus_client.core import GaugeMetricFamily
             from prometheus_client.exposition import choose_encoder
         except ImportError:
-            raise OptionError("metrics_path", "serving metrics needs prometheus_client; "
-                              "install it with pip install 'stripe-checkout-mw[metrics]', "
-                              "or use metrics_hook alone") from None
+            raise OptionError("metrics_path", "serving metrics needs prometheus_client: "
+                              f"{install_hint('metrics', 'prometheus-client')}; or use "
+                              "metrics_hook alone") from None
         self._choose_encoder = choose_encoder
         self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
         self._metrics = metrics

@@ -752,8 +752,8 @@ OPTIONS: dict[str, Option] = {
     # What an operator watches (observe/): opt-in paths and a hook.
     "metrics_path": Option(
         None, optional_path,
-        doc=("`GET` here answers Prometheus metrics (needs `pip install "
-             "'stripe-checkout-mw[metrics]'`); see \"Metrics and health\"")),
+        doc=("`GET` here answers Prometheus metrics (needs `prometheus-client`, the "
+             "`[metrics]` extra); see \"Metrics and health\"")),
     "metrics_allow": Option(
         ("127.0.0.1", "::1"), _networks,
         shown="`127.0.0.1 ::1` (loopback)",

@@ -218,8 +218,9 @@ class CheckoutMiddleware:
     :param subscription_endpoint: serve ``POST {path}/subscription``: the signed-in user
         previews or makes a plan change from the shop's page (needs ``customer_ref`` and a
         store; see "Plan changes"). Default: ``False``.
-    :param metrics_path: ``GET`` here answers Prometheus metrics (needs ``pip install
-        'stripe-checkout-mw[metrics]'``); see "Metrics and health". Default: ``None``.
+    :param metrics_path: ``GET`` here answers Prometheus metrics (needs
+        ``prometheus-client``, the ``[metrics]`` extra); see "Metrics and health". Default:
+        ``None``.
     :param metrics_allow: networks (``"10.0.0.0/8 192.168.1.7"``) whose requests
         (``REMOTE_ADDR``) may read ``metrics_path``; others get 403. Default: ``127.0.0.1
         ::1`` (loopback).

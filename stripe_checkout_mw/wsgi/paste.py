@@ -44,7 +44,7 @@ email address. ``stripe-checkout-mw check --ini FILE`` reads the section through
 :func:`ini_options` too, so it refuses exactly what ``loadapp`` refuses.
 
 PasteDeploy is needed only to read the ``.ini`` file (the ``paste`` extra:
-``pip install stripe-checkout-mw[paste]``); this module imports nothing from it.
+``pip install -e '.[paste]'`` in a clone); this module imports nothing from it.
 """
 
 from __future__ import annotations

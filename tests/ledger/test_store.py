@@ -136,7 +136,8 @@ def test_open_store_errors_never_echo_a_password(monkeypatch: pytest.MonkeyPatch
         open_store("postgresql://shop:hunter2@db/shop")
     message = str(info.value)
     assert message.startswith("store: a PostgreSQL store needs psycopg 3")
-    assert "pip install 'stripe-checkout-mw[postgres]'" in message
+    assert "pip install 'psycopg[binary]' psycopg_pool (in a clone: pip install -e " \
+           "'.[postgres]')" in message
     assert "hunter2" not in message
 
 

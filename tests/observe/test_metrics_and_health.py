@@ -256,7 +256,8 @@ def test_metrics_path_without_the_extra_names_the_option_and_the_fix(
                            stripe_api_base=emulator.api_base, price_lookup=CATALOG,
                            domain_url="https://shop.example.com", metrics_path="/metrics")
     assert refused.value.option == "metrics_path"
-    assert "stripe-checkout-mw[metrics]" in str(refused.value)
+    assert "pip install prometheus-client (in a clone: pip install -e '.[metrics]')" in str(
+        refused.value)
 
 
 def test_options_are_checked_at_construction(emulator: StripeEmulator) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -257,3 +258,18 @@ def test_gunicorn_settings_are_valid_and_serve(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def test_no_install_hint_names_the_package_on_the_index_where_it_is_not() -> None:
+    """``pip install stripe-checkout-mw`` (with or without an extra) finds nothing on the
+    package index yet, so neither the README nor a message the package prints says it: they
+    name the extra's packages, or the extra in a clone."""
+    root = Path(__file__).resolve().parents[2]
+    wrong = re.compile(r"pip install (-q )?['\"]?stripe-checkout-mw\b")
+    texts = {path: path.read_text(encoding="utf-8")
+             for path in [root / "README.md", *sorted((root / "stripe_checkout_mw").rglob("*.py"))]}
+    said = [f"{path.relative_to(root)}:{number}" for path, text in texts.items()
+            for number, line in enumerate(text.splitlines(), 1)
+            if wrong.search(line) and not ("not on the package index" in line
+                                           or "finds nothing" in line)]  # saying why
+    assert said == []
