@@ -219,6 +219,12 @@ class InvoiceLedger:
         self._rows.update(tx, invoice.to_row(fetched_at))
         return invoice
 
+    def stored_in(self, tx: StoreTransaction, invoice_id: str) -> Invoice | None:
+        """The invoice as the ledger holds it within ``tx`` (after :meth:`store_fetched`,
+        whose lock it keeps until ``tx`` ends), or ``None``."""
+        found = self._rows.one_in(tx, invoice_id)
+        return None if found is None else Invoice.from_row(*found)
+
     def record_refund(self, tx: StoreTransaction, invoice_id: str, amount_refunded: int) -> bool:
         """Keep ``amount_refunded`` (a charge's cumulative refunded amount) on a stored
         invoice unless a larger one is stored; whether it changed."""

@@ -82,6 +82,13 @@ class InvoiceRows:
 
     # -- in a transaction --------------------------------------------------------------
 
+    def one_in(self, tx: StoreTransaction, invoice_id: str
+               ) -> tuple[dict[str, Any], str | None] | None:
+        """As :meth:`one`, read in ``tx`` (which sees its own writes and holds the lock
+        :meth:`locked` took)."""
+        row = self.store.dialect.fetchone(tx.conn, self._sql_one, (invoice_id,))
+        return None if row is None else _with_owner(row)
+
     def locked(self, tx: StoreTransaction, invoice_id: str) -> tuple[float, int] | None:
         """When the stored answer's fetch began and the refunded amount stored, the row
         locked until ``tx`` ends; ``None`` if the invoice is not stored."""

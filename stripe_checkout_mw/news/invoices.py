@@ -2,19 +2,32 @@
 (:class:`~stripe_checkout_mw.billing.invoices.InvoiceLedger`), and record the app's hooks
 for the money after the checkout as jobs.
 
-:class:`InvoiceEvents` takes every ``invoice.*`` event the router
-(:mod:`stripe_checkout_mw.news.router`) sends it, and ``customer.subscription.trial_will_end``.
-It claims the event first (a duplicate fetches nothing), fetches the invoice outside the
-transaction (one call; the lines are paged only when Stripe truncated them), and stores it
-unless a fetch that began later is stored already. The payment events of a subscription's
-invoice (paid, failed, action required) also refresh the subscription, as the subscription
-events do
-(:class:`~stripe_checkout_mw.news.subscriptions.SubscriptionEvents`).
+:class:`InvoiceEvents` takes the events the router (:mod:`stripe_checkout_mw.news.router`)
+sends it:
+
+- the payment events ``invoice.paid``, ``invoice.payment_failed`` and
+  ``invoice.payment_action_required``, which may make a hook due and also refresh the
+  subscription of a subscription's invoice, as the subscription events do
+  (:class:`~stripe_checkout_mw.news.subscriptions.SubscriptionEvents`);
+- the status events ``invoice.finalized``, ``invoice.voided`` and
+  ``invoice.marked_uncollectible`` (:data:`STATUS_ONLY`), which only keep the invoice's
+  status: a manual invoice finalized and not paid yet is listed ``open``, an invoice the
+  operator voids or writes off in the Dashboard ``void`` or ``uncollectible``. They make no
+  hook due and refresh no subscription;
+- ``customer.subscription.trial_will_end``.
+
+For each it claims the event first (a duplicate fetches nothing), fetches the invoice
+outside the transaction (one call; the lines are paged only when Stripe truncated them),
+and stores it unless a fetch that began later is stored already: the event's payload
+decides nothing, so events in any order leave the invoice as Stripe last said it is.
 
 The hooks are numbered jobs of the event, run after the commit, retried (with the next
 attempt number, never two at once) while they raise; each is recorded only for an invoice of
-a customer the shop knows (a user's), and only when configured. Their keys make each fire
-once for what it is about, whatever the order or number of the events:
+a customer the shop knows (a user's), and only when configured. Which is due follows from
+the event's type and the invoice as the ledger has it after the event: as the event's fetch
+stored it or, when a fetch that began later is stored already (a status event's, say), as
+that one did. Their keys make each fire once for what it is about, whatever the order or
+number of the events:
 
 - ``invoice_paid(invoice)``: once per invoice, when Stripe says it is ``paid`` (the first
   invoice, each renewal, a change mid-cycle, a manual one: ``invoice.billing_reason`` says
@@ -59,9 +72,9 @@ from ..stripe_api.plain import event_object, id_of, to_plain
 from .reads import NeedsSubscription, Reads, fetch_subscription
 from .subscriptions import SubscriptionEvents
 
-__all__ = ["ACTION_REQUIRED", "INVOICE_PAID", "PAYMENT_FAILED", "TRIAL_WILL_END",
-           "FetchedInvoice", "InvoiceEvents", "InvoiceHookJob", "TrialWillEndJob",
-           "fetch_invoice", "with_all_lines"]
+__all__ = ["ACTION_REQUIRED", "INVOICE_PAID", "PAYMENT_FAILED", "REFRESH_SUBSCRIPTION",
+           "STATUS_ONLY", "TRIAL_WILL_END", "FetchedInvoice", "InvoiceEvents", "InvoiceHookJob",
+           "TrialWillEndJob", "fetch_invoice", "with_all_lines"]
 
 logger = logging.getLogger("stripe_checkout_mw")
 
@@ -76,6 +89,11 @@ TRIAL_WILL_END = "trial_will_end"
 REFRESH_SUBSCRIPTION = frozenset({"invoice.paid", "invoice.payment_failed",
                                   "invoice.payment_action_required",
                                   "customer.subscription.trial_will_end"})
+#: The events that only keep the invoice's status (a manual invoice finalized, an invoice
+#: voided or written off, often by the operator in the Dashboard): the invoice is stored
+#: as Stripe says it is now, and nothing else: no hook, no subscription refresh.
+STATUS_ONLY = frozenset({"invoice.finalized", "invoice.voided",
+                         "invoice.marked_uncollectible"})
 #: Subscriptions remembered as sold elsewhere (no session of this shop), per process.
 _FOREIGN_CACHE = 10_000
 #: Pages of 100 lines read at most for one invoice whose lines Stripe truncated.
@@ -274,8 +292,14 @@ class InvoiceEvents:
                 ref = self.subscriptions.customers.ref_in(tx, customer)
                 invoice = replace(invoice, customer_ref=ref)
         now = self.ledger.store_fetched(tx, invoice, got.started_at)
-        if now is None or ref is None:
+        if ref is None or event_type in STATUS_ONLY:
             return []
+        if now is None:
+            # A fetch that began later is stored already, perhaps by an event that records
+            # no hook (STATUS_ONLY): this event's hook is decided by what it stored.
+            now = self.ledger.stored_in(tx, invoice_id)
+            if now is None:
+                return []
         payload = {"invoice": now.to_dict()}
         due: list[tuple[str, str]] = []
         if now.status == "paid":

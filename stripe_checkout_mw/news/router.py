@@ -11,10 +11,10 @@ To act on a new event type, add its row; for a new kind of news, add an applier 
 the :class:`EventApplier` method), its name below, and build it in :meth:`EventRouter.build`.
 
 The appliers (:mod:`~stripe_checkout_mw.news.sessions`, :mod:`~stripe_checkout_mw.news.payments`,
-:mod:`~stripe_checkout_mw.news.subscriptions`) change the ledger in the transaction that claims
-the event; none of them checks a signature: the webhook endpoint
-(:mod:`stripe_checkout_mw.news.webhooks`) does that before handing an event here, and ``sync``
-reads its events from Stripe's API, which authenticates them.
+:mod:`~stripe_checkout_mw.news.subscriptions`, :mod:`~stripe_checkout_mw.news.invoices`) change
+the ledger in the transaction that claims the event; none of them checks a signature: the
+webhook endpoint (:mod:`stripe_checkout_mw.news.webhooks`) does that before handing an event
+here, and ``sync`` reads its events from Stripe's API, which authenticates them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ..ledger.store import NewJob, SqlStore
 from ..marker import Marker
 from .fulfilment import FulfilJob
 from .handlers import HANDLERS, HandlersJob, WebhookHandlers
-from .invoices import InvoiceEvents
+from .invoices import REFRESH_SUBSCRIPTION, InvoiceEvents
 from .payments import PaymentEvents
 from .sessions import CheckoutSessionEvents
 from .subscriptions import SubscriptionEvents
@@ -77,6 +77,9 @@ ROUTES: tuple[Route, ...] = (
     Route("invoice.paid", INVOICES),
     Route("invoice.payment_failed", INVOICES),
     Route("invoice.payment_action_required", INVOICES),
+    Route("invoice.finalized", INVOICES),
+    Route("invoice.voided", INVOICES),
+    Route("invoice.marked_uncollectible", INVOICES),
 )
 
 _APPLIER_OF: dict[str, str] = {route.event_type: route.applier for route in ROUTES}
@@ -111,6 +114,22 @@ class _HandlersOnly:
         return pipeline.process(lambda tx: Applied(handler_jobs(event_id)), subject=event_id,
                                 event=EventClaim(event_id, str(payload["type"]), None),
                                 known=known)
+
+
+class _SubscriptionsOfInvoices:
+    """The invoice events' applier when no invoice ledger is kept: the events that move a
+    subscription (:data:`~stripe_checkout_mw.news.invoices.REFRESH_SUBSCRIPTION`) refresh
+    it, as :class:`InvoiceEvents` would; the others only run the app's handlers."""
+
+    def __init__(self, subscriptions: SubscriptionEvents) -> None:
+        self.subscriptions = subscriptions
+        self._plain = _HandlersOnly()
+
+    def process(self, pipeline: Pipeline, known: Mapping[str, Any], payload: dict[str, Any],
+                handler_jobs: Callable[[str], list[NewJob]]) -> Outcome:
+        applier: EventApplier = (self.subscriptions if payload["type"] in REFRESH_SUBSCRIPTION
+                                 else self._plain)
+        return applier.process(pipeline, known, payload, handler_jobs)
 
 
 class EventRouter:
@@ -166,8 +185,9 @@ class EventRouter:
         :param payment_events: the refund and dispute applier; ``None`` only runs their
             handlers.
         :param invoice_events: the invoice applier (which also refreshes the subscription of
-            a subscription's payment events and sees ``trial_will_end``); ``None``: those
-            events go to the subscriptions applier, if any, and the invoices are not kept.
+            a subscription's payment events and sees ``trial_will_end``); ``None``: the
+            invoices are not kept, and those events that move a subscription refresh it
+            (with a subscriptions ledger) while the others only run their handlers.
         """
         if fulfill is not None and not callable(fulfill):
             raise TypeError("webhooks: fulfill must be callable or None")
@@ -185,7 +205,7 @@ class EventRouter:
         if invoice_events is not None:
             appliers[INVOICES] = invoice_events
         elif subscription_events is not None:
-            appliers[INVOICES] = subscription_events
+            appliers[INVOICES] = _SubscriptionsOfInvoices(subscription_events)
         return cls(pipeline=pipeline, handlers=handlers, appliers=appliers)
 
     def applier_for(self, event_type: str) -> EventApplier:

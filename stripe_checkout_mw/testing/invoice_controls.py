@@ -9,6 +9,7 @@ card saved outside Checkout, and a one-off (``manual``) invoice.
     emu.pay_invoice(invoice_id)              # the customer authenticates and pays
     emu.pay_invoice(invoice_id, authenticate=False)  # ... or gives up
     emu.invoice_customer(customer_id, 2500)  # billing_reason "manual", charged at once
+    emu.invoice_customer(customer_id, 2500, draft=True)  # a draft: finalize it by API
     emu.refund_invoice(invoice_id, 500)      # charge.refunded on the invoice's payment
 
 Like the other controls, each waits for its events' webhook deliveries by default
@@ -83,10 +84,11 @@ class InvoiceControls(ControlHooks):
         self._emitting(action, wait=wait, timeout=timeout)
 
     def invoice_customer(self, customer_id: str, amount: int, *, currency: str = "usd",
-                         description: str = "One-off charge", wait: bool = True,
-                         timeout: float = 10.0) -> dict[str, Any]:
+                         description: str = "One-off charge", draft: bool = False,
+                         wait: bool = True, timeout: float = 10.0) -> dict[str, Any]:
         """Bill the customer once (``billing_reason: manual``, no subscription):
-        created, finalized and charged to the saved card at once; returns a copy."""
+        created, finalized and charged to the saved card at once; returns a copy.
+        ``draft``: only created (``invoice.created``), for the API's ``finalize``."""
         def action(state: StripeState) -> dict[str, Any]:
             if customer_id not in state.billing.customers:
                 raise KeyError(f"no such customer {customer_id!r}")
@@ -97,6 +99,8 @@ class InvoiceControls(ControlHooks):
             invoice = invoices.new_invoice(state, None, billing_reason="manual",
                                            extra=[line], customer_id=customer_id)
             invoices.announce(state, invoice)
+            if draft:
+                return invoice
             invoices.finalize(state, invoice)
             outcome = charge_outcome(state, None, customer_id)
             invoices.attempt(state, invoice, succeeds=outcome == PAID, next_attempt=None,

@@ -37,7 +37,9 @@ def test_each_event_type_has_one_row_and_is_one_stripe_sends() -> None:
 
 def test_sync_replays_exactly_the_routed_event_types() -> None:
     assert event_types() == HANDLED_EVENTS
-    assert len(HANDLED_EVENTS) <= 20  # Stripe's limit for one list's types[]
+    # Stripe takes at most 20 types in one list's types[]: the 23 routed types take two.
+    assert reconcile.MAX_TYPES_PER_LIST == 20
+    assert len(HANDLED_EVENTS) == 23
 
 
 def test_the_readme_lists_the_routed_event_types_for_the_webhook_endpoint() -> None:
@@ -122,8 +124,8 @@ def test_sync_applies_events_without_any_webhook_secret(
 def test_sync_lists_more_types_than_one_list_takes_in_batches_replayed_oldest_first(
     emu: StripeEmulator, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The next rows will pass Stripe's 20 types per list: with batches of 5, the 19 types
-    # of today take four lists, and the events still replay oldest first.
+    # The routed types pass Stripe's 20 types per list (two lists by default); with batches
+    # of 5, the 23 types of today take five lists, and the events still replay oldest first.
     monkeypatch.setattr(reconcile, "MAX_TYPES_PER_LIST", 5)
     shop = _Shop(emu, store_url)
     try:
@@ -135,7 +137,38 @@ def test_sync_lists_more_types_than_one_list_takes_in_batches_replayed_oldest_fi
         assert (report.events_seen, report.events_new) == (4, 4)  # completed + 3 refund events
         assert [hook for hook, _ in shop.calls] == ["fulfill", "refunded"]
         again = shop.middleware.sync()
-        assert (again.events_seen, again.events_new, again.stripe_calls) == (4, 0, 4)
+        assert (again.events_seen, again.events_new, again.stripe_calls) == (4, 0, 5)
+    finally:
+        shop.close()
+
+
+def test_without_an_invoice_ledger_only_the_events_that_move_a_subscription_refresh_it(
+    emu: StripeEmulator, store_url: str
+) -> None:
+    # A router built with a subscriptions ledger and no invoice applier: invoice.paid
+    # refreshes the invoice's subscription, a status event (invoice.voided, ...) only runs
+    # the app's handlers, as with the invoice applier.
+    shop = _Shop(emu, store_url)
+    try:
+        mw = shop.middleware
+        assert mw.store is not None and mw.pipeline is not None
+        seen: list[str] = []
+        mw.on("invoice.voided")(lambda event: seen.append(event.id))
+        router = EventRouter.build(store=mw.store, handlers=mw.handlers, fulfill=None,
+                                   client=mw.client, pipeline=mw.pipeline,
+                                   subscriptions=mw.subscriptions)
+
+        def event(kind: str) -> dict[str, Any]:
+            return {"id": f"evt_{kind}", "object": "event", "type": kind, "data": {"object": {
+                "id": "in_gone", "object": "invoice",
+                "parent": {"subscription_details": {"subscription": "sub_gone"}}}}}
+
+        before = len(emu.requests)
+        outcome = router.apply(event("invoice.voided"))
+        assert not outcome.duplicate and seen == ["evt_invoice.voided"]
+        assert len(emu.requests) == before
+        router.apply(event("invoice.paid"))
+        assert [r.path for r in emu.requests[before:]] == ["/v1/subscriptions/sub_gone"]
     finally:
         shop.close()
 

@@ -5,7 +5,8 @@ hosted page at ``hosted_invoice_url`` and its PDF at ``invoice_pdf``),
 :func:`attempt` (paid, ``invoice.paid`` + ``invoice.payment_succeeded``; or still
 open, ``invoice.payment_failed``, or ``invoice.payment_action_required`` when the
 card needs the customer's authentication) and :func:`void` (``invoice.voided``).
-Previews (``create_preview``) are :mod:`.invoice_preview`.
+Previews (``create_preview``) are :mod:`.invoice_preview`; the operator's actions
+(``/finalize``, ``/pay``, ``/void``, ``/mark_uncollectible``) :mod:`.invoice_actions`.
 
 Stripe's current shape: no top-level ``subscription``, ``paid``, ``charge`` or
 ``payment_intent``; the subscription is ``parent.subscription_details.subscription``
@@ -297,7 +298,8 @@ def announce(state: StripeState, invoice: dict[str, Any]) -> None:
     emit(state, "invoice.created", invoice, None)
 
 
-def finalize(state: StripeState, invoice: dict[str, Any]) -> None:
+def finalize(state: StripeState, invoice: dict[str, Any],
+             request: dict[str, Any] | None = None) -> None:
     """Draft -> open, with a number: ``invoice.finalized``."""
     now = state.now()
     customer = state.billing.customers[invoice["customer"]]
@@ -307,7 +309,7 @@ def finalize(state: StripeState, invoice: dict[str, Any]) -> None:
                    hosted_invoice_url=f"{state.api_base}/invoice/{invoice['id']}",
                    invoice_pdf=f"{state.api_base}/invoice/{invoice['id']}/pdf")
     invoice["status_transitions"]["finalized_at"] = now
-    emit(state, "invoice.finalized", invoice, None)
+    emit(state, "invoice.finalized", invoice, request)
 
 
 def attempt(state: StripeState, invoice: dict[str, Any], *, succeeds: bool,
@@ -341,11 +343,12 @@ def attempt(state: StripeState, invoice: dict[str, Any], *, succeeds: bool,
     emit(state, "invoice.payment_failed", invoice, None)
 
 
-def void(state: StripeState, invoice: dict[str, Any]) -> None:
+def void(state: StripeState, invoice: dict[str, Any],
+         request: dict[str, Any] | None = None) -> None:
     """An open invoice will not be collected: ``void``, ``invoice.voided``."""
     invoice.update(status="void", amount_remaining=0, next_payment_attempt=None)
     invoice["status_transitions"]["voided_at"] = state.now()
-    emit(state, "invoice.voided", invoice, None)
+    emit(state, "invoice.voided", invoice, request)
 
 
 def stored_invoice(state: StripeState, invoice_id: str, param: str = "id") -> dict[str, Any]:

@@ -44,7 +44,8 @@ from .subscription_objects import LIVE_STATUSES, current_period, emit_updated
 if TYPE_CHECKING:
     from .state import StripeState
 
-__all__ = ["PENDING_UPDATE_HOURS", "change_items", "expire_pending_update", "pay_invoice"]
+__all__ = ["PENDING_UPDATE_HOURS", "change_items", "expire_pending_update", "pay_invoice",
+           "payment_error"]
 
 PENDING_UPDATE_HOURS = 23
 """A pending update expires this long after the change at the latest."""
@@ -69,7 +70,7 @@ def change_items(state: StripeState, subscription: dict[str, Any], valid: dict[s
     if sum(line.amount for line in lines) <= 0:
         outcome = PAID
     if payment == "error_if_incomplete" and outcome != PAID:
-        raise _payment_error(outcome)
+        raise payment_error(outcome)
     invoice = invoices.new_invoice(state, subscription, billing_reason="subscription_update",
                                    extra=lines, bill_items=False)
     previous: dict[str, Any] = {"latest_invoice": subscription["latest_invoice"]}
@@ -89,7 +90,8 @@ def change_items(state: StripeState, subscription: dict[str, Any], valid: dict[s
         _past_due(state, subscription)
 
 
-def _payment_error(outcome: str) -> ApiError:
+def payment_error(outcome: str) -> ApiError:
+    """The 402 ``card_error`` of a charge that was declined or needs authentication."""
     if outcome == DECLINED:
         return ApiError("Your card was declined.", status=402, type="card_error",
                         code="card_declined")
@@ -136,10 +138,10 @@ def expire_pending_update(state: StripeState, subscription: dict[str, Any]) -> N
 
 
 def pay_invoice(state: StripeState, invoice: dict[str, Any], *, outcome: str) -> None:
-    """Collect an open invoice on the customer's page (``outcome`` as charged there)
-    and settle what it was for: a parked update is applied, a ``past_due``,
+    """Collect an open (or ``uncollectible``) invoice, ``outcome`` as its card was
+    charged, and settle what it was for: a parked update is applied, a ``past_due``,
     ``incomplete`` or ``unpaid`` subscription becomes ``active``."""
-    if invoice["status"] != "open":
+    if invoice["status"] not in ("open", "uncollectible"):
         raise invalid(f"Invoice {invoice['id']} is {invoice['status']}, not open.",
                       "invoice")
     invoices.attempt(state, invoice, succeeds=outcome == PAID, next_attempt=None,

@@ -68,6 +68,11 @@ ENDPOINTS: dict[str, EndpointParams] = {
     "invoices.retrieve": EndpointParams(),
     "invoices.create_preview": EndpointParams(params_class="InvoiceCreatePreviewParams"),
     "invoices.line_items.list": EndpointParams(params_class="InvoiceLineItemListParams"),
+    "invoices.finalize_invoice": EndpointParams(params_class="InvoiceFinalizeInvoiceParams"),
+    "invoices.pay": EndpointParams(params_class="InvoicePayParams"),
+    "invoices.void_invoice": EndpointParams(params_class="InvoiceVoidInvoiceParams"),
+    "invoices.mark_uncollectible": EndpointParams(
+        params_class="InvoiceMarkUncollectibleParams"),
     "subscription_schedules.create": EndpointParams(
         params_class="SubscriptionScheduleCreateParams"),
     "subscription_schedules.list": EndpointParams(
