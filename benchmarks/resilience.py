@@ -44,6 +44,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from stripe_checkout_mw.stripe_api.guard import MIN_OVERDUE
+
 from .abuse import _Client, _in_threads
 from .common import Row, Sizes, fmt_ms, judge, quantile
 
@@ -302,9 +304,9 @@ def _hanging(sizes: Sizes, tmpdir: str, emu: Any, threads: int, ceiling: int) ->
         loaders = [threading.Thread(target=loader, args=(i,), daemon=True) for i in range(30)]
         for thread in loaders:
             thread.start()
-        # The first overdue bound (0.5 s after Stripe's last answer): from here the guard
-        # sheds at once.
-        time.sleep(0.5 if sizes.smoke else 1.0)
+        # The first overdue bound (MIN_OVERDUE after Stripe's last answer): from here the
+        # guard sheds at once.
+        time.sleep(MIN_OVERDUE + (0.0 if sizes.smoke else 0.5))
         probe_stop = time.perf_counter() + seconds
 
         def probe(index: int) -> None:

@@ -27,6 +27,7 @@ from stripe_checkout_mw.errors import HTTPError
 from stripe_checkout_mw.marker import MARKER_KEY
 from stripe_checkout_mw.stripe_api.guard import (
     FAILURES_TO_OPEN,
+    MIN_OVERDUE,
     RefusalLog,
     StripeGuard,
     TokenBucket,
@@ -178,7 +179,35 @@ def test_the_limit_halves_when_stripe_is_slow_and_grows_back_when_it_answers() -
             clock.now += 0.1
         answered += 1
         assert answered < 100
-    assert guard.overdue_after >= 0.5  # never below MIN_OVERDUE
+    assert guard.overdue_after >= MIN_OVERDUE  # never below it
+
+
+def test_a_healthy_stripe_slow_for_a_moment_is_waited_for_not_shed() -> None:
+    """A Stripe answering in 300 ms, one call of which takes 0.8 s (a loaded host, a slow
+    moment): the next checkout waits for its slot instead of being refused, because the
+    overdue bound never drops below MIN_OVERDUE (at 0.5 s it was refused)."""
+    clock = FakeClock()
+    guard = StripeGuard(max_concurrent=1, cooldown=10, timeout=10, clock=clock)
+    for _ in range(20):
+        with guard.call():
+            clock.now += 0.3
+    assert guard.overdue_after == MIN_OVERDUE
+    in_flight, release = threading.Event(), threading.Event()
+
+    def slow_call() -> None:
+        with guard.call():
+            in_flight.set()
+            release.wait(10)
+
+    first = threading.Thread(target=slow_call)
+    first.start()
+    assert in_flight.wait(10)
+    clock.now += 0.8
+    threading.Timer(0.2, release.set).start()
+    with guard.call():  # waits for the slot (real time), the fake clock standing at 0.8 s
+        pass
+    first.join(10)
+    assert guard.limit == 1
 
 
 def test_one_hung_call_leaves_a_slot_for_the_next_checkout() -> None:
