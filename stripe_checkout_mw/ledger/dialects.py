@@ -285,10 +285,7 @@ class SQLiteDialect(Dialect):
         try:
             yield conn
         except BaseException as exc:
-            self._after_error(conn, exc)
-            if isinstance(exc, sqlite3.Error):
-                raise self.failed(exc) from exc
-            raise
+            raise self._after_error(conn, exc)  # noqa: B904  # failed() makes exc the cause
         self._release(conn)
 
     def read(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
@@ -298,25 +295,24 @@ class SQLiteDialect(Dialect):
         try:
             rows: list[Sequence[Any]] = conn.raw.execute(sql, params).fetchall()
         except BaseException as exc:
-            self._after_error(conn, exc)
-            if isinstance(exc, sqlite3.Error):
-                raise self.failed(exc) from exc
-            raise
+            raise self._after_error(conn, exc)  # noqa: B904  # failed() makes exc the cause
         self._release(conn)
         return rows
 
-    def _after_error(self, conn: _SQLiteConnection, exc: BaseException) -> None:
-        """Drop or keep a lent connection after ``exc``; the caller then raises (a SQLite
-        error as the store's)."""
+    def _after_error(self, conn: _SQLiteConnection, exc: BaseException) -> BaseException:
+        """Drop or keep a lent connection after ``exc``; what the caller raises: a SQLite
+        error as the store's (logged once, ``exc`` its cause), anything else as it is."""
         if isinstance(exc, sqlite3.Error):
             if (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
                     or "disk is full" in str(exc)):
                 self._disk_was_full = True
             self._discard(conn)
-        elif isinstance(exc, StoreError) or conn.raw.in_transaction:
+            return self.failed(exc)
+        if isinstance(exc, StoreError) or conn.raw.in_transaction:
             self._discard(conn)
         else:
             self._release(conn)
+        return exc
 
     def _acquire(self, trust_for: float) -> _SQLiteConnection:
         """A connection to the file now at the path; an idle one checked within

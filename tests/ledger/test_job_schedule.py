@@ -163,18 +163,21 @@ def test_a_job_slower_than_its_lease_keeps_it_and_never_runs_twice_at_once(
     assert store.pending_jobs("s") == []
 
 
+class QuickNote(JobKind):
+    """A job that is done at once (the heartbeat tests watch only the thread)."""
+
+    kind = "note"
+
+    def run(self, job: Job, known: Mapping[str, Any]) -> None:
+        pass
+
+
 def test_the_heartbeat_thread_ends_when_idle_and_comes_back_with_the_next_job(
     store: OrderStore, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("stripe_checkout_mw.ledger.pipeline.HEARTBEAT_IDLE", 0.1)
 
-    class Quick(JobKind):
-        kind = "note"
-
-        def run(self, job: Job, known: Mapping[str, Any]) -> None:
-            pass
-
-    pipeline = Pipeline(store, [Quick()])
+    pipeline = Pipeline(store, [QuickNote()])
     for number in (1, 2):
         pipeline.process(lambda tx, n=number: Applied([NewJob("note", f"k{n}", "s")]),
                          subject="s", event=EventClaim(f"evt_{number}", "x"))
@@ -189,13 +192,7 @@ def test_closing_the_pipeline_ends_the_idle_heartbeat_at_once_and_a_later_job_re
 ) -> None:
     """An orderly shutdown (``mw.close()``) leaves no thread behind for its idle time."""
 
-    class Quick(JobKind):
-        kind = "note"
-
-        def run(self, job: Job, known: Mapping[str, Any]) -> None:
-            pass
-
-    pipeline = Pipeline(store, [Quick()])
+    pipeline = Pipeline(store, [QuickNote()])
     for number in (1, 2):
         pipeline.process(lambda tx, n=number: Applied([NewJob("note", f"k{n}", "s")]),
                          subject="s", event=EventClaim(f"evt_{number}", "x"))
