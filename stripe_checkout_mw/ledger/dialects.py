@@ -317,8 +317,7 @@ class SQLiteDialect(Dialect):
     def _acquire(self, trust_for: float) -> _SQLiteConnection:
         """A connection to the file now at the path; an idle one checked within
         ``trust_for`` seconds is lent without looking again."""
-        now = time.monotonic()
-        deadline = now + self.busy_timeout
+        deadline = time.monotonic() + self.busy_timeout
         with self._mutex:
             while True:
                 if self._closed:
@@ -341,7 +340,9 @@ class SQLiteDialect(Dialect):
             if idle is None:
                 self._open += 1  # this slot is the new connection's
         if idle is not None:
-            if now - idle.checked_at < trust_for or self._same_file(idle):
+            # Now, not before the wait for a connection: the trust is counted from a look.
+            if ((trust_for and time.monotonic() - idle.checked_at < trust_for)
+                    or self._same_file(idle)):
                 return idle
             logger.warning("store %s: the database file was replaced or removed; reopening",
                            self.log_name)

@@ -417,6 +417,8 @@ class _Heartbeat:
                 if not due:
                     if not self._running:
                         self._wakes_at = now + HEARTBEAT_IDLE
+                        # Idle: end after HEARTBEAT_IDLE with no job started, or at once
+                        # when stopped (a job's end notifying in between is not an end).
                         timed_out = self._stopping or not self._cond.wait(HEARTBEAT_IDLE)
                         if (timed_out or self._stopping) and not self._running:
                             self._thread = None  # the next job starts another
