@@ -104,8 +104,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
     Most tests spend most of their time waiting (on sockets, subprocesses, the emulator's
     deliveries, timeouts they prove), so a second worker per core fills that wait: on 2
-    cores, 4 workers took 172 s where 2 took 218 s. More than eight would add PostgreSQL
-    connections and emulators faster than they save time.
+    cores, 4 workers took 172 s where 2 took 218 s. Eight at most bounds the emulators,
+    servers and PostgreSQL connections a large machine would start at once (untried there).
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(2, min(8, 2 * (cores or 1)))
