@@ -41,7 +41,8 @@ number of the events:
 - ``trial_will_end(subscription)``: once per trial end, while the subscription is trialing.
 
 ``payment_failed`` and ``action_required`` are skipped when, by the time they run, the ledger
-has the invoice paid or void. None of them calls ``fulfill``.
+has the invoice paid, void or ``uncollectible`` (written off: the customer is not asked to
+pay it). None of them calls ``fulfill``.
 
 :meth:`InvoiceEvents.refresh` stores one invoice, by id or as Stripe just gave it, outside
 any event (for a backfill).
@@ -392,7 +393,7 @@ class InvoiceHookJob(JobKind):
             return
         recorded = Invoice.from_dict(job.payload["invoice"])
         invoice = self.ledger.invoice(recorded.id) or recorded
-        if self.kind != INVOICE_PAID and invoice.status in ("paid", "void"):
+        if self.kind != INVOICE_PAID and invoice.status in ("paid", "void", "uncollectible"):
             logger.info("%s for invoice %s skipped: it is %s now", self.kind, invoice.id,
                         invoice.status)
             return

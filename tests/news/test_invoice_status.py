@@ -234,3 +234,29 @@ def test_a_status_event_records_no_hook_even_for_a_paid_invoice(
     assert [i.id for i in served.seen("invoice_paid")] == [first.id, renewal]
     with pytest.raises(stripe.InvalidRequestError):
         emu.client().v1.invoices.void_invoice(renewal)
+
+
+def test_dunning_still_due_when_the_invoice_is_written_off_is_skipped(
+        emu: StripeEmulator, served: Shop) -> None:  # noqa: F811
+    """A ``payment_failed`` hook whose mailer was down until after the operator marked the
+    invoice uncollectible is skipped, as for a paid or void one: the debt is written off,
+    so the customer is not asked to pay it."""
+    session = served.subscribe(emu, "ann")
+    sub_id = session["subscription"]
+    emu.attach_card(emu.subscription(sub_id)["customer"], FAILS_LATER)
+    served.raise_next["payment_failed"] = 1000  # every delivery of the failure answers 500
+    renew(emu, sub_id)
+    emu.wait_for_deliveries(10)
+    invoice_id = emu.subscription(sub_id)["latest_invoice"]
+    (failure,) = [e for e in events_of(emu, "invoice.payment_failed")
+                  if e["data"]["object"]["id"] == invoice_id]
+    assert served.seen("payment_failed") == []
+    assert {d.status for d in emu.deliveries if d.event_id == failure["id"]} == {500}
+
+    emu.client().v1.invoices.mark_uncollectible(invoice_id)
+    emu.wait_for_deliveries(10)
+    assert served.billing.invoice(invoice_id).status == "uncollectible"  # type: ignore[union-attr]
+    served.raise_next["payment_failed"] = 0  # the mailer is back
+    emu.redeliver(failure["id"])
+    assert emu.deliveries[-1].event_id == failure["id"] and emu.deliveries[-1].status == 200
+    assert served.seen("payment_failed") == []
