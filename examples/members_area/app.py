@@ -322,6 +322,8 @@ def _describe(sub: Subscription) -> str:
     name, seats = _plan_of(sub)
     end = _day(sub.current_period_end)
     ending = f", ends {end}" if sub.cancel_at_period_end else f", renews {end}"
+    if sub.schedule is not None and not sub.cancel_at_period_end:
+        ending += "; your plan changes then (scheduled)"
     if sub.status not in ("active", "trialing", "past_due"):
         return f'<li class="subscription">{escape(sub.status)}</li>'
     return (f'<li class="subscription"><span class="plan">{escape(name)}</span> x '
@@ -346,10 +348,13 @@ def _plan_forms(sub: Subscription) -> str:
     forms = [
         f'<form method="post" action="/account/preview" id="change-form">{fields} '
         '<button id="preview">Preview the change</button></form>',
+        # One change at a time may wait for the period end: offer to schedule one, or to
+        # call off the one scheduled.
         f'<form method="post" action="/account/schedule" id="schedule-form">{fields} '
-        '<button id="schedule">Change at the end of the period</button></form>',
+        '<button id="schedule">Change at the end of the period</button></form>'
+        if sub.schedule is None else
         '<form method="post" action="/account/unschedule"><button id="unschedule">'
-        'Call off a scheduled change</button></form>',
+        'Call off the scheduled change</button></form>',
     ]
     if sub.cancel_at_period_end:
         forms.append('<form method="post" action="/account/resume">'

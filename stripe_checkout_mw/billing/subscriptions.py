@@ -79,7 +79,9 @@ class Subscription:
     seconds; ``updated_at`` is when the ledger last stored it, ``status_since`` when it
     first stored the current status (a grace period counts from it; ``None`` for a row
     stored before the ledger kept it). ``sold_here`` says whether it gives entitlement:
-    this shop's checkout sold it, or it is of an entitling price.
+    this shop's checkout sold it, or it is of an entitling price. ``schedule`` is the id of
+    the subscription schedule managing it (a plan change scheduled for the period end, see
+    ``schedule_change``), ``None`` when none does.
     """
 
     id: str
@@ -96,6 +98,7 @@ class Subscription:
     updated_at: float
     sold_here: bool = True
     status_since: float | None = None
+    schedule: str | None = None  # a default: records stored before it was kept parse
 
     def has_price(self, price: str) -> bool:
         """Whether an item is of ``price`` (a price id or a lookup key)."""
@@ -154,6 +157,7 @@ class Subscription:
             updated_at=at,
             sold_here=sold_here,
             status_since=at,
+            schedule=id_of(sub.get("schedule")),
         )
 
 

@@ -144,9 +144,14 @@ def test_a_scheduled_downgrade_can_be_called_off(emu: StripeEmulator, served: Sh
     session = served.subscribe(emu, "dan", "pro")
     all_delivered(emu)
     subs = managed(served)
-    subs.schedule_change("dan", price="basic")
+    scheduled = subs.schedule_change("dan", price="basic")
+    # The ledger knows at once (the app's account page shows it), and after the change is
+    # called off, that none is due.
+    assert [s.schedule for s in served.subscriptions.for_customer("dan")] == [
+        scheduled.schedule]
     subs.cancel_scheduled_change("dan")
     assert emu.subscription(session["subscription"])["schedule"] is None
+    assert [s.schedule for s in served.subscriptions.for_customer("dan")] == [None]
     with pytest.raises(HTTPError) as nothing:
         subs.cancel_scheduled_change("dan")
     assert nothing.value.status == 404

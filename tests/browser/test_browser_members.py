@@ -176,6 +176,11 @@ def test_a_member_upgrades_fails_to_upgrade_and_downgrades_at_the_period_end(
         browser.find_element(By.ID, "schedule").click()
         wait_for(browser, lambda b: "notice=scheduled" in b.current_url)
         assert plan_shown(browser).startswith("Pro x 1: active")
+        # The page knows a change is due (the ledger keeps the schedule), and offers to
+        # call it off rather than to schedule another.
+        assert plan_shown(browser).endswith("your plan changes then (scheduled)")
+        assert browser.find_elements(By.ID, "unschedule")
+        assert not browser.find_elements(By.ID, "schedule")
         emu.advance_clock(27 * DAY)
         browser.get(f"{members.url}reports")
         assert browser.find_elements(By.ID, "report")
