@@ -8,6 +8,7 @@ Everything runs on 127.0.0.1: the shop, the emulator and the browser's only traf
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -38,33 +39,74 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+class Chromium:
+    """The module's headless Chromium, started again when a test leaves it unresponsive.
+
+    One browser serves every test of a module (starting one costs a second or two); a test
+    whose page hangs its renderer fails, and :meth:`reset` then replaces the browser, so the
+    tests after it do not fail for it too.
+    """
+
+    def __init__(self, profile: Path) -> None:
+        self.profile = profile
+        self.current = self._start()
+
+    def _start(self) -> Any:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--no-first-run", "--disable-quic",
+                     "--disable-dev-shm-usage", "--disable-extensions",
+                     f"--user-data-dir={self.profile}"):
+            options.add_argument(flag)
+        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        browser.set_page_load_timeout(WAIT)
+        browser.set_script_timeout(WAIT)
+        return browser
+
+    def reset(self) -> None:
+        """No cookies or page left from the previous test; a new browser if it hung (a
+        renderer that times out) or is gone (its driver's connection refused)."""
+        try:
+            self.current.delete_all_cookies()
+            self.current.get("about:blank")
+        except Exception:  # any of Selenium's or urllib3's: start afresh
+            self.quit()
+            self.current = self._start()
+
+    def quit(self) -> None:
+        with contextlib.suppress(Exception):  # a browser that hung may not answer quit
+            self.current.quit()
+
+
 @pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
     for path in (CHROMIUM, CHROMEDRIVER):
         if not os.access(path, os.X_OK):
             _unavailable(f"{path} is not installed (apt-get install chromium chromium-driver)")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:
         _unavailable("the selenium package is not installed (pip install selenium)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
     profile = tmp_path_factory.mktemp("chromium-profile")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic",
-                 "--disable-dev-shm-usage", "--disable-extensions",
-                 f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browsers = Chromium(profile)
     try:
-        browser.set_page_load_timeout(WAIT)
-        browser.set_script_timeout(WAIT)
-        yield browser
+        yield browsers
     finally:
-        browser.quit()
+        browsers.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_a_browser_that_no_longer_answers_is_replaced_for_the_next_test(
+        chromium: Chromium) -> None:
+    gone = chromium.current
+    gone.quit()  # no answer at all, as from a renderer that hung
+    chromium.reset()
+    assert chromium.current is not gone
+    chromium.current.get("about:blank")
+    assert chromium.current.current_url == "about:blank"
 
 
 @pytest.fixture
@@ -131,11 +173,10 @@ def test_a_customer_cancels(browser_driver: Any, shop: DemoShop) -> None:
 
 
 @pytest.fixture
-def browser_driver(driver: Any) -> Iterator[Any]:
+def browser_driver(chromium: Chromium) -> Iterator[Any]:
     """The shared browser, with no cookies or page left over from the previous test."""
-    yield driver
-    driver.delete_all_cookies()
-    driver.get("about:blank")
+    yield chromium.current
+    chromium.reset()
 
 
 
