@@ -317,7 +317,8 @@ class SQLiteDialect(Dialect):
     def _acquire(self, trust_for: float) -> _SQLiteConnection:
         """A connection to the file now at the path; an idle one checked within
         ``trust_for`` seconds is lent without looking again."""
-        deadline = time.monotonic() + self.busy_timeout
+        now = time.monotonic()
+        deadline = now + self.busy_timeout
         with self._mutex:
             while True:
                 if self._closed:
@@ -336,13 +337,13 @@ class SQLiteDialect(Dialect):
                     self._lock.wait(left)
                 finally:
                     self._waiting -= 1
+                now = time.monotonic()  # the trust below counts from a look, not the wait
             idle = self._idle.pop() if self._idle else None
             if idle is None:
                 self._open += 1  # this slot is the new connection's
         if idle is not None:
-            # Now, not before the wait for a connection: the trust is counted from a look.
-            if ((trust_for and time.monotonic() - idle.checked_at < trust_for)
-                    or self._same_file(idle)):
+            # A write (trust_for 0) always looks, whatever another thread's look just found.
+            if (trust_for and now - idle.checked_at < trust_for) or self._same_file(idle):
                 return idle
             logger.warning("store %s: the database file was replaced or removed; reopening",
                            self.log_name)
