@@ -16,8 +16,9 @@ from conftest import REFUND_CATALOG, ServedShop, plain_app
 
 from stripe_checkout_mw import CheckoutMiddleware, Order
 from stripe_checkout_mw.news import reconcile
+from stripe_checkout_mw.news.invoices import REFRESH_SUBSCRIPTION, STATUS_ONLY
 from stripe_checkout_mw.news.reconcile import HANDLED_EVENTS
-from stripe_checkout_mw.news.router import ROUTES, EventRouter, event_types
+from stripe_checkout_mw.news.router import INVOICES, ROUTES, EventRouter, event_types
 from stripe_checkout_mw.schema.sdk import enum_values
 from stripe_checkout_mw.testing import StripeEmulator
 
@@ -33,6 +34,14 @@ def test_each_event_type_has_one_row_and_is_one_stripe_sends() -> None:
     # What a webhook endpoint may enable, read from the installed SDK.
     enabled = set(enum_values("WebhookEndpointCreateParams", ["enabled_events", "[]"]))
     assert set(types) <= enabled, set(types) - enabled
+
+
+def test_the_invoice_appliers_own_lists_name_exactly_the_types_routed_to_it() -> None:
+    """The invoice applier sorts its events into those that also refresh the subscription
+    and those that only keep the invoice's status: together, and apart, they are the
+    router's rows for it, so a row added there without a place here fails."""
+    assert not REFRESH_SUBSCRIPTION & STATUS_ONLY
+    assert set(event_types(INVOICES)) == REFRESH_SUBSCRIPTION | STATUS_ONLY
 
 
 def test_sync_replays_exactly_the_routed_event_types() -> None:
